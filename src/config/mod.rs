@@ -1,0 +1,608 @@
+//! Configuration: the TOML file (`RawConfig`) turned into a validated [`Config`].
+//!
+//! Loading never stops at the first problem. The document is parsed once with spans; each
+//! section is deserialized on its own, then `from_raw` checks values and cross-field rules. Every
+//! problem found is returned together, each with `file:line:col`, so `lbns check` can list them
+//! all the way `named-checkconf` does.
+
+mod raw;
+
+use std::collections::HashSet;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use hickory_proto::rr::{LowerName, Name};
+use serde::Deserialize;
+use toml::Spanned;
+use toml::de::{DeTable, DeValue, ValueDeserializer};
+
+pub use raw::{RawBackend, RawPool, RawServer, RawZone};
+
+/// Default listen address: loopback on an unprivileged port, so a first run needs no root.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:5353";
+/// Default pool TTL in seconds: short, so a dead backend leaves caches quickly.
+pub const DEFAULT_POOL_TTL: u32 = 5;
+/// Default idle timeout for TCP connections (RFC 7766 §6.2.3 suggests seconds, not minutes).
+pub const DEFAULT_TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default cap on concurrent TCP connections.
+pub const DEFAULT_TCP_MAX_CONNECTIONS: usize = 256;
+/// Default EDNS UDP payload (DNS Flag Day 2020): fits a 1280-octet IPv6 MTU without fragments.
+pub const DEFAULT_EDNS_UDP_SIZE: u16 = 1232;
+
+/// The validated configuration. Built only by [`Config::load`] / [`Config::parse`].
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file this came from; zone files are resolved against its directory.
+    pub path: PathBuf,
+    pub server: ServerConfig,
+    pub zones: Vec<ZoneConfig>,
+    pub pools: Vec<PoolConfig>,
+}
+
+/// Listener and protocol settings from `[server]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerConfig {
+    /// Each address gets UDP workers and a TCP listener on the same port.
+    pub listen: Vec<SocketAddr>,
+    /// UDP worker threads per listen address (resolved: never 0 here).
+    pub udp_workers: usize,
+    pub tcp_idle_timeout: Duration,
+    pub tcp_max_connections: usize,
+    /// Largest UDP response we send and the payload size we advertise (512..=4096).
+    pub edns_udp_size: u16,
+}
+
+/// A zone to serve, from `[[zone]]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ZoneConfig {
+    pub origin: Name,
+    /// Absolute or relative to the working directory (already joined with the config's dir).
+    pub file: PathBuf,
+    /// Where the `[[zone]]` table sits in the config, for messages about it.
+    pub place: Place,
+}
+
+/// A load-balanced name, from `[[pool]]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PoolConfig {
+    pub name: Name,
+    pub ttl: u32,
+    /// Most addresses per answer, per address family (`usize::MAX` when unlimited).
+    pub answers: usize,
+    pub backends: Vec<BackendConfig>,
+    pub place: Place,
+}
+
+/// One member of a pool.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BackendConfig {
+    /// Label used in logs and the status page; defaults to the address.
+    pub name: String,
+    pub address: IpAddr,
+    /// Relative share for weighted policies (default 1).
+    pub weight: u32,
+}
+
+/// A position in a config or zone file, printed as `file:line:col`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Place {
+    pub file: PathBuf,
+    pub line: usize,
+    pub col: usize,
+}
+
+impl fmt::Display for Place {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}", self.file.display(), self.line, self.col)
+    }
+}
+
+/// One problem in the configuration file.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: cannot read: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// TOML syntax, an unknown key, or a value of the wrong type.
+    #[error("{place}: {message}")]
+    Toml { place: Place, message: String },
+    /// A value that parsed but is not acceptable, or a rule across values.
+    #[error("{place}: {message}")]
+    Invalid { place: Place, message: String },
+}
+
+/// Every problem found in one configuration file.
+#[derive(Debug)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+impl Config {
+    /// Reads and validates `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+        let text = std::fs::read_to_string(path).map_err(|source| {
+            ConfigErrors(vec![ConfigError::Read {
+                path: path.to_owned(),
+                source,
+            }])
+        })?;
+        Config::parse(&text, path)
+    }
+
+    /// Validates `text` as if it were the contents of `path`.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigErrors> {
+        let mut cx = Cx {
+            text,
+            path,
+            errors: Vec::new(),
+        };
+        let config = cx.document();
+        if cx.errors.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigErrors(cx.errors))
+        }
+    }
+}
+
+/// Parse context: the source (for turning spans into places) and the problems found so far.
+struct Cx<'a> {
+    text: &'a str,
+    path: &'a Path,
+    errors: Vec<ConfigError>,
+}
+
+impl Cx<'_> {
+    fn place(&self, span: Range<usize>) -> Place {
+        let before = &self.text[..span.start.min(self.text.len())];
+        let line = before.matches('\n').count() + 1;
+        let col = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+        Place {
+            file: self.path.to_owned(),
+            line,
+            col,
+        }
+    }
+
+    fn invalid(&mut self, span: Range<usize>, message: impl Into<String>) {
+        let place = self.place(span);
+        self.errors.push(ConfigError::Invalid {
+            place,
+            message: message.into(),
+        });
+    }
+
+    fn toml_error(&mut self, fallback: Range<usize>, context: &str, e: toml::de::Error) {
+        let place = self.place(e.span().unwrap_or(fallback));
+        let message = if context.is_empty() {
+            e.message().to_owned()
+        } else {
+            format!("{context}: {}", e.message())
+        };
+        self.errors.push(ConfigError::Toml { place, message });
+    }
+
+    /// Deserializes one section on its own, so one bad table does not hide the others.
+    fn section<'de, T: Deserialize<'de>>(
+        &mut self,
+        value: Spanned<DeValue<'de>>,
+        context: &str,
+    ) -> Option<T> {
+        let span = value.span();
+        match T::deserialize(ValueDeserializer::from(value)) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.toml_error(span, context, e);
+                None
+            }
+        }
+    }
+
+    fn document(&mut self) -> Config {
+        let (doc, syntax) = DeTable::parse_recoverable(self.text);
+        let had_syntax_errors = !syntax.is_empty();
+        for e in syntax {
+            self.toml_error(0..0, "", e);
+        }
+
+        let mut server = None;
+        let mut zones = Vec::new();
+        let mut pools = Vec::new();
+        if !had_syntax_errors {
+            for (key, value) in doc.into_inner() {
+                let key_span = key.span();
+                match key.get_ref().as_ref() {
+                    "server" => server = self.section::<RawServer>(value, "[server]"),
+                    "zone" => zones = self.array(value, "[[zone]]"),
+                    "pool" => pools = self.array(value, "[[pool]]"),
+                    other => self.errors.push(ConfigError::Toml {
+                        place: self.place(key_span),
+                        message: format!(
+                            "unknown section `{other}`, expected `server`, `zone` or `pool`"
+                        ),
+                    }),
+                }
+            }
+        }
+
+        let server = self.server(server.unwrap_or_default());
+        let zones = self.zones(zones);
+        let pools = self.pools(pools, &zones);
+        Config {
+            path: self.path.to_owned(),
+            server,
+            zones,
+            pools,
+        }
+    }
+
+    /// An array of tables, each element deserialized separately and kept with its span.
+    fn array<'de, T: Deserialize<'de>>(
+        &mut self,
+        value: Spanned<DeValue<'de>>,
+        what: &str,
+    ) -> Vec<(T, Range<usize>)> {
+        let span = value.span();
+        let DeValue::Array(items) = value.into_inner() else {
+            self.invalid(span, format!("{what} must be an array of tables"));
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for (i, item) in items.into_iter().enumerate() {
+            let span = item.span();
+            let context = format!("{what} #{}", i + 1);
+            if let Some(v) = self.section::<T>(item, &context) {
+                out.push((v, span));
+            }
+        }
+        out
+    }
+
+    fn server(&mut self, raw: RawServer) -> ServerConfig {
+        // `[server]` has no span of its own once it is a struct; problems point at the top.
+        let span = self
+            .text
+            .find("[server]")
+            .map_or(0..0, |start| start..start + 8);
+        let RawServer {
+            listen,
+            udp_workers,
+            tcp_idle_timeout,
+            tcp_max_connections,
+            edns_udp_size,
+        } = raw;
+
+        let mut addrs = Vec::new();
+        for text in listen.unwrap_or_else(|| vec![DEFAULT_LISTEN.to_owned()]) {
+            match text.parse::<SocketAddr>() {
+                Ok(a) if !addrs.contains(&a) => addrs.push(a),
+                Ok(a) => self.invalid(span.clone(), format!("listen address {a} given twice")),
+                Err(_) => self.invalid(
+                    span.clone(),
+                    format!("listen: `{text}` is not an address:port such as 127.0.0.1:5353"),
+                ),
+            }
+        }
+        if addrs.is_empty()
+            && !self
+                .errors
+                .iter()
+                .any(|e| matches!(e, ConfigError::Invalid { .. }))
+        {
+            self.invalid(span.clone(), "listen: at least one address is needed");
+        }
+
+        let udp_workers = match udp_workers.unwrap_or(0) {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        };
+
+        let tcp_idle_timeout = match tcp_idle_timeout {
+            None => DEFAULT_TCP_IDLE_TIMEOUT,
+            Some(t) => match humantime::parse_duration(&t) {
+                Ok(d) if !d.is_zero() => d,
+                Ok(_) => {
+                    self.invalid(span.clone(), "tcp_idle_timeout must be more than 0");
+                    DEFAULT_TCP_IDLE_TIMEOUT
+                }
+                Err(e) => {
+                    self.invalid(
+                        span.clone(),
+                        format!("tcp_idle_timeout: `{t}` is not a duration such as \"10s\": {e}"),
+                    );
+                    DEFAULT_TCP_IDLE_TIMEOUT
+                }
+            },
+        };
+
+        let tcp_max_connections = tcp_max_connections.unwrap_or(DEFAULT_TCP_MAX_CONNECTIONS);
+        if tcp_max_connections == 0 {
+            self.invalid(span.clone(), "tcp_max_connections must be at least 1");
+        }
+
+        let edns_udp_size = edns_udp_size.unwrap_or(DEFAULT_EDNS_UDP_SIZE);
+        if !(512..=4096).contains(&edns_udp_size) {
+            self.invalid(
+                span,
+                format!("edns_udp_size {edns_udp_size} is outside 512..=4096"),
+            );
+        }
+
+        ServerConfig {
+            listen: addrs,
+            udp_workers,
+            tcp_idle_timeout,
+            tcp_max_connections,
+            edns_udp_size,
+        }
+    }
+
+    fn zones(&mut self, raw: Vec<(RawZone, Range<usize>)>) -> Vec<ZoneConfig> {
+        let base = self.path.parent().unwrap_or(Path::new(".")).to_owned();
+        let mut out: Vec<ZoneConfig> = Vec::new();
+        for (RawZone { origin, file }, span) in raw {
+            let Some(origin) = self.name(&origin, span.clone(), "zone origin") else {
+                continue;
+            };
+            if let Some(first) = out.iter().find(|z| z.origin == origin) {
+                let message = format!("zone {origin} is already defined at {}", first.place);
+                self.invalid(span, message);
+                continue;
+            }
+            out.push(ZoneConfig {
+                origin,
+                file: base.join(file),
+                place: self.place(span),
+            });
+        }
+        if out.is_empty() && self.errors.is_empty() {
+            self.invalid(
+                0..0,
+                "no [[zone]] configured: lbns needs at least one zone to serve",
+            );
+        }
+        out
+    }
+
+    fn pools(
+        &mut self,
+        raw: Vec<(RawPool, Range<usize>)>,
+        zones: &[ZoneConfig],
+    ) -> Vec<PoolConfig> {
+        let mut out: Vec<PoolConfig> = Vec::new();
+        for (pool, span) in raw {
+            let RawPool {
+                name,
+                ttl,
+                answers,
+                backends,
+            } = pool;
+            let Some(name) = self.name(&name, span.clone(), "pool name") else {
+                continue;
+            };
+            let what = format!("pool {name}");
+            if let Some(first) = out.iter().find(|p| p.name == name) {
+                let message = format!("{what} is already defined at {}", first.place);
+                self.invalid(span, message);
+                continue;
+            }
+            let lower = LowerName::new(&name);
+            if !zones
+                .iter()
+                .any(|z| LowerName::new(&z.origin).zone_of(&lower))
+            {
+                self.invalid(
+                    span.clone(),
+                    format!("{what} is not inside any configured zone"),
+                );
+            }
+
+            let ttl = ttl.unwrap_or(DEFAULT_POOL_TTL);
+            if ttl == 0 {
+                // A zero TTL defeats every cache and multiplies load on lbns (RFC 1035 §3.2.1
+                // allows it, but no operator wants it for a pool).
+                self.invalid(
+                    span.clone(),
+                    format!("{what}: ttl must be at least 1 second"),
+                );
+            }
+
+            if backends.is_empty() {
+                self.invalid(span.clone(), format!("{what}: backends is empty"));
+            }
+            let mut members: Vec<BackendConfig> = Vec::new();
+            let mut seen = HashSet::new();
+            for (i, b) in backends.into_iter().enumerate() {
+                let n = i + 1;
+                let address = match b.address.parse::<IpAddr>() {
+                    Ok(a) => a,
+                    Err(_) => {
+                        self.invalid(
+                            span.clone(),
+                            format!(
+                                "{what}: backend #{n}: `{}` is not an IPv4 or IPv6 address",
+                                b.address
+                            ),
+                        );
+                        continue;
+                    }
+                };
+                if !seen.insert(address) {
+                    self.invalid(
+                        span.clone(),
+                        format!("{what}: backend #{n}: address {address} is listed twice"),
+                    );
+                    continue;
+                }
+                let weight = b.weight.unwrap_or(1);
+                if weight == 0 {
+                    self.invalid(
+                        span.clone(),
+                        format!("{what}: backend #{n} ({address}): weight must be at least 1"),
+                    );
+                }
+                let name = b.name.unwrap_or_else(|| address.to_string());
+                if members.iter().any(|m| m.name == name) {
+                    self.invalid(
+                        span.clone(),
+                        format!("{what}: backend #{n}: name `{name}` is used twice"),
+                    );
+                }
+                members.push(BackendConfig {
+                    name,
+                    address,
+                    weight,
+                });
+            }
+
+            out.push(PoolConfig {
+                name,
+                ttl,
+                answers: match answers {
+                    None | Some(0) => usize::MAX,
+                    Some(n) => n,
+                },
+                backends: members,
+                place: self.place(span),
+            });
+        }
+        out
+    }
+
+    /// Parses a config name. Names in the config are absolute with or without the final dot.
+    fn name(&mut self, text: &str, span: Range<usize>, what: &str) -> Option<Name> {
+        match Name::from_ascii(text) {
+            Ok(mut n) if !text.is_empty() => {
+                n.set_fqdn(true);
+                Some(n)
+            }
+            Ok(_) => {
+                self.invalid(span, format!("{what} is empty"));
+                None
+            }
+            Err(e) => {
+                self.invalid(span, format!("{what} `{text}` is not a domain name: {e}"));
+                None
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, String> {
+        Config::parse(text, Path::new("t.toml")).map_err(|e| e.to_string())
+    }
+
+    const MINIMAL: &str = r#"
+[[zone]]
+origin = "cluster.example."
+file = "cluster.example.zone"
+"#;
+
+    #[test]
+    fn defaults_fill_in() {
+        let c = parse(MINIMAL).unwrap();
+        assert_eq!(c.server.listen, vec![DEFAULT_LISTEN.parse().unwrap()]);
+        assert_eq!(c.server.edns_udp_size, 1232);
+        assert!(c.server.udp_workers >= 1);
+        assert_eq!(c.zones[0].origin.to_ascii(), "cluster.example.");
+        assert_eq!(c.zones[0].file, Path::new("cluster.example.zone"));
+    }
+
+    #[test]
+    fn backends_take_both_spellings() {
+        let text = format!(
+            "{MINIMAL}\n[[pool]]\nname = \"www.cluster.example\"\nttl = 7\nanswers = 2\n\
+             backends = [\"127.0.0.2\", {{ address = \"::1\", name = \"six\", weight = 3 }}]\n"
+        );
+        let c = parse(&text).unwrap();
+        let p = &c.pools[0];
+        assert_eq!(p.name.to_ascii(), "www.cluster.example.");
+        assert_eq!((p.ttl, p.answers), (7, 2));
+        assert_eq!(p.backends[0].name, "127.0.0.2");
+        assert_eq!(p.backends[1].name, "six");
+        assert_eq!(p.backends[1].weight, 3);
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_line() {
+        let text = r#"
+[server]
+listen = ["127.0.0.1:5353", "nonsense"]
+tcp_idle_timeout = "soon"
+
+[[zone]]
+origin = "cluster.example."
+file = "a.zone"
+colour = "blue"
+
+[[pool]]
+name = "www.elsewhere.example."
+backends = ["127.0.0.300"]
+
+[[pool]]
+name = "api.cluster.example."
+backends = [{ address = "127.0.0.2", wieght = 2 }]
+"#;
+        let err = parse(text).unwrap_err();
+        let lines: Vec<&str> = err.lines().collect();
+        assert!(err.contains("nonsense"), "{err}");
+        assert!(err.contains("tcp_idle_timeout: `soon`"), "{err}");
+        assert!(
+            err.contains("t.toml:9:1: [[zone]] #1: unknown field `colour`"),
+            "{err}"
+        );
+        assert!(err.contains("pool www.elsewhere.example. is not inside any configured zone"));
+        assert!(
+            err.contains("`127.0.0.300` is not an IPv4 or IPv6 address"),
+            "{err}"
+        );
+        assert!(err.contains("unknown field `wieght`"), "{err}");
+        assert_eq!(lines.len(), 6, "{err}");
+    }
+
+    #[test]
+    fn unknown_section_and_syntax_errors_have_places() {
+        let err = parse("[[zones]]\norigin = \"x.\"\n").unwrap_err();
+        assert!(
+            err.starts_with("t.toml:1:3: unknown section `zones`"),
+            "{err}"
+        );
+        let err = parse("[server\nlisten = 1\n").unwrap_err();
+        assert!(err.starts_with("t.toml:1:"), "{err}");
+    }
+
+    #[test]
+    fn duplicates_are_rejected() {
+        let text = format!(
+            "{MINIMAL}{MINIMAL}\n[[pool]]\nname = \"a.cluster.example.\"\nbackends = [\"127.0.0.2\", \"127.0.0.2\"]\n"
+        );
+        let err = parse(&text).unwrap_err();
+        assert!(
+            err.contains("zone cluster.example. is already defined at t.toml:2:1"),
+            "{err}"
+        );
+        assert!(err.contains("address 127.0.0.2 is listed twice"), "{err}");
+    }
+}

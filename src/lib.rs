@@ -1,0 +1,12 @@
+//! lbns: a load-balancing authoritative DNS server.
+//!
+//! Zones come from RFC 1035 master files; pools of backends answer A/AAAA with the healthy,
+//! least-loaded members. See `docs/architecture.md` for how the pieces fit.
+
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod dns;
+pub mod net;
+pub mod pool;
+pub mod zones;
