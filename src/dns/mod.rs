@@ -1,0 +1,6 @@
+//! The query path: DNS messages in, DNS messages out, read from the current snapshot.
+
+pub mod handler;
+pub mod resolve;
+
+pub use handler::{Outcome, Transport, handle};
