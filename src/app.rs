@@ -1,0 +1,219 @@
+//! The running server: loads a [`Config`], publishes snapshots, owns the listeners, and reloads
+//! or stops on request. `main` drives it from signals; tests drive it in-process.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::thread::JoinHandle;
+
+use arc_swap::ArcSwap;
+use hickory_proto::rr::Name;
+use tokio::sync::Mutex;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Config, ConfigErrors};
+use crate::net::{NetError, tcp, udp};
+use crate::pool::{Snapshot, SnapshotCell};
+use crate::zones::{ZoneError, ZoneSet, ZoneWarning};
+
+/// Why the server could not start or a reload was rejected.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("{0}")]
+    Config(#[from] ConfigErrors),
+    #[error("{}", ZoneErrors(.0))]
+    Zones(Vec<ZoneError>),
+    #[error(transparent)]
+    Net(#[from] NetError),
+}
+
+struct ZoneErrors<'a>(&'a [ZoneError]);
+
+impl fmt::Display for ZoneErrors<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Everything `lbns check` verifies: the config and every zone it names.
+pub fn check(config: &Config) -> Result<(ZoneSet, Vec<ZoneWarning>), AppError> {
+    ZoneSet::load(&config.zones, &config.pools).map_err(AppError::Zones)
+}
+
+/// State shared between the listeners and the control side (reload).
+struct Shared {
+    cell: SnapshotCell,
+    generation: AtomicUsize,
+    /// Rotation counters by pool name, kept across reloads so rotation does not restart.
+    counters: Mutex<HashMap<Name, Arc<AtomicUsize>>>,
+    config: Mutex<Config>,
+}
+
+/// A running lbns: listeners bound and answering.
+pub struct Server {
+    shared: Arc<Shared>,
+    udp_addrs: Vec<SocketAddr>,
+    tcp_addrs: Vec<SocketAddr>,
+    stop: Arc<AtomicBool>,
+    cancel: CancellationToken,
+    threads: Vec<JoinHandle<()>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Server {
+    /// Loads the zones, binds every listener and starts answering. Must run inside a tokio
+    /// runtime (TCP runs on it).
+    pub async fn start(config: Config) -> Result<Server, AppError> {
+        let (zones, warnings) = check(&config)?;
+        for w in &warnings {
+            tracing::warn!("{w}");
+        }
+        let mut counters = HashMap::new();
+        let snapshot = build_snapshot(&config, Arc::new(zones), 1, &mut counters);
+        let cell: SnapshotCell = Arc::new(ArcSwap::from_pointee(snapshot));
+
+        let mut udp_sockets = Vec::new();
+        let mut tcp_listeners = Vec::new();
+        let mut udp_addrs = Vec::new();
+        let mut tcp_addrs = Vec::new();
+        for &addr in &config.server.listen {
+            let (sockets, listener) = bind_pair(addr, config.server.udp_workers)?;
+            udp_addrs.push(sockets[0].local_addr().expect("bound"));
+            tcp_addrs.push(listener.local_addr().expect("bound"));
+            udp_sockets.extend(sockets);
+            tcp_listeners.push(listener);
+        }
+
+        let stop = Arc::new(AtomicBool::new(false));
+        let cancel = CancellationToken::new();
+        let threads = udp::spawn(udp_sockets, cell.clone(), stop.clone());
+        let limits = tcp::Limits {
+            idle_timeout: config.server.tcp_idle_timeout,
+            max_connections: config.server.tcp_max_connections,
+        };
+        let tasks = tcp_listeners
+            .into_iter()
+            .map(|l| tokio::spawn(tcp::serve(l, cell.clone(), limits, cancel.clone())))
+            .collect();
+        tracing::info!(
+            udp = ?udp_addrs,
+            tcp = ?tcp_addrs,
+            zones = config.zones.len(),
+            pools = config.pools.len(),
+            "lbns answering"
+        );
+        Ok(Server {
+            shared: Arc::new(Shared {
+                cell,
+                generation: AtomicUsize::new(1),
+                counters: Mutex::new(counters),
+                config: Mutex::new(config),
+            }),
+            udp_addrs,
+            tcp_addrs,
+            stop,
+            cancel,
+            threads,
+            tasks,
+        })
+    }
+
+    /// The UDP addresses actually bound (ports filled in when the config said 0).
+    pub fn udp_addrs(&self) -> &[SocketAddr] {
+        &self.udp_addrs
+    }
+
+    pub fn tcp_addrs(&self) -> &[SocketAddr] {
+        &self.tcp_addrs
+    }
+
+    /// The published snapshot, for inspection.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.shared.cell.load_full()
+    }
+
+    /// Replaces config and zones. Everything is built beside the running snapshot; on any error
+    /// the old one keeps serving and the error is returned. Listener changes need a restart.
+    pub async fn reload(&self, config: Config) -> Result<Vec<ZoneWarning>, AppError> {
+        let (zones, warnings) = check(&config)?;
+        let mut current = self.shared.config.lock().await;
+        if current.server != config.server {
+            tracing::warn!("[server] changed; listener settings take effect at the next restart");
+        }
+        let generation = self.shared.generation.fetch_add(1, Ordering::Relaxed) as u64 + 1;
+        let mut counters = self.shared.counters.lock().await;
+        let snapshot = build_snapshot(&config, Arc::new(zones), generation, &mut counters);
+        self.shared.cell.store(Arc::new(snapshot));
+        tracing::info!(
+            generation,
+            zones = config.zones.len(),
+            pools = config.pools.len(),
+            "reloaded"
+        );
+        *current = config;
+        Ok(warnings)
+    }
+
+    /// Stops accepting, lets in-flight TCP answers finish, and joins the UDP workers.
+    pub async fn shutdown(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.cancel.cancel();
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        let threads = self.threads;
+        let _ = tokio::task::spawn_blocking(move || {
+            for t in threads {
+                let _ = t.join();
+            }
+        })
+        .await;
+        tracing::info!("lbns stopped");
+    }
+}
+
+fn build_snapshot(
+    config: &Config,
+    zones: Arc<ZoneSet>,
+    generation: u64,
+    counters: &mut HashMap<Name, Arc<AtomicUsize>>,
+) -> Snapshot {
+    counters.retain(|name, _| config.pools.iter().any(|p| &p.name == name));
+    let counters = std::cell::RefCell::new(counters);
+    Snapshot::all_up(config, zones, generation, &|p| {
+        counters
+            .borrow_mut()
+            .entry(p.name.clone())
+            .or_default()
+            .clone()
+    })
+}
+
+/// Binds UDP workers and TCP on one address. With port 0 the TCP port must match the UDP one
+/// the kernel chose; if that port is taken for TCP, try again with a fresh one.
+fn bind_pair(
+    addr: SocketAddr,
+    workers: usize,
+) -> Result<(Vec<std::net::UdpSocket>, std::net::TcpListener), NetError> {
+    let mut attempts = 0;
+    loop {
+        let sockets = udp::bind(addr, workers)?;
+        let bound = sockets[0].local_addr().expect("bound");
+        match tcp::bind(bound) {
+            Ok(l) => return Ok((sockets, l)),
+            Err(e) if addr.port() == 0 && attempts < 16 => {
+                attempts += 1;
+                tracing::debug!(error = %e, "tcp port taken; retrying");
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}

@@ -1,0 +1,111 @@
+//! The `lbns` binary: parses the command line, sets up logging, runs a subcommand.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+use tokio::signal::unix::{SignalKind, signal};
+use tracing_subscriber::EnvFilter;
+
+use lbns::app::{self, Server};
+use lbns::cli::{Cli, Command, LogFormat};
+use lbns::config::Config;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format, &cli.log_level);
+    let result = match cli.command {
+        Command::Check { config } => check(&config),
+        Command::Serve { config } => serve(&config),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("lbns: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(format: LogFormat, level: &str) {
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(level))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// `lbns check`: every problem on stderr, one per line, like `named-checkconf -z`.
+fn check(path: &Path) -> anyhow::Result<ExitCode> {
+    let config = match Config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    match app::check(&config) {
+        Ok((zones, warnings)) => {
+            for w in &warnings {
+                eprintln!("{w}");
+            }
+            for z in zones.zones() {
+                println!("zone {}: loaded, {} names", z.origin, z.len());
+            }
+            println!(
+                "{}: OK ({} zones, {} pools)",
+                path.display(),
+                config.zones.len(),
+                config.pools.len()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+fn serve(path: &Path) -> anyhow::Result<ExitCode> {
+    let config = Config::load(path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("lbns-rt")
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?;
+    runtime.block_on(async {
+        let server = Server::start(config)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
+        let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
+        let mut hup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
+        loop {
+            tokio::select! {
+                _ = term.recv() => break,
+                _ = int.recv() => break,
+                _ = hup.recv() => {
+                    tracing::info!(config = %path.display(), "SIGHUP: reloading");
+                    match Config::load(path) {
+                        Ok(config) => match server.reload(config).await {
+                            Ok(warnings) => warnings.iter().for_each(|w| tracing::warn!("{w}")),
+                            Err(e) => tracing::error!("reload rejected, still serving the old configuration:\n{e}"),
+                        },
+                        Err(e) => tracing::error!("reload rejected, still serving the old configuration:\n{e}"),
+                    }
+                }
+            }
+        }
+        tracing::info!("shutting down");
+        server.shutdown().await;
+        Ok(ExitCode::SUCCESS)
+    })
+}
