@@ -1,0 +1,32 @@
+#!/bin/sh
+# Installs the tools the tests and benchmarks drive (Debian packages), if any is missing.
+# Daemons in these packages (lbcd) must never auto-start: policy-rc.d is set to refuse first.
+set -eu
+
+need=""
+have() { command -v "$1" >/dev/null 2>&1; }
+have dig      || need="$need bind9-dnsutils"
+have kdig     || need="$need knot-dnsutils"
+have dnsperf  || need="$need dnsperf"
+[ -x /usr/sbin/lbcd ] || need="$need lbcd"
+have curl     || need="$need curl"
+
+[ -z "$need" ] && exit 0
+
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+# Debian's invoke-rc.d asks policy-rc.d before starting a service; 101 means "not allowed".
+rc=0
+[ -x /usr/sbin/policy-rc.d ] && { /usr/sbin/policy-rc.d >/dev/null 2>&1 || rc=$?; }
+if [ "$rc" -ne 101 ]; then
+    printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
+    $SUDO chmod 755 /usr/sbin/policy-rc.d
+fi
+echo "install-deps: installing$need" >&2
+$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
+# shellcheck disable=SC2086
+$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $need >/dev/null
+# lbcd ships a service; make sure nothing of it runs even if a policy was ignored.
+if command -v systemctl >/dev/null 2>&1; then
+    $SUDO systemctl disable --now lbcd.service lbcd.socket >/dev/null 2>&1 || true
+fi

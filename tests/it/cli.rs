@@ -1,0 +1,167 @@
+//! The `lbns` binary as users run it: `check`, and `serve` queried by the real `dig`.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::support::*;
+
+/// A `lbns serve` process, killed on drop if still running.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn signal(child: &Child, sig: libc::c_int) {
+    // SAFETY: kill(2) on the PID of a child we started and have not reaped.
+    unsafe { libc::kill(child.id() as libc::pid_t, sig) };
+}
+
+/// Copies the bundled example to a temp dir, listening on a free port.
+fn example_dir() -> (tempfile::TempDir, std::net::SocketAddr) {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = std::fs::read_to_string("zones/lbns.toml")
+        .unwrap()
+        .replace("127.0.0.1:5353", &format!("127.0.0.1:{port}"));
+    std::fs::write(dir.path().join("lbns.toml"), config).unwrap();
+    std::fs::write(dir.path().join("cluster.example.zone"), EXAMPLE_ZONE).unwrap();
+    (dir, format!("127.0.0.1:{port}").parse().unwrap())
+}
+
+fn wait_until_answering(addr: std::net::SocketAddr) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if dig(addr, &["+short", "ns1.cluster.example."]).contains("127.0.0.1") {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("lbns did not answer on {addr}");
+}
+
+#[test]
+fn check_accepts_the_bundled_example() {
+    let out = Command::new(lbns_bin())
+        .args(["check", "--config", "zones/lbns.toml"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("OK (1 zones, 2 pools)"), "{stdout}");
+}
+
+#[test]
+fn check_lists_every_problem_and_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("bad.zone"),
+        "$TTL 60\n@ SOA ns1 h 1 1 1 1 1\n@ NS ns1\nns1 A 300.1.1.1\nwww CNAME a\nwww A 127.0.0.1\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("lbns.toml"),
+        "[[zone]]\norigin = \"c.example.\"\nfile = \"bad.zone\"\n\n\
+         [[pool]]\nname = \"p.c.example.\"\nbackends = [\"not-an-ip\"]\nttl = 0\n",
+    )
+    .unwrap();
+    let out = Command::new(lbns_bin())
+        .args(["check", "--config"])
+        .arg(dir.path().join("lbns.toml"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("`not-an-ip` is not an IPv4 or IPv6 address"),
+        "{err}"
+    );
+    assert!(err.contains("ttl must be at least 1"), "{err}");
+    // Config problems are reported first; fix them and the zone problems show, all of them.
+    std::fs::write(
+        dir.path().join("lbns.toml"),
+        "[[zone]]\norigin = \"c.example.\"\nfile = \"bad.zone\"\n",
+    )
+    .unwrap();
+    let out = Command::new(lbns_bin())
+        .args(["check", "--config"])
+        .arg(dir.path().join("lbns.toml"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bad.zone:4:"), "{err}");
+    assert!(err.contains("CNAME"), "{err}");
+}
+
+/// The release binary on the bundled example, queried with the real dig.
+#[test]
+fn serve_answers_dig_reloads_on_sighup_and_stops_on_sigterm() {
+    let (dir, addr) = example_dir();
+    let child = Command::new(lbns_bin())
+        .args(["serve", "--config"])
+        .arg(dir.path().join("lbns.toml"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut proc = Proc(child);
+    wait_until_answering(addr);
+
+    let out = dig(addr, &["www.cluster.example.", "A"]);
+    assert!(out.contains("flags: qr aa;"), "{out}");
+    assert!(out.contains("status: NOERROR"), "{out}");
+    let firsts: std::collections::HashSet<String> = (0..3)
+        .map(|_| {
+            dig(addr, &["+short", "www.cluster.example."])
+                .lines()
+                .next()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(firsts.len(), 3, "rotation: {firsts:?}");
+
+    let out = dig(addr, &["www.example.com."]);
+    assert!(out.contains("status: REFUSED"), "{out}");
+    let out = dig(addr, &["nope.cluster.example."]);
+    assert!(out.contains("status: NXDOMAIN"), "{out}");
+    assert!(out.contains("IN\tSOA\tns1.cluster.example."), "{out}");
+    let out = dig(addr, &["+noedns", "+ignore", "big.cluster.example."]);
+    assert!(out.contains(" tc"), "{out}");
+    let out = dig(addr, &["+tcp", "big.cluster.example."]);
+    assert!(out.contains("ANSWER: 40"), "{out}");
+
+    // SIGHUP with a broken zone: rejected, old data still served.
+    let zone = dir.path().join("cluster.example.zone");
+    std::fs::write(&zone, "garbage (\n").unwrap();
+    signal(&proc.0, libc::SIGHUP);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(dig(addr, &["+short", "mail.cluster.example."]).contains("127.0.0.8"));
+    // SIGHUP with a changed zone: new data served.
+    std::fs::write(&zone, EXAMPLE_ZONE.replace("127.0.0.8", "127.0.0.88")).unwrap();
+    signal(&proc.0, libc::SIGHUP);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !dig(addr, &["+short", "mail.cluster.example."]).contains("127.0.0.88") {
+        assert!(Instant::now() < deadline, "reload not applied");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    signal(&proc.0, libc::SIGTERM);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        if let Some(status) = proc.0.try_wait().unwrap() {
+            assert!(status.success(), "exit status {status}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "lbns did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

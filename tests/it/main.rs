@@ -1,0 +1,7 @@
+//! Integration tests: lbns over real loopback sockets, in-process and as a process.
+
+mod support;
+
+mod cli;
+mod dns;
+mod tcp;

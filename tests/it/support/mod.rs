@@ -1,0 +1,211 @@
+//! Test support: servers started in-process on ephemeral loopback ports, a tiny DNS client over
+//! real UDP and TCP sockets, and helpers to run external tools (dig, the lbns binary).
+
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};
+use hickory_proto::rr::{Name, RData, RecordType};
+use lbns::app::Server;
+use lbns::config::Config;
+
+/// The bundled example zone, used by most tests so they exercise what users run.
+pub const EXAMPLE_ZONE: &str = include_str!("../../../zones/cluster.example.zone");
+
+/// A config around the bundled zone listening on an ephemeral port; `extra` is appended.
+pub fn example_config(extra: &str) -> String {
+    format!(
+        r#"
+[server]
+listen = ["127.0.0.1:0"]
+udp_workers = 2
+
+[[zone]]
+origin = "cluster.example."
+file = "cluster.example.zone"
+
+[[pool]]
+name = "www.cluster.example."
+backends = ["127.0.0.2", "127.0.0.3", "127.0.0.4", "::1"]
+
+[[pool]]
+name = "api.cluster.example."
+answers = 2
+backends = ["127.0.0.5", "127.0.0.6", "127.0.0.7"]
+{extra}"#
+    )
+}
+
+/// A server running in this process, with its files in a temporary directory.
+pub struct TestServer {
+    pub server: Server,
+    pub udp: SocketAddr,
+    pub tcp: SocketAddr,
+    pub dir: tempfile::TempDir,
+}
+
+impl TestServer {
+    /// Writes `files` (name, contents) and `lbns.toml` into a fresh directory and starts lbns.
+    pub async fn start(config: &str, files: &[(&str, &str)]) -> TestServer {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, text) in files {
+            std::fs::write(dir.path().join(name), text).unwrap();
+        }
+        let path = dir.path().join("lbns.toml");
+        std::fs::write(&path, config).unwrap();
+        let config = Config::load(&path).unwrap_or_else(|e| panic!("config: {e}"));
+        let server = Server::start(config)
+            .await
+            .unwrap_or_else(|e| panic!("start: {e}"));
+        TestServer {
+            udp: server.udp_addrs()[0],
+            tcp: server.tcp_addrs()[0],
+            server,
+            dir,
+        }
+    }
+
+    /// The bundled example zone with the standard pools.
+    pub async fn example() -> TestServer {
+        TestServer::start(
+            &example_config(""),
+            &[("cluster.example.zone", EXAMPLE_ZONE)],
+        )
+        .await
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("lbns.toml")
+    }
+
+    pub async fn stop(self) {
+        self.server.shutdown().await;
+    }
+}
+
+/// Builds a query for `name`/`rtype` (class IN), with EDNS payload `edns` if given.
+pub fn query(name: &str, rtype: RecordType, edns: Option<u16>) -> Message {
+    let mut m = Message::new(0x1234, MessageType::Query, OpCode::Query);
+    m.add_query(Query::query(Name::from_ascii(name).unwrap(), rtype));
+    if let Some(size) = edns {
+        let mut e = Edns::new();
+        e.set_max_payload(size);
+        m.edns = Some(e);
+    }
+    m
+}
+
+/// Sends raw bytes over UDP and returns the raw reply, or `None` after a short wait.
+pub fn udp_raw(addr: SocketAddr, bytes: &[u8]) -> Option<Vec<u8>> {
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    socket.send_to(bytes, addr).unwrap();
+    let mut buf = vec![0u8; 65535];
+    match socket.recv_from(&mut buf) {
+        Ok((n, _)) => Some(buf[..n].to_vec()),
+        Err(_) => None,
+    }
+}
+
+/// Sends `message` over UDP and parses the reply (panics if none comes).
+pub fn udp(addr: SocketAddr, message: &Message) -> Message {
+    let reply = udp_raw(addr, &message.to_vec().unwrap()).expect("no UDP reply");
+    Message::from_vec(&reply).expect("reply parses")
+}
+
+/// Shorthand: a UDP query with EDNS 1232.
+pub fn ask(addr: SocketAddr, name: &str, rtype: RecordType) -> Message {
+    udp(addr, &query(name, rtype, Some(1232)))
+}
+
+/// Writes one length-prefixed message on a TCP stream.
+pub fn tcp_send(stream: &mut TcpStream, bytes: &[u8]) {
+    let mut framed = (bytes.len() as u16).to_be_bytes().to_vec();
+    framed.extend_from_slice(bytes);
+    stream.write_all(&framed).unwrap();
+}
+
+/// Reads one length-prefixed message from a TCP stream.
+pub fn tcp_recv(stream: &mut TcpStream) -> std::io::Result<Vec<u8>> {
+    let mut len = [0u8; 2];
+    stream.read_exact(&mut len)?;
+    let mut buf = vec![0u8; usize::from(u16::from_be_bytes(len))];
+    stream.read_exact(&mut buf)?;
+    Ok(buf)
+}
+
+/// One query over a fresh TCP connection.
+pub fn tcp(addr: SocketAddr, message: &Message) -> Message {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    tcp_send(&mut s, &message.to_vec().unwrap());
+    Message::from_vec(&tcp_recv(&mut s).unwrap()).unwrap()
+}
+
+/// The addresses in the answer section, in order.
+pub fn addrs(m: &Message) -> Vec<String> {
+    m.answers
+        .iter()
+        .filter_map(|r| match &r.data {
+            RData::A(a) => Some(a.0.to_string()),
+            RData::AAAA(a) => Some(a.0.to_string()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Fails the test with a clear message when an external tool is missing: tests never skip.
+pub fn require_tool(name: &str) -> PathBuf {
+    which(name).unwrap_or_else(|| {
+        panic!("`{name}` is not installed; run scripts/install-deps.sh (scripts/test.sh does)")
+    })
+}
+
+fn which(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/sbin")])
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
+
+/// Runs `dig` against `server` with `args`, always with an explicit server and port.
+pub fn dig(server: SocketAddr, args: &[&str]) -> String {
+    let dig = require_tool("dig");
+    let out = Command::new(dig)
+        .arg(format!("@{}", server.ip()))
+        .args([
+            "-p",
+            &server.port().to_string(),
+            "+norec",
+            "+time=2",
+            "+tries=1",
+        ])
+        .args(args)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The lbns binary cargo built for this test run (release under `cargo test --release`).
+pub fn lbns_bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_lbns"))
+}
+
+/// A loopback port free for both UDP and TCP right now.
+pub fn free_port() -> u16 {
+    loop {
+        let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = udp.local_addr().unwrap().port();
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
