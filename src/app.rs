@@ -1,21 +1,19 @@
 //! The running server: loads a [`Config`], publishes snapshots, owns the listeners, and reloads
 //! or stops on request. `main` drives it from signals; tests drive it in-process.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 
-use arc_swap::ArcSwap;
-use hickory_proto::rr::Name;
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, ConfigErrors};
+use crate::monitor::Monitor;
 use crate::net::{NetError, tcp, udp};
-use crate::pool::{Snapshot, SnapshotCell};
+use crate::pool::Snapshot;
 use crate::zones::{ZoneError, ZoneSet, ZoneWarning};
 
 /// Why the server could not start or a reload was rejected.
@@ -48,18 +46,11 @@ pub fn check(config: &Config) -> Result<(ZoneSet, Vec<ZoneWarning>), AppError> {
     ZoneSet::load(&config.zones, &config.pools).map_err(AppError::Zones)
 }
 
-/// State shared between the listeners and the control side (reload).
-struct Shared {
-    cell: SnapshotCell,
-    generation: AtomicUsize,
-    /// Rotation counters by pool name, kept across reloads so rotation does not restart.
-    counters: Mutex<HashMap<Name, Arc<AtomicUsize>>>,
-    config: Mutex<Config>,
-}
-
 /// A running lbns: listeners bound and answering.
 pub struct Server {
-    shared: Arc<Shared>,
+    monitor: Arc<Monitor>,
+    /// Serializes reloads.
+    reload_lock: Mutex<()>,
     udp_addrs: Vec<SocketAddr>,
     tcp_addrs: Vec<SocketAddr>,
     stop: Arc<AtomicBool>,
@@ -76,10 +67,8 @@ impl Server {
         for w in &warnings {
             tracing::warn!("{w}");
         }
-        let mut counters = HashMap::new();
-        let snapshot = build_snapshot(&config, Arc::new(zones), 1, &mut counters);
-        let cell: SnapshotCell = Arc::new(ArcSwap::from_pointee(snapshot));
 
+        // Bind first (a busy port fails fast), answer only after the first probe round.
         let mut udp_sockets = Vec::new();
         let mut tcp_listeners = Vec::new();
         let mut udp_addrs = Vec::new();
@@ -92,12 +81,17 @@ impl Server {
             tcp_listeners.push(listener);
         }
 
+        let server_config = config.server.clone();
+        let (zones_n, pools_n) = (config.zones.len(), config.pools.len());
+        let monitor = Arc::new(Monitor::start(config, zones).await);
+        let cell = monitor.cell();
+
         let stop = Arc::new(AtomicBool::new(false));
         let cancel = CancellationToken::new();
         let threads = udp::spawn(udp_sockets, cell.clone(), stop.clone());
         let limits = tcp::Limits {
-            idle_timeout: config.server.tcp_idle_timeout,
-            max_connections: config.server.tcp_max_connections,
+            idle_timeout: server_config.tcp_idle_timeout,
+            max_connections: server_config.tcp_max_connections,
         };
         let tasks = tcp_listeners
             .into_iter()
@@ -106,17 +100,13 @@ impl Server {
         tracing::info!(
             udp = ?udp_addrs,
             tcp = ?tcp_addrs,
-            zones = config.zones.len(),
-            pools = config.pools.len(),
+            zones = zones_n,
+            pools = pools_n,
             "lbns answering"
         );
         Ok(Server {
-            shared: Arc::new(Shared {
-                cell,
-                generation: AtomicUsize::new(1),
-                counters: Mutex::new(counters),
-                config: Mutex::new(config),
-            }),
+            monitor,
+            reload_lock: Mutex::new(()),
             udp_addrs,
             tcp_addrs,
             stop,
@@ -137,33 +127,36 @@ impl Server {
 
     /// The published snapshot, for inspection.
     pub fn snapshot(&self) -> Arc<Snapshot> {
-        self.shared.cell.load_full()
+        self.monitor.cell().load_full()
+    }
+
+    /// The probe side: health, drain, status.
+    pub fn monitor(&self) -> &Arc<Monitor> {
+        &self.monitor
     }
 
     /// Replaces config and zones. Everything is built beside the running snapshot; on any error
     /// the old one keeps serving and the error is returned. Listener changes need a restart.
     pub async fn reload(&self, config: Config) -> Result<Vec<ZoneWarning>, AppError> {
+        let _guard = self.reload_lock.lock().await;
         let (zones, warnings) = check(&config)?;
-        let mut current = self.shared.config.lock().await;
-        if current.server != config.server {
+        if self.monitor.config().server != config.server {
             tracing::warn!("[server] changed; listener settings take effect at the next restart");
         }
-        let generation = self.shared.generation.fetch_add(1, Ordering::Relaxed) as u64 + 1;
-        let mut counters = self.shared.counters.lock().await;
-        let snapshot = build_snapshot(&config, Arc::new(zones), generation, &mut counters);
-        self.shared.cell.store(Arc::new(snapshot));
+        let (zones_n, pools_n) = (config.zones.len(), config.pools.len());
+        self.monitor.reload(config, zones).await;
         tracing::info!(
-            generation,
-            zones = config.zones.len(),
-            pools = config.pools.len(),
+            generation = self.snapshot().generation,
+            zones = zones_n,
+            pools = pools_n,
             "reloaded"
         );
-        *current = config;
         Ok(warnings)
     }
 
     /// Stops accepting, lets in-flight TCP answers finish, and joins the UDP workers.
     pub async fn shutdown(self) {
+        self.monitor.stop();
         self.stop.store(true, Ordering::Relaxed);
         self.cancel.cancel();
         for t in self.tasks {
@@ -178,23 +171,6 @@ impl Server {
         .await;
         tracing::info!("lbns stopped");
     }
-}
-
-fn build_snapshot(
-    config: &Config,
-    zones: Arc<ZoneSet>,
-    generation: u64,
-    counters: &mut HashMap<Name, Arc<AtomicUsize>>,
-) -> Snapshot {
-    counters.retain(|name, _| config.pools.iter().any(|p| &p.name == name));
-    let counters = std::cell::RefCell::new(counters);
-    Snapshot::all_up(config, zones, generation, &|p| {
-        counters
-            .borrow_mut()
-            .entry(p.name.clone())
-            .or_default()
-            .clone()
-    })
 }
 
 /// Binds UDP workers and TCP on one address. With port 0 the TCP port must match the UDP one

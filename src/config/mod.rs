@@ -5,6 +5,7 @@
 //! problem found is returned together, each with `file:line:col`, so `lbns check` can list them
 //! all the way `named-checkconf` does.
 
+mod pool;
 mod raw;
 
 use std::collections::HashSet;
@@ -19,7 +20,8 @@ use serde::Deserialize;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
 
-pub use raw::{RawBackend, RawPool, RawServer, RawZone};
+pub use pool::*;
+pub use raw::{RawBackend, RawPool, RawProbe, RawServer, RawZone};
 
 /// Default listen address: loopback on an unprivileged port, so a first run needs no root.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:5353";
@@ -73,6 +75,13 @@ pub struct PoolConfig {
     /// Most addresses per answer, per address family (`usize::MAX` when unlimited).
     pub answers: usize,
     pub backends: Vec<BackendConfig>,
+    pub policy: Policy,
+    pub all_down: AllDown,
+    /// TTL of answers while no backend of the family is up.
+    pub all_down_ttl: u32,
+    /// byAge: a backend whose last good probe is older than this counts as down. Defaults to
+    /// the largest detection bound of its backends, so a stalled prober also obeys the TTL.
+    pub max_age: Duration,
     pub place: Place,
 }
 
@@ -84,6 +93,9 @@ pub struct BackendConfig {
     pub address: IpAddr,
     /// Relative share for weighted policies (default 1).
     pub weight: u32,
+    /// Tier for the priority policy, 1 first.
+    pub tier: u32,
+    pub probe: ProbeConfig,
 }
 
 /// A position in a config or zone file, printed as `file:line:col`.
@@ -394,6 +406,14 @@ impl Cx<'_> {
                 ttl,
                 answers,
                 backends,
+                policy,
+                scale_by_load,
+                min_healthy,
+                all_down,
+                fallback,
+                all_down_ttl,
+                max_age,
+                probe,
             } = pool;
             let Some(name) = self.name(&name, span.clone(), "pool name") else {
                 continue;
@@ -466,12 +486,55 @@ impl Cx<'_> {
                         format!("{what}: backend #{n}: name `{name}` is used twice"),
                     );
                 }
+                let tier = b.tier.unwrap_or(1);
+                if tier == 0 {
+                    self.invalid(
+                        span.clone(),
+                        format!("{what}: backend {name}: tier must be at least 1"),
+                    );
+                }
+                let raw_probe = match (&probe, &b.probe) {
+                    (Some(p), Some(o)) => p.overlay(o),
+                    (Some(p), None) => p.clone(),
+                    (None, Some(o)) => o.clone(),
+                    (None, None) => RawProbe::default(),
+                };
+                let probe = self.probe(
+                    &span,
+                    &format!("{what}: backend {name}"),
+                    &raw_probe,
+                    address,
+                    ttl,
+                );
                 members.push(BackendConfig {
                     name,
                     address,
                     weight,
+                    tier,
+                    probe,
                 });
             }
+            let policy = self.policy(&span, &what, policy, scale_by_load, min_healthy);
+            let all_down = self.all_down(&span, &what, all_down, fallback);
+            let all_down_ttl = all_down_ttl.unwrap_or(DEFAULT_ALL_DOWN_TTL.min(ttl));
+            if all_down_ttl > ttl {
+                self.invalid(
+                    span.clone(),
+                    format!("{what}: all_down_ttl {all_down_ttl} exceeds ttl {ttl}"),
+                );
+            }
+            let bound = members
+                .iter()
+                .filter(|b| b.probe.kind != ProbeKind::None)
+                .map(|b| b.probe.detection_bound())
+                .max()
+                .unwrap_or(Duration::from_secs(u64::from(ttl)));
+            let max_age = self.duration(
+                &span,
+                &format!("{what}: max_age"),
+                max_age.as_deref(),
+                bound,
+            );
 
             out.push(PoolConfig {
                 name,
@@ -481,6 +544,10 @@ impl Cx<'_> {
                     Some(n) => n,
                 },
                 backends: members,
+                policy,
+                all_down,
+                all_down_ttl,
+                max_age,
                 place: self.place(span),
             });
         }

@@ -46,16 +46,96 @@ pub struct RawPool {
     pub ttl: Option<u32>,
     /// Most addresses per answer; 0 or absent means all of them.
     pub answers: Option<usize>,
-    /// Members: an address string, or a table `{ address, name, weight }`.
+    /// Members: an address string, or a table `{ address, name, weight, tier, probe }`.
     pub backends: Vec<RawBackend>,
+    /// Selection policy: `round-robin` (default), `random`, `least-loaded`, `weighted`,
+    /// `priority`, `best`.
+    pub policy: Option<String>,
+    /// `weighted`: scale each weight by 1 / (1 + load) when the probe reports load.
+    pub scale_by_load: Option<bool>,
+    /// `priority`: serve a tier alone while at least this many of it are up (default 1).
+    pub min_healthy: Option<usize>,
+    /// What to answer when no backend of a family is up: `serve-all` (default), `nodata`,
+    /// `servfail`, `fallback`.
+    pub all_down: Option<String>,
+    /// Addresses answered under `all_down = "fallback"`.
+    pub fallback: Option<Vec<String>>,
+    /// TTL of answers given while all backends are down (default 1).
+    pub all_down_ttl: Option<u32>,
+    /// byAge: a backend whose last good report is older than this counts as down.
+    pub max_age: Option<String>,
+    /// How backends are probed; backends may override single keys.
+    pub probe: Option<RawProbe>,
+}
+
+/// `probe = { ... }` on a pool or a backend. Every key is optional; a backend's keys override
+/// its pool's, the pool's override the defaults.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProbe {
+    /// `none` (always up, the default), `tcp`, `http`, `lbcd`.
+    pub kind: Option<String>,
+    pub interval: Option<String>,
+    pub timeout: Option<String>,
+    pub jitter: Option<String>,
+    pub rise: Option<u32>,
+    pub fall: Option<u32>,
+    /// Port to probe (tcp and http: required unless in `url`; lbcd: default 4330).
+    pub port: Option<u16>,
+    /// http: URL template; `{address}` and `{port}` are filled in (default
+    /// `http://{address}:{port}/`).
+    pub url: Option<String>,
+    /// http: Host header to send instead of the address.
+    pub host: Option<String>,
+    /// http: status codes that mean up (default `[200]`).
+    pub expect_status: Option<Vec<u16>>,
+    /// http: the body must contain this text.
+    pub body_contains: Option<String>,
+    /// http: a response header carrying the backend's load as a number.
+    pub load_header: Option<String>,
+    /// http: most body bytes read (default 65536).
+    pub max_body: Option<usize>,
+    /// lbcd: protocol version 2 or 3 (default 3).
+    pub version: Option<u8>,
+    /// lbcd: service whose weight to ask for (v3); default is the host's own weight.
+    pub service: Option<String>,
+}
+
+impl RawProbe {
+    /// `self` with every key `over` sets replaced.
+    pub fn overlay(&self, over: &RawProbe) -> RawProbe {
+        macro_rules! pick {
+            ($($f:ident),*) => { RawProbe { $($f: over.$f.clone().or_else(|| self.$f.clone()),)* } };
+        }
+        pick!(
+            kind,
+            interval,
+            timeout,
+            jitter,
+            rise,
+            fall,
+            port,
+            url,
+            host,
+            expect_status,
+            body_contains,
+            load_header,
+            max_body,
+            version,
+            service
+        )
+    }
 }
 
 /// A backend as written: `"127.0.0.2"` or `{ address = "127.0.0.2", name = "web1", weight = 2 }`.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct RawBackend {
     pub address: String,
     pub name: Option<String>,
     pub weight: Option<u32>,
+    /// `priority` policy tier, 1 first (default 1).
+    pub tier: Option<u32>,
+    pub probe: Option<RawProbe>,
 }
 
 #[derive(Deserialize)]
@@ -64,6 +144,8 @@ struct RawBackendTable {
     address: String,
     name: Option<String>,
     weight: Option<u32>,
+    tier: Option<u32>,
+    probe: Option<RawProbe>,
 }
 
 // Hand-written so that both spellings work and a bad table still gets serde's precise message
@@ -83,8 +165,7 @@ impl<'de> Deserialize<'de> for RawBackend {
             fn visit_str<E: de::Error>(self, v: &str) -> Result<RawBackend, E> {
                 Ok(RawBackend {
                     address: v.to_owned(),
-                    name: None,
-                    weight: None,
+                    ..RawBackend::default()
                 })
             }
 
@@ -94,6 +175,8 @@ impl<'de> Deserialize<'de> for RawBackend {
                     address: t.address,
                     name: t.name,
                     weight: t.weight,
+                    tier: t.tier,
+                    probe: t.probe,
                 })
             }
         }

@@ -98,6 +98,12 @@ pub fn resolve(snap: &Snapshot, qname: &Name, qtype: RecordType) -> Answer {
                 name = target;
                 lower = target_lower;
             }
+            NodeAnswer::ServFail => {
+                return Answer {
+                    rcode: ResponseCode::ServFail,
+                    ..Answer::default()
+                };
+            }
             NodeAnswer::NoData => {
                 answer.authorities.push(zone.negative_soa.clone());
                 return answer;
@@ -109,6 +115,8 @@ pub fn resolve(snap: &Snapshot, qname: &Name, qtype: RecordType) -> Answer {
 
 enum NodeAnswer {
     Records(Vec<Record>),
+    /// A pool with every backend down and `all_down = "servfail"`.
+    ServFail,
     Cname(Box<Record>),
     NoData,
 }
@@ -147,6 +155,9 @@ fn node_answer(snap: &Snapshot, node: &Node, owner: &Name, qtype: RecordType) ->
     if let Some(pool) = pool
         && matches!(qtype, RecordType::A | RecordType::AAAA)
     {
+        if pool.family(qtype).servfail {
+            return NodeAnswer::ServFail;
+        }
         let records = pool.records(qtype, pool.next_rotation(), owner);
         return if records.is_empty() {
             NodeAnswer::NoData

@@ -8,28 +8,21 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
 
 use arc_swap::ArcSwap;
 use hickory_proto::rr::rdata::{A, AAAA};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 
 use crate::config::{Config, PoolConfig};
+use crate::health::Health;
+use crate::select::{Candidate, FamilyAnswer, select};
 use crate::zones::ZoneSet;
-
-/// The answers of one pool for one address family, in the order the policy chose.
-#[derive(Debug, Clone, Default)]
-pub struct FamilyAnswer {
-    /// Addresses in base order; a query starts at some rotation of this list.
-    pub addrs: Vec<IpAddr>,
-}
 
 /// The compiled, ready-to-answer state of one pool.
 #[derive(Debug)]
 pub struct PoolAnswer {
     pub name: Name,
-    pub ttl: u32,
-    /// Most addresses per answer (`usize::MAX` when unlimited).
-    pub cap: usize,
     pub v4: FamilyAnswer,
     pub v6: FamilyAnswer,
     /// Rotation counter, shared across snapshots of the same pool (see module docs).
@@ -37,7 +30,7 @@ pub struct PoolAnswer {
 }
 
 impl PoolAnswer {
-    fn family(&self, rtype: RecordType) -> &FamilyAnswer {
+    pub fn family(&self, rtype: RecordType) -> &FamilyAnswer {
         if rtype == RecordType::AAAA {
             &self.v6
         } else {
@@ -50,28 +43,17 @@ impl PoolAnswer {
         self.counter.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// The addresses answered for `rtype` (A or AAAA) at rotation `rotation`, capped.
-    pub fn addresses(&self, rtype: RecordType, rotation: usize) -> impl Iterator<Item = IpAddr> {
-        let addrs = &self.family(rtype).addrs;
-        let n = addrs.len();
-        let start = if n == 0 { 0 } else { rotation % n };
-        addrs
-            .iter()
-            .cycle()
-            .skip(start)
-            .take(n.min(self.cap))
-            .copied()
-    }
-
-    /// The answer records for `rtype` at rotation `rotation`, owned by `owner`.
+    /// The answer records for `rtype` (A or AAAA) at rotation `rotation`, owned by `owner`.
     pub fn records(&self, rtype: RecordType, rotation: usize, owner: &Name) -> Vec<Record> {
-        self.addresses(rtype, rotation)
+        let family = self.family(rtype);
+        family
+            .addresses(rotation)
             .map(|ip| {
                 let rdata = match ip {
                     IpAddr::V4(a) => RData::A(A(a)),
                     IpAddr::V6(a) => RData::AAAA(AAAA(a)),
                 };
-                Record::from_rdata(owner.clone(), self.ttl, rdata)
+                Record::from_rdata(owner.clone(), family.ttl, rdata)
             })
             .collect()
     }
@@ -90,28 +72,40 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    /// Builds the snapshot for `config` with every backend counted as up.
-    pub fn all_up(
+    /// Compiles the snapshot for `config` from the backends' health at `now`: the selection
+    /// chain runs here, once per publish, never per query.
+    pub fn compile(
         config: &Config,
         zones: Arc<ZoneSet>,
         generation: u64,
-        counters: &dyn Fn(&PoolConfig) -> Arc<AtomicUsize>,
+        health: &[Vec<Health>],
+        now: Instant,
+        counters: &mut dyn FnMut(&PoolConfig) -> Arc<AtomicUsize>,
     ) -> Snapshot {
         let pools = config
             .pools
             .iter()
-            .map(|p| {
-                let (v4, v6): (Vec<IpAddr>, Vec<IpAddr>) = p
+            .enumerate()
+            .map(|(i, p)| {
+                let candidates: Vec<Candidate> = p
                     .backends
                     .iter()
-                    .map(|b| b.address)
-                    .partition(IpAddr::is_ipv4);
+                    .zip(&health[i])
+                    .map(|(b, h)| Candidate {
+                        address: b.address,
+                        weight: b.weight,
+                        tier: b.tier,
+                        usable: h.usable(now, p.max_age),
+                        load: h.load(),
+                        lbcd: h.lbcd(),
+                    })
+                    .collect();
+                // Seeded by generation so random orders differ between publishes.
+                let seed = generation.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ i as u64;
                 PoolAnswer {
                     name: p.name.clone(),
-                    ttl: p.ttl,
-                    cap: p.answers,
-                    v4: FamilyAnswer { addrs: v4 },
-                    v6: FamilyAnswer { addrs: v6 },
+                    v4: select(p, &candidates, false, seed),
+                    v6: select(p, &candidates, true, seed.rotate_left(17)),
                     counter: counters(p),
                 }
             })
