@@ -9,4 +9,5 @@ pub mod config;
 pub mod dns;
 pub mod net;
 pub mod pool;
+pub mod probe;
 pub mod zones;
