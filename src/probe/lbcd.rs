@@ -108,6 +108,7 @@ pub enum LbcdError {
         need: usize,
         what: &'static str,
     },
+    /// [`query`] skips such datagrams and keeps waiting: they answer an earlier query.
     #[error("lbcd reply has id {got}, expected {expected} (a stale or foreign reply)")]
     WrongId { expected: u16, got: u16 },
     #[error("lbcd reply has protocol version {got}, expected {expected}")]
@@ -125,6 +126,7 @@ pub enum LbcdError {
         len: usize,
         expected: usize,
     },
+    /// Only from [`query`], which knows how many services it asked for.
     #[error("lbcd reply carries weights for {returned} requested service(s), expected {requested}")]
     UnexpectedServices { requested: usize, returned: usize },
     #[error("no lbcd reply from {server} within {timeout:?}")]
