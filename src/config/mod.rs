@@ -672,4 +672,63 @@ backends = [{ address = "127.0.0.2", wieght = 2 }]
         );
         assert!(err.contains("address 127.0.0.2 is listed twice"), "{err}");
     }
+
+    #[test]
+    fn failover_bound_is_enforced_with_the_numbers() {
+        let pool = |probe: &str| {
+            format!(
+                "{MINIMAL}\n[[pool]]\nname = \"www.cluster.example.\"\nttl = 5\n\
+                 backends = [\"127.0.0.2\"]\nprobe = {{ {probe} }}\n"
+            )
+        };
+        // Defaults: (1s + 200ms) × 2 + 1s = 3.4s ≤ 5s.
+        let c = parse(&pool("kind = \"tcp\", port = 80")).unwrap();
+        let b = &c.pools[0].backends[0];
+        assert_eq!(b.probe.detection_bound(), Duration::from_millis(3400));
+        assert_eq!(c.pools[0].max_age, Duration::from_millis(3400));
+        let err = parse(&pool(
+            "kind = \"tcp\", port = 80, interval = \"2s\", fall = 3",
+        ))
+        .unwrap_err();
+        assert!(
+            err.contains("pool www.cluster.example.: backend 127.0.0.2: worst-case failure detection (interval 2s + jitter 200ms) × fall 3 + timeout 1s = 7s 600ms exceeds the pool TTL 5s"),
+            "{err}"
+        );
+        // Probes that never run are not bound.
+        assert!(parse(&pool("kind = \"none\"")).is_ok());
+    }
+
+    #[test]
+    fn probe_policy_and_all_down_keys_are_checked() {
+        let text = format!(
+            "{MINIMAL}\n[[pool]]\nname = \"a.cluster.example.\"\npolicy = \"fastest\"\n\
+             all_down = \"fallback\"\nbackends = [{{ address = \"127.0.0.2\", probe = {{ kind = \"http\", version = 2 }} }}]\n\
+             probe = {{ kind = \"tcp\", timeout = \"2s\", port = 1 }}\n"
+        );
+        let err = parse(&text).unwrap_err();
+        assert!(err.contains("policy `fastest` is not one of"), "{err}");
+        assert!(err.contains("needs a non-empty fallback list"), "{err}");
+        assert!(
+            err.contains("probe key `version` does not apply to kind = \"http\""),
+            "{err}"
+        );
+        assert!(
+            err.contains("probe timeout must not exceed the interval"),
+            "{err}"
+        );
+        // A backend override keeps the pool's other keys.
+        let text = format!(
+            "{MINIMAL}\n[[pool]]\nname = \"a.cluster.example.\"\npolicy = \"priority\"\nmin_healthy = 2\n\
+             backends = [\"127.0.0.2\", {{ address = \"127.0.0.3\", tier = 2, probe = {{ port = 8080 }} }}]\n\
+             probe = {{ kind = \"http\", port = 80, url = \"http://{{address}}:{{port}}/ping\" }}\n"
+        );
+        let c = parse(&text).unwrap();
+        let b = &c.pools[0].backends;
+        assert_eq!(c.pools[0].policy, Policy::Priority { min_healthy: 2 });
+        assert_eq!(b[1].tier, 2);
+        let ProbeKind::Http(h) = &b[1].probe.kind else {
+            panic!("http")
+        };
+        assert_eq!(h.url, "http://127.0.0.3:8080/ping");
+    }
 }

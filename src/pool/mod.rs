@@ -14,7 +14,7 @@ use arc_swap::ArcSwap;
 use hickory_proto::rr::rdata::{A, AAAA};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 
-use crate::config::{Config, PoolConfig};
+use crate::config::{Config, Policy, PoolConfig};
 use crate::health::Health;
 use crate::select::{Candidate, FamilyAnswer, select};
 use crate::zones::ZoneSet;
@@ -102,11 +102,23 @@ impl Snapshot {
                     .collect();
                 // Seeded by generation so random orders differ between publishes.
                 let seed = generation.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ i as u64;
+                let counter = counters(p);
+                // lbnamed's `best` restarts its increments from fresh weights after every poll;
+                // every other policy keeps rotating where it was, so frequent republishes
+                // (load updates) do not pin answers to the head of the list.
+                let origin = match p.policy {
+                    Policy::Best => counter.load(Ordering::Relaxed),
+                    _ => 0,
+                };
+                let mut v4 = select(p, &candidates, false, seed);
+                let mut v6 = select(p, &candidates, true, seed.rotate_left(17));
+                v4.origin = origin;
+                v6.origin = origin;
                 PoolAnswer {
                     name: p.name.clone(),
-                    v4: select(p, &candidates, false, seed),
-                    v6: select(p, &candidates, true, seed.rotate_left(17)),
-                    counter: counters(p),
+                    v4,
+                    v6,
+                    counter,
                 }
             })
             .collect();

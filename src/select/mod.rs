@@ -51,6 +51,9 @@ pub struct FamilyAnswer {
     pub servfail: bool,
     /// True when this is the all-down answer (for the status page and metrics).
     pub all_down: bool,
+    /// The pool counter's value when this answer was compiled: rotation `r` starts the plan at
+    /// `r - origin`, so a fresh plan (e.g. lbnamed weights after a poll) starts at its head.
+    pub origin: usize,
 }
 
 impl FamilyAnswer {
@@ -68,6 +71,7 @@ impl FamilyAnswer {
 
     /// The addresses for rotation `r`, in answer order. No allocation.
     pub fn addresses(&self, r: usize) -> impl Iterator<Item = IpAddr> + '_ {
+        let r = r.wrapping_sub(self.origin);
         let n = self.addrs.len();
         let (rotate, cycle) = match &self.plan {
             Plan::Rotate if n > 0 => (Some(r % n), None),
@@ -108,6 +112,7 @@ pub fn select(pool: &PoolConfig, candidates: &[Candidate], v6: bool, seed: u64) 
         ttl: pool.ttl,
         servfail: false,
         all_down: false,
+        origin: 0,
     }
 }
 
@@ -120,6 +125,7 @@ fn all_down(pool: &PoolConfig, family: &[&Candidate], v6: bool) -> FamilyAnswer 
         ttl: pool.all_down_ttl,
         servfail: false,
         all_down: true,
+        origin: 0,
     };
     match &pool.all_down {
         AllDown::ServeAll => answer.addrs = family.iter().map(|c| c.address).collect(),

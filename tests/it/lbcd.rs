@@ -20,9 +20,9 @@ const WAIT: Duration = Duration::from_secs(2);
 
 /// A real `/usr/sbin/lbcd` in the foreground on `LBCD_IP` and a free port; SIGTERM, then
 /// SIGKILL, on drop.
-struct Lbcd {
+pub(crate) struct Lbcd {
     child: Child,
-    addr: SocketAddr,
+    pub(crate) addr: SocketAddr,
     log: PathBuf,
     _dir: tempfile::TempDir,
 }
@@ -33,17 +33,22 @@ impl Lbcd {
     /// `-l` log each request, `-b` bind only this address, so replies come from the address
     /// we query, `-p` the port, `-P` a PID file lbcd writes once its socket is bound.
     fn start(extra: &[&str]) -> Lbcd {
+        Lbcd::start_on(LBCD_IP, extra)
+    }
+
+    /// Like `start`, on another loopback address (several instances stand for several hosts).
+    pub(crate) fn start_on(ip: Ipv4Addr, extra: &[&str]) -> Lbcd {
         let bin = require_tool("lbcd");
         let mut last_log = String::new();
         // The port is free when we look but could be taken before lbcd binds: retry then.
         for _ in 0..5 {
-            let port = free_udp_port(LBCD_IP);
+            let port = free_udp_port(ip);
             let dir = tempfile::tempdir().unwrap();
             let pid_file = dir.path().join("lbcd.pid");
             let log = dir.path().join("lbcd.log");
             let out = File::create(&log).unwrap();
             let child = Command::new(&bin)
-                .args(["-d", "-l", "-b", &LBCD_IP.to_string()])
+                .args(["-d", "-l", "-b", &ip.to_string()])
                 .args(["-p", &port.to_string()])
                 .arg("-P")
                 .arg(&pid_file)
@@ -55,7 +60,7 @@ impl Lbcd {
                 .unwrap_or_else(|e| panic!("cannot run {}: {e}", bin.display()));
             let mut lbcd = Lbcd {
                 child,
-                addr: SocketAddr::new(IpAddr::V4(LBCD_IP), port),
+                addr: SocketAddr::new(IpAddr::V4(ip), port),
                 log,
                 _dir: dir,
             };

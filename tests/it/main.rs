@@ -4,5 +4,6 @@ mod support;
 
 mod cli;
 mod dns;
+mod health;
 mod lbcd;
 mod tcp;
