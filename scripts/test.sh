@@ -4,4 +4,4 @@
 set -eu
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
-cargo test --release --all-targets "$@"
+cargo test --release "$@"
