@@ -25,12 +25,16 @@ async fn backend(addr: SocketAddr) -> JoinHandle<()> {
     };
     tokio::spawn(async move {
         loop {
-            let Ok((mut s, _)) = listener.accept().await else { continue };
+            let Ok((mut s, _)) = listener.accept().await else {
+                continue;
+            };
             tokio::spawn(async move {
                 let mut buf = [0u8; 1024];
                 let _ = s.read(&mut buf).await;
                 let _ = s
-                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\nok\n")
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\nok\n",
+                    )
                     .await;
             });
         }
@@ -39,12 +43,19 @@ async fn backend(addr: SocketAddr) -> JoinHandle<()> {
 
 fn answers(server: SocketAddr) -> Vec<String> {
     let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    socket.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
     let mut q = Message::new(1, MessageType::Query, OpCode::Query);
-    q.add_query(Query::query(Name::from_ascii("www.f.example.").unwrap(), RecordType::A));
+    q.add_query(Query::query(
+        Name::from_ascii("www.f.example.").unwrap(),
+        RecordType::A,
+    ));
     socket.send_to(&q.to_vec().unwrap(), server).unwrap();
     let mut buf = [0u8; 1500];
-    let Ok((n, _)) = socket.recv_from(&mut buf) else { return Vec::new() };
+    let Ok((n, _)) = socket.recv_from(&mut buf) else {
+        return Vec::new();
+    };
     Message::from_vec(&buf[..n])
         .map(|m| {
             m.answers
@@ -75,7 +86,10 @@ async fn main() {
         l.local_addr().unwrap().port()
     };
     let ips = ["127.0.0.2", "127.0.0.3", "127.0.0.4"];
-    let addrs: Vec<SocketAddr> = ips.iter().map(|ip| format!("{ip}:{port}").parse().unwrap()).collect();
+    let addrs: Vec<SocketAddr> = ips
+        .iter()
+        .map(|ip| format!("{ip}:{port}").parse().unwrap())
+        .collect();
     let mut tasks = Vec::new();
     for a in &addrs {
         tasks.push(Some(backend(*a).await));
@@ -108,11 +122,13 @@ async fn main() {
         tokio::time::sleep(Duration::from_millis(137 * (t as u64 % 7))).await;
         tasks[i].take().unwrap().abort();
         let killed = Instant::now();
-        let d = tokio::task::spawn_blocking(move || loop {
-            if !answers(dns).contains(&victim) {
-                return killed.elapsed();
+        let d = tokio::task::spawn_blocking(move || {
+            loop {
+                if !answers(dns).contains(&victim) {
+                    return killed.elapsed();
+                }
+                std::thread::sleep(Duration::from_millis(5));
             }
-            std::thread::sleep(Duration::from_millis(5));
         })
         .await
         .unwrap();
@@ -120,16 +136,24 @@ async fn main() {
         tasks[i] = Some(backend(addrs[i]).await);
         let restarted = Instant::now();
         let victim = ips[i].to_owned();
-        let r = tokio::task::spawn_blocking(move || loop {
-            if answers(dns).contains(&victim) {
-                return restarted.elapsed();
+        let r = tokio::task::spawn_blocking(move || {
+            loop {
+                if answers(dns).contains(&victim) {
+                    return restarted.elapsed();
+                }
+                std::thread::sleep(Duration::from_millis(5));
             }
-            std::thread::sleep(Duration::from_millis(5));
         })
         .await
         .unwrap();
         returns.push(r);
-        println!("trial {:2}: killed {} dropped after {:>7.3?}, back {:>7.3?} after restart", t + 1, ips[i], d, r);
+        println!(
+            "trial {:2}: killed {} dropped after {:>7.3?}, back {:>7.3?} after restart",
+            t + 1,
+            ips[i],
+            d,
+            r
+        );
     }
     drops.sort();
     returns.sort();

@@ -6,4 +6,5 @@ mod cli;
 mod dns;
 mod health;
 mod lbcd;
+mod policy;
 mod tcp;
