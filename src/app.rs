@@ -11,6 +11,7 @@ use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, ConfigErrors};
+use crate::metrics::Metrics;
 use crate::monitor::Monitor;
 use crate::net::{NetError, tcp, udp};
 use crate::pool::Snapshot;
@@ -49,6 +50,7 @@ pub fn check(config: &Config) -> Result<(ZoneSet, Vec<ZoneWarning>), AppError> {
 /// A running lbns: listeners bound and answering.
 pub struct Server {
     monitor: Arc<Monitor>,
+    metrics: Arc<Metrics>,
     /// Serializes reloads.
     reload_lock: Mutex<()>,
     udp_addrs: Vec<SocketAddr>,
@@ -88,14 +90,23 @@ impl Server {
 
         let stop = Arc::new(AtomicBool::new(false));
         let cancel = CancellationToken::new();
-        let threads = udp::spawn(udp_sockets, cell.clone(), stop.clone());
+        let metrics = Arc::new(Metrics::default());
+        let threads = udp::spawn(udp_sockets, cell.clone(), metrics.clone(), stop.clone());
         let limits = tcp::Limits {
             idle_timeout: server_config.tcp_idle_timeout,
             max_connections: server_config.tcp_max_connections,
         };
         let tasks = tcp_listeners
             .into_iter()
-            .map(|l| tokio::spawn(tcp::serve(l, cell.clone(), limits, cancel.clone())))
+            .map(|l| {
+                tokio::spawn(tcp::serve(
+                    l,
+                    cell.clone(),
+                    metrics.clone(),
+                    limits,
+                    cancel.clone(),
+                ))
+            })
             .collect();
         tracing::info!(
             udp = ?udp_addrs,
@@ -106,6 +117,7 @@ impl Server {
         );
         Ok(Server {
             monitor,
+            metrics,
             reload_lock: Mutex::new(()),
             udp_addrs,
             tcp_addrs,
@@ -128,6 +140,11 @@ impl Server {
     /// The published snapshot, for inspection.
     pub fn snapshot(&self) -> Arc<Snapshot> {
         self.monitor.cell().load_full()
+    }
+
+    /// Query counters.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     /// The probe side: health, drain, status.

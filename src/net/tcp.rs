@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::NetError;
 use crate::dns::{Transport, handle};
+use crate::metrics::Metrics;
 use crate::pool::SnapshotCell;
 
 /// Binds a TCP listener on `addr`.
@@ -49,6 +50,7 @@ pub struct Limits {
 pub async fn serve(
     listener: std::net::TcpListener,
     cell: SnapshotCell,
+    metrics: Arc<Metrics>,
     limits: Limits,
     cancel: CancellationToken,
 ) {
@@ -80,17 +82,24 @@ pub async fn serve(
         };
         let cell = cell.clone();
         let cancel = cancel.clone();
+        let metrics = metrics.clone();
         tokio::spawn(async move {
             let _permit = permit;
             tokio::select! {
                 _ = cancel.cancelled() => {}
-                _ = connection(stream, peer, cell, limits.idle_timeout) => {}
+                _ = connection(stream, peer, cell, metrics, limits.idle_timeout) => {}
             }
         });
     }
 }
 
-async fn connection(stream: TcpStream, peer: SocketAddr, cell: SnapshotCell, idle: Duration) {
+async fn connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    cell: SnapshotCell,
+    metrics: Arc<Metrics>,
+    idle: Duration,
+) {
     let _ = stream.set_nodelay(true);
     let (reader, writer) = stream.into_split();
     let mut reader = BufReader::new(reader);
@@ -112,7 +121,9 @@ async fn connection(stream: TcpStream, peer: SocketAddr, cell: SnapshotCell, idl
         }
         let answered = {
             let snapshot = cell.load();
-            handle(&snapshot, &query, Transport::Tcp, &mut out).is_some()
+            let outcome = handle(&snapshot, &query, Transport::Tcp, &mut out);
+            metrics.record(Transport::Tcp, outcome.as_ref());
+            outcome.is_some()
         };
         if answered {
             let prefix = (out.len() as u16).to_be_bytes();

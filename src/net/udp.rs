@@ -13,6 +13,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 use super::NetError;
 use crate::dns::{Transport, handle};
+use crate::metrics::Metrics;
 use crate::pool::SnapshotCell;
 
 /// How often an idle worker wakes to check for shutdown.
@@ -53,6 +54,7 @@ fn reuseport_socket(addr: SocketAddr) -> std::io::Result<UdpSocket> {
 pub fn spawn(
     sockets: Vec<UdpSocket>,
     cell: SnapshotCell,
+    metrics: Arc<Metrics>,
     stop: Arc<AtomicBool>,
 ) -> Vec<JoinHandle<()>> {
     sockets
@@ -61,15 +63,16 @@ pub fn spawn(
         .map(|(i, socket)| {
             let cell = cell.clone();
             let stop = stop.clone();
+            let metrics = metrics.clone();
             std::thread::Builder::new()
                 .name(format!("lbns-udp-{i}"))
-                .spawn(move || worker(socket, cell, stop))
+                .spawn(move || worker(socket, cell, metrics, stop))
                 .expect("spawning a thread")
         })
         .collect()
 }
 
-fn worker(socket: UdpSocket, cell: SnapshotCell, stop: Arc<AtomicBool>) {
+fn worker(socket: UdpSocket, cell: SnapshotCell, metrics: Arc<Metrics>, stop: Arc<AtomicBool>) {
     let mut buf = vec![0u8; 65535];
     let mut out = Vec::with_capacity(4096);
     while !stop.load(Ordering::Relaxed) {
@@ -92,7 +95,9 @@ fn worker(socket: UdpSocket, cell: SnapshotCell, stop: Arc<AtomicBool>) {
             }
         };
         let snapshot = cell.load();
-        if handle(&snapshot, &buf[..n], Transport::Udp, &mut out).is_some()
+        let outcome = handle(&snapshot, &buf[..n], Transport::Udp, &mut out);
+        metrics.record(Transport::Udp, outcome.as_ref());
+        if outcome.is_some()
             && let Err(e) = socket.send_to(&out, src)
         {
             tracing::debug!(error = %e, client = %src, "udp send");

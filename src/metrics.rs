@@ -1,0 +1,115 @@
+//! Query counters shared by every listener: plain relaxed atomics, read by the status page and
+//! `/metrics`. Counting costs a few uncontended-cache-line increments per query.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use hickory_proto::rr::RecordType;
+
+use crate::dns::{Outcome, Transport};
+
+/// Query types counted by name; everything else is `other`.
+pub const QTYPES: [RecordType; 12] = [
+    RecordType::A,
+    RecordType::AAAA,
+    RecordType::NS,
+    RecordType::SOA,
+    RecordType::MX,
+    RecordType::TXT,
+    RecordType::CNAME,
+    RecordType::SRV,
+    RecordType::PTR,
+    RecordType::CAA,
+    RecordType::DS,
+    RecordType::ANY,
+];
+
+/// Counters since start. One per process; `Arc`-shared.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    pub udp_queries: AtomicU64,
+    pub tcp_queries: AtomicU64,
+    /// Queries dropped without an answer (responses, runts).
+    pub dropped: AtomicU64,
+    pub truncated: AtomicU64,
+    /// Indexed by the 12-bit rcode's low 4 bits plus EDNS extension folded in (0..=23).
+    pub rcodes: [AtomicU64; 24],
+    /// Indexed like [`QTYPES`], then one for any other type.
+    pub qtypes: [AtomicU64; QTYPES.len() + 1],
+    /// Answers served by the UDP fast path (the rest went through the full handler).
+    pub fast_path: AtomicU64,
+}
+
+impl Metrics {
+    /// Counts one handled query.
+    #[inline]
+    pub fn record(&self, transport: Transport, outcome: Option<&Outcome>) {
+        match transport {
+            Transport::Udp => self.udp_queries.fetch_add(1, Ordering::Relaxed),
+            Transport::Tcp => self.tcp_queries.fetch_add(1, Ordering::Relaxed),
+        };
+        let Some(o) = outcome else {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        let rcode = usize::from(u16::from(o.rcode)).min(self.rcodes.len() - 1);
+        self.rcodes[rcode].fetch_add(1, Ordering::Relaxed);
+        self.count_qtype(o.qtype);
+        if o.truncated {
+            self.truncated.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    #[inline]
+    pub fn count_qtype(&self, qtype: Option<RecordType>) {
+        let i = qtype
+            .and_then(|t| QTYPES.iter().position(|q| *q == t))
+            .unwrap_or(QTYPES.len());
+        self.qtypes[i].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// (rcode name, count) for every rcode seen.
+    pub fn rcode_counts(&self) -> Vec<(String, u64)> {
+        self.rcodes
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| {
+                let n = c.load(Ordering::Relaxed);
+                (n > 0).then(|| (rcode_name(i as u16), n))
+            })
+            .collect()
+    }
+
+    /// (qtype name, count) for every type seen.
+    pub fn qtype_counts(&self) -> Vec<(String, u64)> {
+        self.qtypes
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| {
+                let n = c.load(Ordering::Relaxed);
+                let name = QTYPES.get(i).map_or("other".to_owned(), |t| t.to_string());
+                (n > 0).then_some((name, n))
+            })
+            .collect()
+    }
+}
+
+/// The mnemonic of an rcode (RFC 6895 §2.3), as dig prints it.
+pub fn rcode_name(code: u16) -> String {
+    let name = match code {
+        0 => "NOERROR",
+        1 => "FORMERR",
+        2 => "SERVFAIL",
+        3 => "NXDOMAIN",
+        4 => "NOTIMP",
+        5 => "REFUSED",
+        6 => "YXDOMAIN",
+        7 => "YXRRSET",
+        8 => "NXRRSET",
+        9 => "NOTAUTH",
+        10 => "NOTZONE",
+        16 => "BADVERS",
+        23 => "BADCOOKIE",
+        n => return format!("RCODE{n}"),
+    };
+    name.to_owned()
+}
