@@ -113,3 +113,57 @@ pub fn rcode_name(code: u16) -> String {
     };
     name.to_owned()
 }
+
+/// A worker's private tally, added to the shared [`Metrics`] once per receive batch so the hot
+/// loop touches no shared cache line per query.
+#[derive(Debug, Default)]
+pub struct LocalMetrics {
+    queries: u64,
+    dropped: u64,
+    truncated: u64,
+    fast: u64,
+    rcodes: [u64; 24],
+    qtypes: [u64; QTYPES.len() + 1],
+}
+
+impl LocalMetrics {
+    #[inline]
+    pub fn record(&mut self, outcome: Option<&Outcome>, fast: bool) {
+        self.queries += 1;
+        self.fast += u64::from(fast);
+        let Some(o) = outcome else {
+            self.dropped += 1;
+            return;
+        };
+        self.rcodes[usize::from(u16::from(o.rcode)).min(23)] += 1;
+        let i = o
+            .qtype
+            .and_then(|t| QTYPES.iter().position(|q| *q == t))
+            .unwrap_or(QTYPES.len());
+        self.qtypes[i] += 1;
+        self.truncated += u64::from(o.truncated);
+    }
+
+    /// Adds the tally to `shared` (UDP) and resets it.
+    pub fn flush(&mut self, shared: &Metrics) {
+        if self.queries == 0 {
+            return;
+        }
+        let add = |a: &AtomicU64, v: u64| {
+            if v > 0 {
+                a.fetch_add(v, Ordering::Relaxed);
+            }
+        };
+        add(&shared.udp_queries, self.queries);
+        add(&shared.dropped, self.dropped);
+        add(&shared.truncated, self.truncated);
+        add(&shared.fast_path, self.fast);
+        for (a, v) in shared.rcodes.iter().zip(self.rcodes) {
+            add(a, v);
+        }
+        for (a, v) in shared.qtypes.iter().zip(self.qtypes) {
+            add(a, v);
+        }
+        *self = LocalMetrics::default();
+    }
+}

@@ -1,5 +1,6 @@
 //! The query path: DNS messages in, DNS messages out, read from the current snapshot.
 
+pub mod fast;
 pub mod handler;
 pub mod resolve;
 

@@ -23,6 +23,9 @@ pub struct Answer {
     /// The additionals are referral glue that must not be dropped silently: if they do not fit,
     /// the response is truncated instead (RFC 9471).
     pub glue_required: bool,
+    /// Pool data went into this answer (or could have): it changes with health and rotation,
+    /// so the fast path must not cache it.
+    pub volatile: bool,
 }
 
 impl Answer {
@@ -68,6 +71,7 @@ pub fn resolve(snap: &Snapshot, qname: &Name, qtype: RecordType) -> Answer {
                 }
             },
         };
+        answer.volatile |= node.pool.is_some();
         match node_answer(snap, node, &name, qtype) {
             NodeAnswer::Records(records) => {
                 answer.answers.extend(records);
@@ -155,8 +159,12 @@ fn node_answer(snap: &Snapshot, node: &Node, owner: &Name, qtype: RecordType) ->
     if let Some(pool) = pool
         && matches!(qtype, RecordType::A | RecordType::AAAA)
     {
-        if pool.family(qtype).servfail {
+        let family = pool.family(qtype);
+        if family.servfail {
             return NodeAnswer::ServFail;
+        }
+        if family.is_empty() {
+            return NodeAnswer::NoData;
         }
         let records = pool.records(qtype, pool.next_rotation(), owner);
         return if records.is_empty() {
@@ -203,7 +211,7 @@ fn referral(snap: &Snapshot, zone: &Zone, cut: &LowerName, answer: &mut Answer) 
             if cut.zone_of(&t) {
                 answer.glue_required = true;
             }
-            addresses(snap, zone, &t, &mut answer.additionals);
+            answer.volatile |= addresses(snap, zone, &t, &mut answer.additionals);
         }
     }
 }
@@ -223,15 +231,16 @@ fn additional(snap: &Snapshot, answer: &mut Answer) {
     for target in targets {
         let lower = LowerName::new(&target);
         if let Some(zone) = snap.zones.find(&lower) {
-            addresses(snap, zone, &lower, &mut answer.additionals);
+            answer.volatile |= addresses(snap, zone, &lower, &mut answer.additionals);
         }
     }
 }
 
 /// The A and AAAA records at `name` in `zone` (static data or pool), if not already present.
-fn addresses(snap: &Snapshot, zone: &Zone, name: &LowerName, out: &mut Vec<Record>) {
+/// Returns true if the addresses came from a pool.
+fn addresses(snap: &Snapshot, zone: &Zone, name: &LowerName, out: &mut Vec<Record>) -> bool {
     let Some(node) = zone.node(name) else {
-        return;
+        return false;
     };
     for rtype in [RecordType::A, RecordType::AAAA] {
         let records = match node.pool {
@@ -251,4 +260,5 @@ fn addresses(snap: &Snapshot, zone: &Zone, name: &LowerName, out: &mut Vec<Recor
             }
         }
     }
+    node.pool.is_some()
 }

@@ -1,9 +1,12 @@
 //! UDP: one worker thread per core, each with its own `SO_REUSEPORT` socket on the same address,
 //! so the kernel spreads datagrams across workers with no shared queue and no task per packet.
 //!
-//! Workers block in `recv_from` with a short timeout so they notice shutdown without signals.
+//! Workers take datagrams in batches with `recvmmsg` and answer with one `sendmmsg`, trying the
+//! allocation-free fast path first. They block with a short timeout so they notice shutdown
+//! without signals.
 
 use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
@@ -12,8 +15,9 @@ use std::time::Duration;
 use socket2::{Domain, Protocol, Socket, Type};
 
 use super::NetError;
+use crate::dns::fast::FastPath;
 use crate::dns::{Transport, handle};
-use crate::metrics::Metrics;
+use crate::metrics::{LocalMetrics, Metrics};
 use crate::pool::SnapshotCell;
 
 /// How often an idle worker wakes to check for shutdown.
@@ -72,35 +76,115 @@ pub fn spawn(
         .collect()
 }
 
+/// Datagrams taken per `recvmmsg` call.
+const BATCH: usize = 32;
+/// Largest query accepted; longer datagrams are truncated by the kernel and get FORMERR.
+const QUERY_MAX: usize = 4096;
+
 fn worker(socket: UdpSocket, cell: SnapshotCell, metrics: Arc<Metrics>, stop: Arc<AtomicBool>) {
-    let mut buf = vec![0u8; 65535];
-    let mut out = Vec::with_capacity(4096);
+    let fd = socket.as_raw_fd();
+    let mut bufs = vec![[0u8; QUERY_MAX]; BATCH];
+    let mut outs: Vec<Vec<u8>> = (0..BATCH).map(|_| Vec::with_capacity(4096)).collect();
+    // SAFETY: all-zero is a valid value for these plain C structs.
+    let mut addrs: Vec<libc::sockaddr_storage> = vec![unsafe { std::mem::zeroed() }; BATCH];
+    let mut iov: Vec<libc::iovec> = vec![unsafe { std::mem::zeroed() }; BATCH];
+    let mut hdrs: Vec<libc::mmsghdr> = vec![unsafe { std::mem::zeroed() }; BATCH];
+    let mut send_iov: Vec<libc::iovec> = vec![unsafe { std::mem::zeroed() }; BATCH];
+    let mut send_hdrs: Vec<libc::mmsghdr> = vec![unsafe { std::mem::zeroed() }; BATCH];
+    let mut fast = FastPath::new();
+    let mut local = LocalMetrics::default();
+
     while !stop.load(Ordering::Relaxed) {
-        let (n, src) = match socket.recv_from(&mut buf) {
-            Ok(x) => x,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock
-                        | std::io::ErrorKind::TimedOut
-                        | std::io::ErrorKind::Interrupted
-                ) =>
-            {
-                continue;
-            }
-            Err(e) => {
+        for i in 0..BATCH {
+            iov[i] = libc::iovec {
+                iov_base: bufs[i].as_mut_ptr().cast(),
+                iov_len: QUERY_MAX,
+            };
+            let h = &mut hdrs[i].msg_hdr;
+            h.msg_name = (&raw mut addrs[i]).cast();
+            h.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+            h.msg_iov = &raw mut iov[i];
+            h.msg_iovlen = 1;
+            h.msg_control = std::ptr::null_mut();
+            h.msg_controllen = 0;
+            h.msg_flags = 0;
+            hdrs[i].msg_len = 0;
+        }
+        // SAFETY: every header points at buffers that live for this call; MSG_WAITFORONE blocks
+        // for the first datagram only (up to the socket's read timeout), then takes what is queued.
+        let n = unsafe {
+            libc::recvmmsg(
+                fd,
+                hdrs.as_mut_ptr(),
+                BATCH as libc::c_uint,
+                libc::MSG_WAITFORONE,
+                std::ptr::null_mut(),
+            )
+        };
+        if n <= 0 {
+            let e = std::io::Error::last_os_error();
+            if !matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock
+                    | std::io::ErrorKind::TimedOut
+                    | std::io::ErrorKind::Interrupted
+            ) {
                 // ICMP errors from earlier sends surface here (ECONNREFUSED); not fatal.
                 tracing::debug!(error = %e, "udp receive");
+            }
+            continue;
+        }
+        let snapshot = cell.load();
+        let mut nsend = 0;
+        for i in 0..n as usize {
+            let len = hdrs[i].msg_len as usize;
+            let query = &bufs[i][..len.min(QUERY_MAX)];
+            let out = &mut outs[i];
+            let (outcome, was_fast) = match fast.answer(&snapshot, query, out) {
+                Some(o) => (Some(o), true),
+                None => (handle(&snapshot, query, Transport::Udp, out), false),
+            };
+            local.record(outcome.as_ref(), was_fast);
+            if outcome.is_none() {
                 continue;
             }
-        };
-        let snapshot = cell.load();
-        let outcome = handle(&snapshot, &buf[..n], Transport::Udp, &mut out);
-        metrics.record(Transport::Udp, outcome.as_ref());
-        if outcome.is_some()
-            && let Err(e) = socket.send_to(&out, src)
-        {
-            tracing::debug!(error = %e, client = %src, "udp send");
+            send_iov[nsend] = libc::iovec {
+                iov_base: out.as_mut_ptr().cast(),
+                iov_len: out.len(),
+            };
+            let h = &mut send_hdrs[nsend].msg_hdr;
+            h.msg_name = (&raw mut addrs[i]).cast();
+            h.msg_namelen = hdrs[i].msg_hdr.msg_namelen;
+            h.msg_iov = &raw mut send_iov[nsend];
+            h.msg_iovlen = 1;
+            h.msg_control = std::ptr::null_mut();
+            h.msg_controllen = 0;
+            h.msg_flags = 0;
+            nsend += 1;
         }
+        let mut sent = 0;
+        while sent < nsend {
+            // SAFETY: headers `sent..nsend` point at live buffers and addresses.
+            let r = unsafe {
+                libc::sendmmsg(
+                    fd,
+                    send_hdrs[sent..].as_mut_ptr(),
+                    (nsend - sent) as libc::c_uint,
+                    0,
+                )
+            };
+            if r <= 0 {
+                let e = std::io::Error::last_os_error();
+                if e.kind() == std::io::ErrorKind::Interrupted {
+                    continue;
+                }
+                // One bad destination must not drop the rest of the batch: skip it.
+                tracing::debug!(error = %e, "udp send");
+                sent += 1;
+            } else {
+                sent += r as usize;
+            }
+        }
+        local.flush(&metrics);
     }
 }

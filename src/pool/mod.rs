@@ -13,6 +13,7 @@ use std::time::Instant;
 use arc_swap::ArcSwap;
 use hickory_proto::rr::rdata::{A, AAAA};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
+use rustc_hash::FxHashMap;
 
 use crate::config::{Config, Policy, PoolConfig};
 use crate::health::Health;
@@ -69,6 +70,19 @@ pub struct Snapshot {
     pub pools: Vec<PoolAnswer>,
     /// What `[server]` says about EDNS, needed when encoding answers.
     pub edns_udp_size: u16,
+    /// Lowercased wire-format pool names → pool index, for the fast path.
+    pub pool_keys: FxHashMap<Box<[u8]>, usize>,
+}
+
+/// `name` in wire format, lowercased, uncompressed.
+pub fn wire_key(name: &Name) -> Box<[u8]> {
+    let mut out = Vec::with_capacity(name.len() + 1);
+    for label in name.iter() {
+        out.push(label.len() as u8);
+        out.extend(label.iter().map(u8::to_ascii_lowercase));
+    }
+    out.push(0);
+    out.into_boxed_slice()
 }
 
 impl Snapshot {
@@ -122,11 +136,18 @@ impl Snapshot {
                 }
             })
             .collect();
+        let pool_keys = config
+            .pools
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (wire_key(&p.name), i))
+            .collect();
         Snapshot {
             generation,
             zones,
             pools,
             edns_udp_size: config.server.edns_udp_size,
+            pool_keys,
         }
     }
 }

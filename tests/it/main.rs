@@ -4,6 +4,7 @@ mod support;
 
 mod cli;
 mod dns;
+mod fast;
 mod health;
 mod lbcd;
 mod policy;

@@ -1,0 +1,167 @@
+//! Differential test: the UDP fast path and the full hickory-proto handler give the same
+//! answers over a corpus of queries (static, pool, NXDOMAIN, NODATA, EDNS, odd case, referral,
+//! wildcard, truncation, malformed).
+
+use std::sync::atomic::Ordering;
+
+use hickory_proto::op::{Edns, Message};
+use hickory_proto::rr::RecordType;
+use lbns::dns::fast::FastPath;
+use lbns::dns::{Transport, handle};
+
+use crate::support::*;
+
+const NAMES: &[&str] = &[
+    "cluster.example.",
+    "CLUSTER.example.",
+    "www.cluster.example.",
+    "WwW.ClUsTeR.eXaMpLe.",
+    "api.cluster.example.",
+    "ns1.cluster.example.",
+    "mail.cluster.example.",
+    "Mail.Cluster.Example.",
+    "web.cluster.example.",
+    "big.cluster.example.",
+    "nope.cluster.example.",
+    "deep.nope.cluster.example.",
+    "x.apps.cluster.example.",
+    "X.Apps.cluster.example.",
+    "apps.cluster.example.",
+    "host.sub.cluster.example.",
+    "sub.cluster.example.",
+    "_http._tcp.cluster.example.",
+    "www.example.com.",
+    "example.",
+];
+
+const TYPES: &[RecordType] = &[
+    RecordType::A,
+    RecordType::AAAA,
+    RecordType::MX,
+    RecordType::TXT,
+    RecordType::NS,
+    RecordType::SOA,
+    RecordType::SRV,
+    RecordType::CNAME,
+    RecordType::CAA,
+    RecordType::DS,
+    RecordType::ANY,
+];
+
+fn variants(name: &str, rtype: RecordType) -> Vec<Message> {
+    let mut out = Vec::new();
+    for edns in [None, Some(512), Some(1232), Some(4096)] {
+        let mut q = query(name, rtype, edns);
+        q.metadata.recursion_desired = edns == Some(4096);
+        q.metadata.checking_disabled = edns == Some(512);
+        if let (Some(e), Some(4096)) = (q.edns.as_mut(), edns) {
+            e.set_dnssec_ok(true);
+        }
+        out.push(q);
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fast_path_and_full_handler_agree() {
+    let s = TestServer::example().await;
+    let snap = s.server.snapshot();
+    let mut fast = FastPath::new();
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    let mut compared = 0;
+    let mut fast_answered = 0;
+    for name in NAMES {
+        for &rtype in TYPES {
+            for q in variants(name, rtype) {
+                let bytes = q.to_vec().unwrap();
+                // Same rotation for both paths.
+                for p in &snap.pools {
+                    p.counter.store(7, Ordering::Relaxed);
+                }
+                let fast_outcome = fast.answer(&snap, &bytes, &mut a);
+                for p in &snap.pools {
+                    p.counter.store(7, Ordering::Relaxed);
+                }
+                let full_outcome = handle(&snap, &bytes, Transport::Udp, &mut b);
+                compared += 1;
+                let Some(fo) = fast_outcome else { continue };
+                fast_answered += 1;
+                assert_eq!(Some(fo), full_outcome, "{name} {rtype}");
+                let fm = Message::from_vec(&a).unwrap();
+                let hm = Message::from_vec(&b).unwrap();
+                // Names compare case-insensitively; the question must match exactly.
+                assert_eq!(
+                    fm,
+                    hm,
+                    "{name} {rtype} edns={:?}",
+                    q.edns.as_ref().map(Edns::max_payload)
+                );
+                assert_eq!(fm.queries[0].name().to_ascii(), *name);
+                assert!(a.len() <= b.len(), "fast answer larger than the full one");
+            }
+        }
+    }
+    // The fast path must actually carry the common cases.
+    assert!(
+        fast_answered * 10 >= compared * 6,
+        "fast path answered {fast_answered} of {compared}"
+    );
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unusual_queries_take_the_full_path() {
+    let s = TestServer::example().await;
+    let snap = s.server.snapshot();
+    let mut fast = FastPath::new();
+    let mut out = Vec::new();
+    let base = query("www.cluster.example.", RecordType::A, Some(1232));
+    let mut cases: Vec<(&str, Vec<u8>)> = Vec::new();
+    // EDNS version 1.
+    let mut q = base.clone();
+    q.edns.as_mut().unwrap().set_version(1);
+    cases.push(("edns version", q.to_vec().unwrap()));
+    // An EDNS option (NSID request).
+    let mut q = base.clone();
+    q.edns.as_mut().unwrap().options_mut().insert(
+        hickory_proto::rr::rdata::opt::EdnsOption::Unknown(3, vec![]),
+    );
+    cases.push(("edns option", q.to_vec().unwrap()));
+    // Trailing garbage.
+    let mut bytes = base.to_vec().unwrap();
+    bytes.push(0);
+    cases.push(("trailing byte", bytes));
+    // A response.
+    let mut q = base.clone();
+    q.metadata.message_type = hickory_proto::op::MessageType::Response;
+    cases.push(("response", q.to_vec().unwrap()));
+    // Opcode NOTIFY.
+    let mut q = base.clone();
+    q.metadata.op_code = hickory_proto::op::OpCode::Notify;
+    cases.push(("opcode", q.to_vec().unwrap()));
+    // CHAOS class.
+    let mut q = base.clone();
+    q.queries[0].set_query_class(hickory_proto::rr::DNSClass::CH);
+    cases.push(("class", q.to_vec().unwrap()));
+    // 40 A records do not fit 512: truncation is decided by the full handler.
+    cases.push((
+        "big",
+        query("big.cluster.example.", RecordType::A, None)
+            .to_vec()
+            .unwrap(),
+    ));
+    // ANY.
+    cases.push((
+        "any",
+        query("cluster.example.", RecordType::ANY, None)
+            .to_vec()
+            .unwrap(),
+    ));
+    for (what, bytes) in cases {
+        assert!(
+            fast.answer(&snap, &bytes, &mut out).is_none(),
+            "{what} took the fast path"
+        );
+    }
+    s.stop().await;
+}
