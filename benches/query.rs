@@ -1,0 +1,122 @@
+//! Criterion benches of the query path (bytes in → bytes out) for the fast path and the full
+//! handler, and of selection (compiling a pool's orderings).
+//!
+//! Run: `cargo bench --bench query`.
+
+use std::hint::black_box;
+use std::net::IpAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};
+use hickory_proto::rr::{Name, RecordType};
+use lbns::config::{AllDown, Config, Place, Policy, PoolConfig};
+use lbns::dns::fast::FastPath;
+use lbns::dns::{Transport, handle};
+use lbns::health::Health;
+use lbns::pool::Snapshot;
+use lbns::select::{Candidate, select};
+use lbns::zones::ZoneSet;
+
+fn snapshot() -> Snapshot {
+    let config = Config::load(Path::new("zones/lbns.toml")).expect("bundled config");
+    let (zones, _) = ZoneSet::load(&config.zones, &config.pools).expect("bundled zone");
+    let health: Vec<Vec<Health>> = config
+        .pools
+        .iter()
+        .map(|p| p.backends.iter().map(|_| Health::always_up()).collect())
+        .collect();
+    Snapshot::compile(
+        &config,
+        Arc::new(zones),
+        1,
+        &health,
+        Instant::now(),
+        &mut |_| Default::default(),
+    )
+}
+
+fn query(name: &str, rtype: RecordType) -> Vec<u8> {
+    let mut m = Message::new(0x4242, MessageType::Query, OpCode::Query);
+    m.add_query(Query::query(Name::from_ascii(name).unwrap(), rtype));
+    let mut e = Edns::new();
+    e.set_max_payload(1232);
+    m.edns = Some(e);
+    m.to_vec().unwrap()
+}
+
+fn query_path(c: &mut Criterion) {
+    let snap = snapshot();
+    let cases = [
+        ("static A", query("mail.cluster.example.", RecordType::A)),
+        ("pool A", query("www.cluster.example.", RecordType::A)),
+        ("pool AAAA", query("www.cluster.example.", RecordType::AAAA)),
+        ("NXDOMAIN", query("nope.cluster.example.", RecordType::A)),
+        ("MX + additional", query("cluster.example.", RecordType::MX)),
+    ];
+    let mut out = Vec::with_capacity(4096);
+    let mut fast = FastPath::new();
+    for (what, q) in &cases {
+        c.bench_function(&format!("fast path: {what}"), |b| {
+            b.iter(|| {
+                let o = fast.answer(&snap, black_box(q), &mut out);
+                assert!(o.is_some());
+                black_box(&out);
+            })
+        });
+        c.bench_function(&format!("full handler: {what}"), |b| {
+            b.iter(|| {
+                handle(&snap, black_box(q), Transport::Udp, &mut out);
+                black_box(&out);
+            })
+        });
+    }
+}
+
+fn selection(c: &mut Criterion) {
+    for n in [10usize, 1000] {
+        let candidates: Vec<Candidate> = (0..n)
+            .map(|i| Candidate {
+                address: IpAddr::from([10, (i >> 16) as u8, (i >> 8) as u8, i as u8]),
+                weight: 1 + (i % 5) as u32,
+                tier: 1 + (i % 2) as u32,
+                usable: i % 7 != 0,
+                load: Some((i % 13) as f64 / 4.0),
+                lbcd: None,
+            })
+            .collect();
+        for policy in [
+            Policy::RoundRobin,
+            Policy::LeastLoaded,
+            Policy::Weighted {
+                scale_by_load: true,
+            },
+            Policy::Priority { min_healthy: 2 },
+            Policy::Best,
+        ] {
+            let pool = PoolConfig {
+                name: Name::from_ascii("p.example.").unwrap(),
+                ttl: 5,
+                answers: 4,
+                backends: Vec::new(),
+                policy: policy.clone(),
+                all_down: AllDown::ServeAll,
+                all_down_ttl: 1,
+                max_age: std::time::Duration::from_secs(5),
+                place: Place {
+                    file: "bench".into(),
+                    line: 1,
+                    col: 1,
+                },
+            };
+            c.bench_function(&format!("select {policy:?} over {n} backends"), |b| {
+                b.iter(|| black_box(select(&pool, black_box(&candidates), false, 1)))
+            });
+        }
+    }
+}
+
+criterion_group!(benches, query_path, selection);
+criterion_main!(benches);
