@@ -55,6 +55,12 @@ pub struct ServerConfig {
     pub tcp_max_connections: usize,
     /// Largest UDP response we send and the payload size we advertise (512..=4096).
     pub edns_udp_size: u16,
+    /// CHAOS id.server / hostname.bind answer and NSID payload.
+    pub identity: String,
+    /// CHAOS version.bind answer; `None` keeps the version private.
+    pub version: Option<String>,
+    /// Whether NSID is answered.
+    pub nsid: bool,
 }
 
 /// A zone to serve, from `[[zone]]`.
@@ -173,6 +179,15 @@ impl Config {
             Err(ConfigErrors(cx.errors))
         }
     }
+}
+
+/// The system host name, the default identity (as BIND and Knot use it).
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_owned())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "lbns".to_owned())
 }
 
 /// Parse context: the source (for turning spans into places) and the problems found so far.
@@ -300,6 +315,9 @@ impl Cx<'_> {
             tcp_idle_timeout,
             tcp_max_connections,
             edns_udp_size,
+            identity,
+            version,
+            nsid,
         } = raw;
 
         let mut addrs = Vec::new();
@@ -364,6 +382,9 @@ impl Cx<'_> {
             tcp_idle_timeout,
             tcp_max_connections,
             edns_udp_size,
+            identity: identity.unwrap_or_else(host_name),
+            version,
+            nsid: nsid.unwrap_or(false),
         }
     }
 

@@ -24,6 +24,13 @@ pub struct RawServer {
     /// Largest UDP response lbns sends and the size it advertises in EDNS (default 1232, the
     /// DNS Flag Day 2020 value that avoids IP fragmentation).
     pub edns_udp_size: Option<u16>,
+    /// Answer to CHAOS TXT id.server / hostname.bind and the NSID payload (default: the host
+    /// name).
+    pub identity: Option<String>,
+    /// Answer to CHAOS TXT version.bind / version.server; absent = refused (not disclosed).
+    pub version: Option<String>,
+    /// Send NSID (RFC 5001) with the identity when a query asks for it (default false).
+    pub nsid: Option<bool>,
 }
 
 /// One `[[zone]]`: an origin served from an RFC 1035 master file.

@@ -6,7 +6,9 @@
 //! itself a response is dropped (RFC 1035 §7.3 — answering responses invites loops).
 
 use hickory_proto::op::{Edns, Message, OpCode, Query, ResponseCode};
-use hickory_proto::rr::{DNSClass, RecordType};
+use hickory_proto::rr::rdata::TXT;
+use hickory_proto::rr::rdata::opt::{EdnsCode, EdnsOption, NSIDPayload};
+use hickory_proto::rr::{DNSClass, RData, Record, RecordType};
 use hickory_proto::serialize::binary::{BinEncodable, BinEncoder};
 
 use super::resolve::{Answer, resolve};
@@ -60,6 +62,13 @@ pub fn handle(
         edns.set_version(0);
         // RFC 3225 §3: the DO bit is copied into the response.
         edns.set_dnssec_ok(req_edns.flags().dnssec_ok);
+        // RFC 5001 §2.1: NSID only when asked for, and only if the operator enabled it.
+        if let Some(nsid) = &snap.nsid
+            && req_edns.option(EdnsCode::NSID).is_some()
+            && let Ok(payload) = NSIDPayload::new(nsid.clone())
+        {
+            edns.options_mut().insert(EdnsOption::NSID(payload));
+        }
         response.edns = Some(edns);
     }
     let limit = match transport {
@@ -112,9 +121,38 @@ fn question(snap: &Snapshot, q: &Query) -> Answer {
         _ => match q.query_class() {
             // QCLASS ANY asks about every class; IN is the only one we hold data in.
             DNSClass::IN | DNSClass::ANY => resolve(snap, q.name(), qtype),
+            DNSClass::CH => chaos(snap, q),
             _ => Answer::refused(),
         },
     }
+}
+
+/// CHAOS-class TXT queries for the server's identity, as BIND, Knot and NSD answer them
+/// (RFC 4892): id.server / hostname.bind, and version.bind / version.server if configured.
+fn chaos(snap: &Snapshot, q: &Query) -> Answer {
+    let name = q.name().to_ascii().to_ascii_lowercase();
+    let text = match name.trim_end_matches('.') {
+        "id.server" | "hostname.bind" => Some(snap.identity.as_str()),
+        "version.bind" | "version.server" => snap.version.as_deref(),
+        _ => None,
+    };
+    let Some(text) = text else {
+        return Answer::refused();
+    };
+    let mut answer = Answer {
+        authoritative: true,
+        ..Answer::default()
+    };
+    if matches!(q.query_type(), RecordType::TXT | RecordType::ANY) {
+        let mut record = Record::from_rdata(
+            q.name().clone(),
+            0,
+            RData::TXT(TXT::new(vec![text.to_owned()])),
+        );
+        record.dns_class = DNSClass::CH;
+        answer.answers.push(record);
+    }
+    answer
 }
 
 /// Encodes the response, truncating to `limit`: first drop optional additional data; if the

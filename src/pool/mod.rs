@@ -70,6 +70,10 @@ pub struct Snapshot {
     pub pools: Vec<PoolAnswer>,
     /// What `[server]` says about EDNS, needed when encoding answers.
     pub edns_udp_size: u16,
+    /// CHAOS identity and NSID payload (`None` when NSID is off).
+    pub identity: String,
+    pub version: Option<String>,
+    pub nsid: Option<Vec<u8>>,
     /// Lowercased wire-format pool names → pool index, for the fast path.
     pub pool_keys: FxHashMap<Box<[u8]>, usize>,
 }
@@ -147,6 +151,12 @@ impl Snapshot {
             zones,
             pools,
             edns_udp_size: config.server.edns_udp_size,
+            identity: config.server.identity.clone(),
+            version: config.server.version.clone(),
+            nsid: config
+                .server
+                .nsid
+                .then(|| config.server.identity.clone().into_bytes()),
             pool_keys,
         }
     }

@@ -226,3 +226,49 @@ async fn malformed_and_unsupported_queries_get_rcodes() {
     assert!(matches!(m.answers[0].data, RData::SOA(_)));
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn chaos_identity_version_and_nsid() {
+    let config = example_config("").replace(
+        "udp_workers = 2",
+        "udp_workers = 1\nidentity = \"ns-test-1\"\nnsid = true",
+    );
+    let s = TestServer::start(&config, &[("cluster.example.zone", EXAMPLE_ZONE)]).await;
+    // dig, as operators ask it.
+    let out = dig(s.udp, &["+short", "CH", "TXT", "id.server."]);
+    assert_eq!(out.trim(), "\"ns-test-1\"");
+    let out = dig(s.udp, &["+short", "CH", "TXT", "hostname.bind."]);
+    assert_eq!(out.trim(), "\"ns-test-1\"");
+    // The version is not disclosed unless configured.
+    let out = dig(s.udp, &["CH", "TXT", "version.bind."]);
+    assert!(out.contains("status: REFUSED"), "{out}");
+    // NSID (RFC 5001) with kdig.
+    let kdig = require_tool("kdig");
+    let out = std::process::Command::new(kdig)
+        .arg(format!("@{}", s.udp.ip()))
+        .args([
+            "-p",
+            &s.udp.port().to_string(),
+            "+nsid",
+            "www.cluster.example.",
+            "A",
+        ])
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.contains("NSID: 6e732d746573742d31") || out.contains("ns-test-1"),
+        "{out}"
+    );
+    s.stop().await;
+
+    // Configured version; NSID off by default.
+    let config =
+        example_config("").replace("udp_workers = 2", "udp_workers = 1\nversion = \"lbns 0.1\"");
+    let s = TestServer::start(&config, &[("cluster.example.zone", EXAMPLE_ZONE)]).await;
+    let out = dig(s.udp, &["+short", "CH", "TXT", "version.bind."]);
+    assert_eq!(out.trim(), "\"lbns 0.1\"");
+    let out = dig(s.udp, &["+nsid", "www.cluster.example."]);
+    assert!(!out.contains("NSID"), "{out}");
+    s.stop().await;
+}
