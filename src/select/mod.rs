@@ -208,6 +208,14 @@ fn order(policy: &Policy, up: &[&Candidate], cap: usize, seed: u64) -> (Vec<IpAd
                             (u.powf(1.0 / weights[i as usize].max(f64::EPSILON)), i)
                         })
                         .collect();
+                    // Only the first `cap - 1` of the rest are ever answered.
+                    let keep = cap.saturating_sub(1).min(rest.len());
+                    if keep > 0 && keep < rest.len() {
+                        rest.select_nth_unstable_by(keep - 1, |a, b| b.0.total_cmp(&a.0));
+                        rest.truncate(keep);
+                    } else if keep == 0 {
+                        rest.clear();
+                    }
                     rest.sort_by(|a, b| b.0.total_cmp(&a.0));
                     capped(
                         std::iter::once(first)
