@@ -73,6 +73,8 @@ struct Table {
     health: Vec<Vec<Health>>,
     /// (pool name, backend name) taken out of answers by an operator.
     drained: HashSet<(String, String)>,
+    /// `drained` resolved against the config, indexed like `health` (no string work per probe).
+    drained_flags: Vec<Vec<bool>>,
     generation: u64,
     epoch: u64,
     counters: HashMap<Name, Arc<AtomicUsize>>,
@@ -83,19 +85,32 @@ struct Table {
 }
 
 impl Table {
+    /// Recomputes `drained_flags` after the drained set or the config changed.
+    fn refresh_drained(&mut self) {
+        self.drained_flags = self
+            .config
+            .pools
+            .iter()
+            .map(|p| {
+                let pool = p.name.to_ascii();
+                p.backends
+                    .iter()
+                    .map(|b| self.drained.contains(&(pool.clone(), b.name.clone())))
+                    .collect()
+            })
+            .collect();
+    }
+
     fn usable(&self, now: Instant) -> Vec<Vec<bool>> {
         self.config
             .pools
             .iter()
             .zip(&self.health)
-            .map(|(p, hs)| {
-                p.backends
-                    .iter()
-                    .zip(hs)
-                    .map(|(b, h)| {
-                        h.usable(now, p.max_age)
-                            && !self.drained.contains(&(p.name.to_ascii(), b.name.clone()))
-                    })
+            .zip(&self.drained_flags)
+            .map(|((p, hs), ds)| {
+                hs.iter()
+                    .zip(ds)
+                    .map(|(h, d)| h.usable(now, p.max_age) && !d)
                     .collect()
             })
             .collect()
@@ -156,6 +171,7 @@ impl Monitor {
             zones: Arc::new(zones),
             health,
             drained: HashSet::new(),
+            drained_flags: Vec::new(),
             generation: 0,
             epoch: 1,
             counters: HashMap::new(),
@@ -163,6 +179,7 @@ impl Monitor {
             load_dirty: false,
             last_publish: now,
         };
+        table.refresh_drained();
         let snapshot = table.compile(now);
         let cell: SnapshotCell = Arc::new(ArcSwap::from_pointee(snapshot));
         let table = Arc::new(Mutex::new(table));
@@ -204,6 +221,7 @@ impl Monitor {
             t.config = config;
             t.zones = Arc::new(zones);
             t.health = health;
+            t.refresh_drained();
             t.epoch += 1;
             let names: HashSet<Name> = t.config.pools.iter().map(|p| p.name.clone()).collect();
             t.counters.retain(|n, _| names.contains(n));
@@ -246,6 +264,7 @@ impl Monitor {
             } else {
                 t.drained.remove(&key);
             }
+            t.refresh_drained();
             t.compile(Instant::now())
         };
         self.cell.store(Arc::new(snapshot));
@@ -257,6 +276,7 @@ impl Monitor {
         let snapshot = {
             let mut t = self.table.lock().expect("table lock");
             t.drained = drained;
+            t.refresh_drained();
             t.compile(Instant::now())
         };
         self.cell.store(Arc::new(snapshot));
@@ -294,7 +314,7 @@ impl Monitor {
                             probe: b.probe.kind.to_string(),
                             state: h.state,
                             usable: usable[pi][bi],
-                            drained: t.drained.contains(&(p.name.to_ascii(), b.name.clone())),
+                            drained: t.drained_flags[pi][bi],
                             load: h.load(),
                             last_probe_age: h
                                 .last
@@ -504,6 +524,7 @@ async fn publish_loop(
             },
             _ = tick.tick() => None,
         };
+        let ticked = first.is_none();
         let snapshot = {
             let mut t = table.lock().expect("table lock");
             let mut flipped = false;
@@ -514,7 +535,9 @@ async fn publish_loop(
                 next = rx.try_recv().ok();
             }
             let now = Instant::now();
-            let stale_changed = t.usable(now) != t.published_usable;
+            // Staleness (byAge) is checked on the tick only: comparing every backend on every
+            // report would cost O(backends) per probe.
+            let stale_changed = ticked && t.usable(now) != t.published_usable;
             let load_due = t.load_dirty && now.duration_since(t.last_publish) >= LOAD_REPUBLISH;
             (flipped || stale_changed || load_due).then(|| t.compile(now))
         };

@@ -72,7 +72,7 @@ impl Prober {
             ProbeKind::None => Ok((None, None, "not probed".into())),
             ProbeKind::Tcp { port } => {
                 let addr = SocketAddr::new(address, *port);
-                tokio::net::TcpStream::connect(addr)
+                tcp_connect(addr)
                     .await
                     .map(|_| (None, None, format!("tcp {addr} connected")))
                     .map_err(|e| format!("tcp {addr}: {e}"))
@@ -108,5 +108,29 @@ impl Prober {
                 }
             }
         }
+    }
+}
+
+/// A TCP connect probe. On loopback and fast networks the kernel often decides the connect
+/// (accepted or refused) inside the `connect` call; only when it is still in progress do we
+/// register with the reactor and wait, which saves two epoll calls and a wakeup per probe —
+/// it matters at 10,000 probes a second.
+async fn tcp_connect(addr: SocketAddr) -> std::io::Result<()> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(
+        Domain::for_address(addr),
+        Type::STREAM.nonblocking(),
+        Some(Protocol::TCP),
+    )?;
+    match socket.connect(&addr.into()) {
+        Ok(()) => return Ok(()),
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+        Err(e) => return Err(e),
+    }
+    let stream = tokio::net::TcpStream::from_std(std::net::TcpStream::from(socket))?;
+    stream.writable().await?;
+    match stream.take_error()? {
+        Some(e) => Err(e),
+        None => Ok(()),
     }
 }
