@@ -10,6 +10,7 @@ have kdig     || need="$need knot-dnsutils"
 have dnsperf  || need="$need dnsperf"
 [ -x /usr/sbin/lbcd ] || need="$need lbcd"
 have curl     || need="$need curl"
+have python3  || need="$need python3"
 
 [ -z "$need" ] && exit 0
 

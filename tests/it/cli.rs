@@ -165,3 +165,74 @@ fn serve_answers_dig_reloads_on_sighup_and_stops_on_sigterm() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// Separate backend processes (python3's http.server on 127.0.0.2 and .3): SIGKILL one and the
+/// lbns process stops answering it within the pool TTL.
+#[test]
+fn killed_backend_process_leaves_dig_answers_within_the_ttl() {
+    let python = require_tool("python3");
+    let port = free_port();
+    let www = tempfile::tempdir().unwrap();
+    std::fs::write(www.path().join("health"), "ok\n").unwrap();
+    let mut backends: Vec<Proc> = ["127.0.0.2", "127.0.0.3"]
+        .iter()
+        .map(|ip| {
+            Proc(
+                Command::new(&python)
+                    .args(["-m", "http.server", &port.to_string(), "--bind", ip])
+                    .current_dir(www.path())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .unwrap(),
+            )
+        })
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let dns_port = free_port();
+    std::fs::write(dir.path().join("cluster.example.zone"), EXAMPLE_ZONE).unwrap();
+    std::fs::write(
+        dir.path().join("lbns.toml"),
+        format!(
+            "[server]\nlisten = [\"127.0.0.1:{dns_port}\"]\n\
+             [[zone]]\norigin = \"cluster.example.\"\nfile = \"cluster.example.zone\"\n\
+             [[pool]]\nname = \"www.cluster.example.\"\nttl = 5\nbackends = [\"127.0.0.2\", \"127.0.0.3\"]\n\
+             probe = {{ kind = \"http\", port = {port}, url = \"http://{{address}}:{{port}}/health\", body_contains = \"ok\" }}\n"
+        ),
+    )
+    .unwrap();
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{dns_port}").parse().unwrap();
+    // Wait for both backends to be up and answered.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let _lbns = loop {
+        // python may take a moment to bind; lbns only serves what its first round saw, so
+        // (re)start it until both are in.
+        let child = Command::new(lbns_bin())
+            .args(["serve", "--config"])
+            .arg(dir.path().join("lbns.toml"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let p = Proc(child);
+        wait_until_answering(addr);
+        let out = dig(addr, &["+short", "www.cluster.example."]);
+        if out.contains("127.0.0.2") && out.contains("127.0.0.3") {
+            break p;
+        }
+        assert!(Instant::now() < deadline, "backends never both up: {out}");
+        drop(p);
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    let victim = backends.remove(1);
+    drop(victim); // SIGKILL
+    let killed = Instant::now();
+    while dig(addr, &["+short", "www.cluster.example."]).contains("127.0.0.3") {
+        assert!(
+            killed.elapsed() < Duration::from_secs(5),
+            "killed backend still answered after the TTL"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(dig(addr, &["+short", "www.cluster.example."]).contains("127.0.0.2"));
+}
