@@ -12,6 +12,8 @@ pub mod metrics;
 pub mod monitor;
 pub mod net;
 pub mod pool;
+pub mod privdrop;
 pub mod probe;
+pub mod querylog;
 pub mod select;
 pub mod zones;
