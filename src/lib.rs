@@ -16,4 +16,6 @@ pub mod privdrop;
 pub mod probe;
 pub mod querylog;
 pub mod select;
+pub mod state;
+pub mod status;
 pub mod zones;
