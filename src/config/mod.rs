@@ -707,6 +707,80 @@ file = "cluster.example.zone"
     }
 
     #[test]
+    fn operations_keys_default_and_parse() {
+        let c = parse(MINIMAL).unwrap();
+        assert_eq!(
+            c.status.listen,
+            vec![DEFAULT_STATUS_LISTEN.parse().unwrap()]
+        );
+        assert_eq!(
+            c.status.allow,
+            ["127.0.0.0/8".parse().unwrap(), "::1/128".parse().unwrap()]
+        );
+        // Beside the config file, like zone files.
+        let c = Config::parse(MINIMAL, Path::new("/etc/lbns/lbns.toml")).unwrap();
+        assert_eq!(c.server.state_file, Path::new("/etc/lbns/lbns.state"));
+        assert_eq!(c.server.query_log_sample, 0);
+        assert_eq!(
+            (c.server.user.as_deref(), c.server.group.as_deref()),
+            (None, None)
+        );
+
+        let text = format!(
+            "[server]\nstate_file = \"/var/lib/lbns/lbns.state\"\nquery_log_sample = 100\n\
+             user = \"lbns\"\ngroup = \"lbns\"\n\n\
+             [status]\nlisten = [\"127.0.0.1:9053\", \"[::1]:9053\"]\nallow = [\"127.0.0.1\", \"10.0.0.0/8\"]\n{MINIMAL}"
+        );
+        let c = parse(&text).unwrap();
+        assert_eq!(c.server.state_file, Path::new("/var/lib/lbns/lbns.state"));
+        assert_eq!(c.server.query_log_sample, 100);
+        assert_eq!(c.server.user.as_deref(), Some("lbns"));
+        assert_eq!(c.server.group.as_deref(), Some("lbns"));
+        assert_eq!(c.status.listen.len(), 2);
+        assert_eq!(c.status.allow[0].to_string(), "127.0.0.1/32");
+        // One address as a plain string; off with [] or enabled = false.
+        let status = |body: &str| parse(&format!("[status]\n{body}\n{MINIMAL}"));
+        assert_eq!(
+            status("listen = \"127.0.0.1:9053\"").unwrap().status.listen,
+            vec!["127.0.0.1:9053".parse().unwrap()]
+        );
+        assert!(status("listen = []").unwrap().status.listen.is_empty());
+        assert!(status("enabled = false").unwrap().status.listen.is_empty());
+    }
+
+    #[test]
+    fn operations_keys_are_checked_with_their_place() {
+        let text = format!(
+            "[server]\nlisten = [\"127.0.0.1:5353\"]\nuser = \"\"\nstate_file = \"\"\n\n\
+             [status]\nlisten = [\"127.0.0.1:5353\", \"localhost\"]\nallow = [\"10.1.2.3/8\", \"::1/129\"]\n{MINIMAL}"
+        );
+        let err = parse(&text).unwrap_err();
+        for expected in [
+            "t.toml:1:1: user must not be empty",
+            "t.toml:1:1: state_file must not be empty",
+            "t.toml:6:1: status listen 127.0.0.1:5353 is also a [server] listen address",
+            "t.toml:6:1: status listen: `localhost` is not an address:port such as 127.0.0.1:8053",
+            "t.toml:6:1: status allow: `10.1.2.3/8`: host bits are set; the network is 10.0.0.0/8",
+            "t.toml:6:1: status allow: `::1/129`: prefix /129 is longer than 128 bits",
+        ] {
+            assert!(
+                err.lines().any(|l| l == expected),
+                "missing {expected}:\n{err}"
+            );
+        }
+        let err = parse(&format!("[status]\nlisen = \"x\"\n{MINIMAL}")).unwrap_err();
+        assert!(
+            err.starts_with("t.toml:2:1: [status]: unknown field `lisen`"),
+            "{err}"
+        );
+        let err = parse(&format!("[status]\nlisten = 8053\n{MINIMAL}")).unwrap_err();
+        assert!(
+            err.contains("expected an address string or a list of them"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn backends_take_both_spellings() {
         let text = format!(
             "{MINIMAL}\n[[pool]]\nname = \"www.cluster.example\"\nttl = 7\nanswers = 2\n\
