@@ -6,5 +6,6 @@ mod cli;
 mod dns;
 mod health;
 mod lbcd;
+mod ops;
 mod policy;
 mod tcp;
