@@ -38,11 +38,12 @@ th, td { text-align: left; padding: 6px 14px; border-bottom: 1px solid var(--lin
   vertical-align: top; }
 tr:last-child td { border-bottom: 0; }
 th { font-size: 12px; color: var(--muted); font-weight: 600; text-transform: uppercase;
-  letter-spacing: .04em; background: #fafbfc; }
+  letter-spacing: .04em; background: #fafbfc; white-space: nowrap; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
 th.num { text-align: right; }
 .mono { font-family: ui-monospace, "DejaVu Sans Mono", monospace; font-size: 13px; }
-.detail { color: var(--muted); max-width: 320px; overflow-wrap: anywhere; }
+.detail { color: var(--muted); overflow-wrap: anywhere; }
+td.probe { white-space: nowrap; color: var(--muted); }
 .badge { display: inline-block; padding: 1px 8px; border-radius: 999px; font-size: 12px;
   font-weight: 600; }
 .up { color: var(--up); background: var(--up-bg); }
@@ -94,8 +95,8 @@ pub fn page(r: &Report) -> String {
         );
         o.push_str(
             "<table>\n<thead><tr><th>Backend</th><th>Address</th><th>State</th>\
-             <th>In answers</th><th class=\"num\">Load</th><th>Last probe</th>\
-             <th class=\"num\">Latency</th><th class=\"num\">Flips</th><th>Probe</th></tr></thead>\n<tbody>\n",
+             <th>In answers</th><th class=\"num\">Load</th><th class=\"num\">Latency</th>\
+             <th class=\"num\">Flips</th><th>Probe</th><th>Last probe</th></tr></thead>\n<tbody>\n",
         );
         for b in &p.backends {
             backend_row(&mut o, b);
@@ -161,14 +162,15 @@ fn backend_row(o: &mut String, b: &Backend) {
             if ok { "ok" } else { "failed" },
             esc(b.last_result.as_deref().unwrap_or(""))
         ),
-        _ => "<span class=\"meta\">never</span>".to_owned(),
+        _ if b.probe == "none" => "<span class=\"meta\">not probed</span>".to_owned(),
+        _ => "<span class=\"meta\">not yet</span>".to_owned(),
     };
     let _ = writeln!(
         o,
         "<tr><td><b>{}</b></td><td class=\"mono\">{}</td>\
          <td><span class=\"badge {state_class}\">{}</span></td><td>{answers}</td>\
-         <td class=\"num\">{}</td><td>{last}</td><td class=\"num\">{}</td>\
-         <td class=\"num\">{}</td><td class=\"mono detail\">{}</td></tr>",
+         <td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td>\
+         <td class=\"mono probe\" title=\"{}\">{}</td><td>{last}</td></tr>",
         esc(&b.name),
         esc(&b.address),
         esc(&b.state),
@@ -176,6 +178,9 @@ fn backend_row(o: &mut String, b: &Backend) {
         b.latency_seconds.map_or("–".to_owned(), millis),
         b.flips,
         esc(&b.probe),
+        // Just the kind (`http`, `tcp:80`, `lbcd v3:4330`); an HTTP probe's URL, which the
+        // result text repeats anyway, is in the tooltip, so the result keeps room to read.
+        esc(b.probe.split(' ').next().unwrap_or_default()),
     );
 }
 

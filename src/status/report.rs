@@ -142,6 +142,7 @@ impl Report {
                 p.all_down_note()
                     .map_or(String::new(), |n| format!("  ALL DOWN: {n}"))
             );
+            // The probe's result text is the one long, ragged column: it goes last.
             let mut rows = vec![
                 [
                     "BACKEND",
@@ -149,10 +150,10 @@ impl Report {
                     "STATE",
                     "IN ANSWERS",
                     "LOAD",
-                    "LAST PROBE",
                     "LATENCY",
                     "FLIPS",
                     "PROBE",
+                    "LAST PROBE",
                 ]
                 .map(String::from)
                 .to_vec(),
@@ -164,10 +165,10 @@ impl Report {
                     b.state.clone(),
                     b.in_answers().to_owned(),
                     b.load.map_or("-".to_owned(), |l| format!("{l:.2}")),
-                    b.last_probe(),
                     b.latency_seconds.map_or("-".to_owned(), millis),
                     b.flips.to_string(),
                     b.probe.clone(),
+                    b.last_probe(),
                 ]);
             }
             table(&mut out, &rows);
