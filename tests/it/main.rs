@@ -2,6 +2,7 @@
 
 mod support;
 
+mod browser;
 mod cli;
 mod dns;
 mod health;
