@@ -4,6 +4,7 @@ mod support;
 
 mod browser;
 mod cli;
+mod dist;
 mod dns;
 mod health;
 mod lbcd;
