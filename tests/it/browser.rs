@@ -70,17 +70,9 @@ async fn status_page_renders_in_headless_chromium() {
     // Kept alive until the end: api1 and api2 stay up, api3 (nothing on .7) is down.
     let (api1, _api2) = two_backends().await;
     let port = api1.addr.port();
-    let pools = format!(
+    // The drain tests' www pool, plus a probed pool with loads and a dead backend.
+    let config = crate::ops::named_config(&format!(
         r#"
-[[pool]]
-name = "www.cluster.example."
-backends = [
-    {{ address = "127.0.0.2", name = "web1" }},
-    {{ address = "127.0.0.3", name = "web2" }},
-    {{ address = "127.0.0.4", name = "web3" }},
-    {{ address = "::1", name = "web6" }},
-]
-
 [[pool]]
 name = "api.cluster.example."
 policy = "least-loaded"
@@ -92,11 +84,7 @@ backends = [
 ]
 probe = {{ kind = "http", port = {port}, url = "http://{{address}}:{{port}}/health", load_header = "X-Load" }}
 "#
-    );
-    let config = format!(
-        "[server]\nlisten = [\"127.0.0.1:0\"]\nudp_workers = 1\n\n\
-         [[zone]]\norigin = \"cluster.example.\"\nfile = \"cluster.example.zone\"\n{pools}"
-    );
+    ));
     let s = TestServer::start(&config, &[("cluster.example.zone", EXAMPLE_ZONE)]).await;
     let (code, _, _) = http(
         "POST",

@@ -5,16 +5,6 @@ use std::time::{Duration, Instant};
 
 use crate::support::*;
 
-/// A `lbns serve` process, killed on drop if still running.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn signal(child: &Child, sig: libc::c_int) {
     // SAFETY: kill(2) on the PID of a child we started and have not reaped.
     unsafe { libc::kill(child.id() as libc::pid_t, sig) };

@@ -3,7 +3,7 @@
 //! query log, and dropping privileges.
 
 use std::collections::HashSet;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use hickory_proto::rr::RecordType;
@@ -12,7 +12,7 @@ use lbns::status::Report;
 use crate::support::*;
 
 /// The example zone with named backends, so drain can use names.
-fn named_config(extra: &str) -> String {
+pub(crate) fn named_config(extra: &str) -> String {
     format!(
         r#"
 [server]
@@ -434,16 +434,6 @@ async fn no_query_is_lost_while_reloading_under_dnsperf() {
     assert!(sent >= 10_000, "{report}");
     assert_eq!(lost, 0, "{report}");
     s.stop().await;
-}
-
-/// A `lbns serve` child process, killed on drop.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// Polls `/healthz` until the child answers or `deadline` passes.

@@ -226,6 +226,16 @@ pub fn lbns_bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_lbns"))
 }
 
+/// A `lbns serve` (or other) child process, killed on drop if still running.
+pub struct Proc(pub std::process::Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// A loopback port free for both UDP and TCP right now.
 pub fn free_port() -> u16 {
     loop {
