@@ -181,14 +181,14 @@ struct Target {
 }
 
 async fn drain(State(c): State<Arc<Control>>, Query(t): Query<Target>) -> Response {
-    set_drained(&c, t, true)
+    set_drained(c, t, true).await
 }
 
 async fn undrain(State(c): State<Arc<Control>>, Query(t): Query<Target>) -> Response {
-    set_drained(&c, t, false)
+    set_drained(c, t, false).await
 }
 
-fn set_drained(c: &Control, t: Target, drained: bool) -> Response {
+async fn set_drained(c: Arc<Control>, t: Target, drained: bool) -> Response {
     let (Some(pool), Some(backend)) = (t.pool, t.backend) else {
         return text(
             StatusCode::BAD_REQUEST,
@@ -196,7 +196,15 @@ fn set_drained(c: &Control, t: Target, drained: bool) -> Response {
         );
     };
     let verb = if drained { "drained" } else { "undrained" };
-    match c.set_drained(&pool, &backend, drained) {
+    // The state file is fsynced: off the runtime threads, which also serve DNS over TCP.
+    let result = tokio::task::spawn_blocking(move || c.set_drained(&pool, &backend, drained)).await;
+    let Ok(result) = result else {
+        return text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the drain task failed; see the server log\n".to_owned(),
+        );
+    };
+    match result {
         Ok((pool, backend)) => text(StatusCode::OK, format!("{verb} {backend} in {pool}\n")),
         Err(e @ (DrainError::NoPool { .. } | DrainError::NoBackend { .. })) => {
             text(StatusCode::NOT_FOUND, format!("{e}\n"))
