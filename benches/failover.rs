@@ -103,6 +103,7 @@ async fn main() {
     .unwrap();
     let config = format!(
         "[server]\nlisten = [\"127.0.0.1:0\"]\nudp_workers = 1\n\
+         [status]\nenabled = false\n\
          [[zone]]\norigin = \"f.example.\"\nfile = \"f.zone\"\n\
          [[pool]]\nname = \"www.f.example.\"\nttl = {TTL}\n\
          backends = [\"127.0.0.2\", \"127.0.0.3\", \"127.0.0.4\"]\n\

@@ -1,5 +1,6 @@
 #!/bin/sh
-# Installs the tools the tests and benchmarks drive (Debian packages), if any is missing.
+# Installs the tools the tests and benchmarks drive (Debian packages), if any is missing:
+# dig, kdig, lbcd, dnsperf, curl, and headless Chromium for the status-page test.
 # Daemons in these packages (lbcd) must never auto-start: policy-rc.d is set to refuse first.
 set -eu
 
@@ -11,6 +12,11 @@ have dnsperf  || need="$need dnsperf"
 [ -x /usr/sbin/lbcd ] || need="$need lbcd"
 have curl     || need="$need curl"
 have python3  || need="$need python3"
+# The unit-file test runs `systemd-analyze verify` (the package is installed, never started).
+have systemd-analyze || need="$need systemd"
+# The status-page browser test renders it in headless Chromium; a font so text is drawn.
+have chromium || need="$need chromium"
+[ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need="$need fonts-dejavu-core"
 
 [ -z "$need" ] && exit 0
 

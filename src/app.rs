@@ -1,11 +1,15 @@
 //! The running server: loads a [`Config`], publishes snapshots, owns the listeners, and reloads
-//! or stops on request. `main` drives it from signals; tests drive it in-process.
+//! or stops on request. `main` drives it from signals, the status listener from HTTP
+//! ([`Control`]); tests drive it in-process.
 
+use std::collections::HashSet;
 use std::fmt;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
@@ -15,6 +19,10 @@ use crate::metrics::Metrics;
 use crate::monitor::Monitor;
 use crate::net::{NetError, tcp, udp};
 use crate::pool::Snapshot;
+use crate::privdrop::{self, PrivError};
+use crate::querylog::QueryLog;
+use crate::state::{State, StateError};
+use crate::status::{self, Report};
 use crate::zones::{ZoneError, ZoneSet, ZoneWarning};
 
 /// Why the server could not start or a reload was rejected.
@@ -26,6 +34,28 @@ pub enum AppError {
     Zones(Vec<ZoneError>),
     #[error(transparent)]
     Net(#[from] NetError),
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error(transparent)]
+    Privileges(#[from] PrivError),
+}
+
+/// Why a drain or undrain was refused or only half done.
+#[derive(Debug, thiserror::Error)]
+pub enum DrainError {
+    #[error("no pool `{pool}`")]
+    NoPool { pool: String },
+    #[error("no backend `{backend}` in pool `{pool}`")]
+    NoBackend { pool: String, backend: String },
+    /// Applied to answers, but it would not survive a restart.
+    #[error("{backend} in {pool} is {verb} in answers, but not saved: {source}")]
+    Persist {
+        pool: String,
+        backend: String,
+        verb: &'static str,
+        #[source]
+        source: StateError,
+    },
 }
 
 struct ZoneErrors<'a>(&'a [ZoneError]);
@@ -47,14 +77,167 @@ pub fn check(config: &Config) -> Result<(ZoneSet, Vec<ZoneWarning>), AppError> {
     ZoneSet::load(&config.zones, &config.pools).map_err(AppError::Zones)
 }
 
-/// A running lbns: listeners bound and answering.
-pub struct Server {
+/// What signals and the status listener act on: reload, drain, status. Shared by the server
+/// and every HTTP handler.
+pub struct Control {
     monitor: Arc<Monitor>,
     metrics: Arc<Metrics>,
+    query_log: Arc<QueryLog>,
+    /// The file `reload_from_file` reads: the one the server started with.
+    config_path: PathBuf,
+    /// Fixed at start, like the listeners.
+    state_file: PathBuf,
     /// Serializes reloads.
     reload_lock: Mutex<()>,
+    /// Serializes drain changes with their state-file write, so that the file always ends up
+    /// holding the latest set, never an older one written last.
+    drain_lock: std::sync::Mutex<()>,
+    started: Instant,
+    started_at: SystemTime,
+}
+
+impl Control {
+    pub fn monitor(&self) -> &Arc<Monitor> {
+        &self.monitor
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    pub fn query_log(&self) -> &Arc<QueryLog> {
+        &self.query_log
+    }
+
+    pub fn config_path(&self) -> &Path {
+        &self.config_path
+    }
+
+    pub fn state_file(&self) -> &Path {
+        &self.state_file
+    }
+
+    pub fn uptime(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// The status page's data.
+    pub fn report(&self) -> Report {
+        let pools = self.monitor.status();
+        let generation = self.monitor.cell().load().generation;
+        Report::new(
+            &pools,
+            &self.metrics,
+            generation,
+            self.uptime(),
+            &self.config_path,
+        )
+    }
+
+    /// `/metrics`.
+    pub fn prometheus(&self) -> String {
+        let pools = self.monitor.status();
+        let generation = self.monitor.cell().load().generation;
+        status::prom::render(&pools, &self.metrics, generation, self.started_at)
+    }
+
+    /// Replaces config and zones. Everything is built beside the running snapshot; on any error
+    /// the old one keeps serving and the error is returned. Of `[server]` only
+    /// `query_log_sample` applies at once; listeners, privileges and the state file need a
+    /// restart.
+    pub async fn reload(&self, config: Config) -> Result<Vec<ZoneWarning>, AppError> {
+        let _guard = self.reload_lock.lock().await;
+        let (zones, warnings) = check(&config)?;
+        let old = self.monitor.config();
+        let restart_only = |c: &Config| {
+            let mut server = c.server.clone();
+            server.query_log_sample = 0;
+            (server, c.status.clone())
+        };
+        if restart_only(&old) != restart_only(&config) {
+            tracing::warn!(
+                "[server] or [status] changed; only query_log_sample applies now, the rest at the next restart"
+            );
+        }
+        self.query_log.set_every(config.server.query_log_sample);
+        let (zones_n, pools_n) = (config.zones.len(), config.pools.len());
+        self.monitor.reload(config, zones).await;
+        log_unknown_drained(&self.monitor, &self.monitor.drained());
+        tracing::info!(
+            generation = self.monitor.cell().load().generation,
+            zones = zones_n,
+            pools = pools_n,
+            "reloaded"
+        );
+        Ok(warnings)
+    }
+
+    /// Reloads from the config file the server started with (SIGHUP and `lbns reload`).
+    pub async fn reload_from_file(&self) -> Result<Vec<ZoneWarning>, AppError> {
+        let config = Config::load(&self.config_path)?;
+        self.reload(config).await
+    }
+
+    /// Drains (or undrains) a backend: out of (back into) answers at once, and saved to the
+    /// state file. `pool` may omit the final dot; `backend` is a name or an address. Returns
+    /// the pool and backend as the config names them.
+    pub fn set_drained(
+        &self,
+        pool: &str,
+        backend: &str,
+        drained: bool,
+    ) -> Result<(String, String), DrainError> {
+        let _guard = self.drain_lock.lock().expect("drain lock");
+        let Some((pool, backend)) = self.monitor.drain_key(pool, backend) else {
+            return Err(if self.monitor.has_pool(pool) {
+                DrainError::NoBackend {
+                    pool: pool.to_owned(),
+                    backend: backend.to_owned(),
+                }
+            } else {
+                DrainError::NoPool {
+                    pool: pool.to_owned(),
+                }
+            });
+        };
+        let verb = if drained { "drained" } else { "undrained" };
+        // A reload between the lookup and here could remove the backend; then say so.
+        if !self.monitor.set_drained(&pool, &backend, drained) {
+            return Err(DrainError::NoBackend { pool, backend });
+        }
+        tracing::info!(pool = %pool, backend = %backend, "{verb}");
+        State::from_drained(&self.monitor.drained())
+            .save(&self.state_file)
+            .map_err(|source| DrainError::Persist {
+                pool: pool.clone(),
+                backend: backend.clone(),
+                verb,
+                source,
+            })?;
+        Ok((pool, backend))
+    }
+}
+
+/// Warns about drained entries that name no backend of the current config. They are kept: a
+/// backend removed by one reload and added back by the next should still be drained.
+fn log_unknown_drained(monitor: &Monitor, drained: &HashSet<(String, String)>) {
+    for (pool, backend) in drained {
+        if monitor.drain_key(pool, backend).as_ref() != Some(&(pool.clone(), backend.clone())) {
+            tracing::warn!(
+                pool = %pool,
+                backend = %backend,
+                "drained backend is not in the configuration; kept in the state file"
+            );
+        }
+    }
+}
+
+/// A running lbns: listeners bound and answering.
+pub struct Server {
+    control: Arc<Control>,
     udp_addrs: Vec<SocketAddr>,
     tcp_addrs: Vec<SocketAddr>,
+    status_addrs: Vec<SocketAddr>,
     stop: Arc<AtomicBool>,
     cancel: CancellationToken,
     threads: Vec<JoinHandle<()>>,
@@ -62,13 +245,21 @@ pub struct Server {
 }
 
 impl Server {
-    /// Loads the zones, binds every listener and starts answering. Must run inside a tokio
-    /// runtime (TCP runs on it).
+    /// Loads the zones and the state file, binds every listener (DNS and status), drops
+    /// privileges if configured, and starts answering. Must run inside a tokio runtime (TCP
+    /// and the status listener run on it).
     pub async fn start(config: Config) -> Result<Server, AppError> {
         let (zones, warnings) = check(&config)?;
         for w in &warnings {
             tracing::warn!("{w}");
         }
+        // Everything that can fail on a typo fails here, before a socket is opened.
+        let identity = privdrop::resolve(
+            config.server.user.as_deref(),
+            config.server.group.as_deref(),
+        )?;
+        let state_file = config.server.state_file.clone();
+        let state = State::load(&state_file)?;
 
         // Bind first (a busy port fails fast), answer only after the first probe round.
         let mut udp_sockets = Vec::new();
@@ -82,45 +273,108 @@ impl Server {
             udp_sockets.extend(sockets);
             tcp_listeners.push(listener);
         }
+        let status_listeners = config
+            .status
+            .listen
+            .iter()
+            .map(|&a| status::bind(a))
+            .collect::<Result<Vec<_>, _>>()?;
+        let status_addrs: Vec<SocketAddr> = status_listeners
+            .iter()
+            .map(|l| l.local_addr().expect("bound"))
+            .collect();
+
+        // Every socket is bound: nothing below needs root.
+        match &identity {
+            Some(target) => privdrop::drop_to(target)?,
+            None if privdrop::is_root() => tracing::warn!(
+                "running as root; set [server] user (and group) to drop privileges after binding"
+            ),
+            None => {}
+        }
 
         let server_config = config.server.clone();
+        let allow: Arc<[status::Cidr]> = config.status.allow.clone().into();
+        let config_path = config.path.clone();
         let (zones_n, pools_n) = (config.zones.len(), config.pools.len());
         let monitor = Arc::new(Monitor::start(config, zones).await);
+        // Before any listener runs, so no query ever sees a drained backend.
+        let drained: HashSet<(String, String)> = state
+            .drained_set()
+            .into_iter()
+            .map(|(p, b)| monitor.drain_key(&p, &b).unwrap_or((p, b)))
+            .collect();
+        if !drained.is_empty() {
+            log_unknown_drained(&monitor, &drained);
+            tracing::info!(
+                count = drained.len(),
+                state_file = %state_file.display(),
+                "restored drained backends"
+            );
+            monitor.restore_drained(drained);
+        }
         let cell = monitor.cell();
 
         let stop = Arc::new(AtomicBool::new(false));
         let cancel = CancellationToken::new();
         let metrics = Arc::new(Metrics::default());
-        let threads = udp::spawn(udp_sockets, cell.clone(), metrics.clone(), stop.clone());
+        let query_log = Arc::new(QueryLog::new(server_config.query_log_sample));
+        let control = Arc::new(Control {
+            monitor,
+            metrics: metrics.clone(),
+            query_log: query_log.clone(),
+            config_path,
+            state_file,
+            reload_lock: Mutex::new(()),
+            drain_lock: std::sync::Mutex::new(()),
+            started: Instant::now(),
+            started_at: SystemTime::now(),
+        });
+        let threads = udp::spawn(
+            udp_sockets,
+            cell.clone(),
+            metrics.clone(),
+            query_log.clone(),
+            stop.clone(),
+        );
         let limits = tcp::Limits {
             idle_timeout: server_config.tcp_idle_timeout,
             max_connections: server_config.tcp_max_connections,
         };
-        let tasks = tcp_listeners
+        let mut tasks: Vec<_> = tcp_listeners
             .into_iter()
             .map(|l| {
                 tokio::spawn(tcp::serve(
                     l,
                     cell.clone(),
                     metrics.clone(),
+                    query_log.clone(),
                     limits,
                     cancel.clone(),
                 ))
             })
             .collect();
+        tasks.extend(status_listeners.into_iter().map(|l| {
+            tokio::spawn(status::serve(
+                l,
+                control.clone(),
+                allow.clone(),
+                cancel.clone(),
+            ))
+        }));
         tracing::info!(
             udp = ?udp_addrs,
             tcp = ?tcp_addrs,
+            status = ?status_addrs,
             zones = zones_n,
             pools = pools_n,
             "lbns answering"
         );
         Ok(Server {
-            monitor,
-            metrics,
-            reload_lock: Mutex::new(()),
+            control,
             udp_addrs,
             tcp_addrs,
+            status_addrs,
             stop,
             cancel,
             threads,
@@ -137,43 +391,40 @@ impl Server {
         &self.tcp_addrs
     }
 
+    /// The status listener's addresses (empty when `[status]` turns it off).
+    pub fn status_addrs(&self) -> &[SocketAddr] {
+        &self.status_addrs
+    }
+
     /// The published snapshot, for inspection.
     pub fn snapshot(&self) -> Arc<Snapshot> {
-        self.monitor.cell().load_full()
+        self.control.monitor.cell().load_full()
     }
 
     /// Query counters.
     pub fn metrics(&self) -> &Arc<Metrics> {
-        &self.metrics
+        &self.control.metrics
     }
 
     /// The probe side: health, drain, status.
     pub fn monitor(&self) -> &Arc<Monitor> {
-        &self.monitor
+        &self.control.monitor
     }
 
-    /// Replaces config and zones. Everything is built beside the running snapshot; on any error
-    /// the old one keeps serving and the error is returned. Listener changes need a restart.
+    /// Reload, drain and status, as the status listener uses them.
+    pub fn control(&self) -> &Arc<Control> {
+        &self.control
+    }
+
+    /// See [`Control::reload`].
     pub async fn reload(&self, config: Config) -> Result<Vec<ZoneWarning>, AppError> {
-        let _guard = self.reload_lock.lock().await;
-        let (zones, warnings) = check(&config)?;
-        if self.monitor.config().server != config.server {
-            tracing::warn!("[server] changed; listener settings take effect at the next restart");
-        }
-        let (zones_n, pools_n) = (config.zones.len(), config.pools.len());
-        self.monitor.reload(config, zones).await;
-        tracing::info!(
-            generation = self.snapshot().generation,
-            zones = zones_n,
-            pools = pools_n,
-            "reloaded"
-        );
-        Ok(warnings)
+        self.control.reload(config).await
     }
 
-    /// Stops accepting, lets in-flight TCP answers finish, and joins the UDP workers.
+    /// Stops accepting, lets in-flight TCP answers and status requests finish, and joins the
+    /// UDP workers.
     pub async fn shutdown(self) {
-        self.monitor.stop();
+        self.control.monitor.stop();
         self.stop.store(true, Ordering::Relaxed);
         self.cancel.cancel();
         for t in self.tasks {

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// lbns: a load-balancing authoritative DNS server.
 #[derive(Debug, Parser)]
@@ -38,4 +38,45 @@ pub enum Command {
         #[arg(short, long, default_value = "zones/lbns.toml")]
         config: PathBuf,
     },
+    /// Print the state of every pool and backend, from a running lbns.
+    Status {
+        #[command(flatten)]
+        target: StatusTarget,
+        /// Print the raw JSON (`/status.json`) instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make a running lbns reload the config file it was started with.
+    Reload {
+        #[command(flatten)]
+        target: StatusTarget,
+    },
+    /// Take a backend out of answers at once; kept across restarts until `undrain`.
+    Drain {
+        #[command(flatten)]
+        target: StatusTarget,
+        /// Pool name, e.g. www.cluster.example. (the final dot may be left out).
+        pool: String,
+        /// Backend name or address.
+        backend: String,
+    },
+    /// Put a drained backend back into answers (when its health allows).
+    Undrain {
+        #[command(flatten)]
+        target: StatusTarget,
+        pool: String,
+        backend: String,
+    },
+}
+
+/// Which running lbns to talk to: `--status-addr`, else the `[status] listen` of `--config`,
+/// else the default 127.0.0.1:8053.
+#[derive(Debug, Args)]
+pub struct StatusTarget {
+    /// Address of its status listener, host:port.
+    #[arg(long, value_name = "ADDR", conflicts_with = "config")]
+    pub status_addr: Option<String>,
+    /// Read the status listener's address from this configuration file.
+    #[arg(short, long)]
+    pub config: Option<PathBuf>,
 }

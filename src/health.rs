@@ -44,6 +44,44 @@ pub struct Health {
     pub last: Option<(Instant, Observation)>,
     pub last_ok: Option<Instant>,
     pub flips: u64,
+    /// Every probe result so far, for `/metrics`.
+    pub probes: ProbeStats,
+}
+
+/// Upper bounds (seconds) of the probe latency histogram buckets: sub-millisecond loopback
+/// answers up to the longest timeout the failover bound allows in practice.
+pub const LATENCY_BUCKETS: [f64; 12] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
+
+/// Counts of probe results and a latency histogram (Prometheus style, not cumulative here).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ProbeStats {
+    pub ok: u64,
+    pub failed: u64,
+    /// `buckets[i]` counts probes with latency in (LATENCY_BUCKETS[i-1], LATENCY_BUCKETS[i]];
+    /// slower ones are only in the total (`ok + failed`).
+    pub buckets: [u64; LATENCY_BUCKETS.len()],
+    pub latency_sum: Duration,
+}
+
+impl ProbeStats {
+    fn add(&mut self, obs: &Observation) {
+        if obs.ok {
+            self.ok += 1;
+        } else {
+            self.failed += 1;
+        }
+        let secs = obs.latency.as_secs_f64();
+        if let Some(i) = LATENCY_BUCKETS.iter().position(|&b| secs <= b) {
+            self.buckets[i] += 1;
+        }
+        self.latency_sum += obs.latency;
+    }
+
+    pub fn count(&self) -> u64 {
+        self.ok + self.failed
+    }
 }
 
 /// A change of state, to log once.
@@ -69,6 +107,7 @@ impl Health {
             last: None,
             last_ok: None,
             flips: 0,
+            probes: ProbeStats::default(),
         }
     }
 
@@ -91,6 +130,7 @@ impl Health {
         rise: u32,
         fall: u32,
     ) -> Option<Flip> {
+        self.probes.add(&obs);
         if obs.ok {
             self.successes += 1;
             self.failures = 0;
@@ -177,6 +217,22 @@ mod tests {
         assert!(h.observe(t, obs(false), 2, 3).is_none());
         assert_eq!(h.observe(t, obs(false), 2, 3).unwrap().to, State::Down);
         assert_eq!(h.flips, 3);
+        assert_eq!((h.probes.ok, h.probes.failed), (3, 6));
+    }
+
+    #[test]
+    fn probe_latencies_fall_into_buckets() {
+        let mut s = ProbeStats::default();
+        for ms in [0, 1, 3, 700, 5000] {
+            s.add(&Observation {
+                latency: Duration::from_millis(ms),
+                ..obs(true)
+            });
+        }
+        // 0 ms ≤ 0.5 ms; 1 ms ≤ 1 ms; 3 ms ≤ 5 ms; 700 ms ≤ 1 s; 5 s above every bucket.
+        assert_eq!(s.buckets, [1, 1, 0, 1, 0, 0, 0, 0, 0, 0, 1, 0]);
+        assert_eq!(s.count(), 5);
+        assert_eq!(s.latency_sum, Duration::from_millis(5704));
     }
 
     #[test]

@@ -9,8 +9,9 @@ use tokio::signal::unix::{SignalKind, signal};
 use tracing_subscriber::EnvFilter;
 
 use lbns::app::{self, Server};
-use lbns::cli::{Cli, Command, LogFormat};
-use lbns::config::Config;
+use lbns::cli::{Cli, Command, LogFormat, StatusTarget};
+use lbns::config::{Config, DEFAULT_STATUS_LISTEN};
+use lbns::status::client::{self, Client};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -18,6 +19,28 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Check { config } => check(&config),
         Command::Serve { config } => serve(&config),
+        Command::Status { target, json } => remote(&target, async |c: Client| {
+            if json {
+                c.status_json().await
+            } else {
+                c.report().await.map(|r| r.to_text())
+            }
+        }),
+        Command::Reload { target } => remote(&target, async |c: Client| c.reload().await),
+        Command::Drain {
+            target,
+            pool,
+            backend,
+        } => remote(&target, async |c: Client| {
+            c.set_drained(&pool, &backend, true).await
+        }),
+        Command::Undrain {
+            target,
+            pool,
+            backend,
+        } => remote(&target, async |c: Client| {
+            c.set_drained(&pool, &backend, false).await
+        }),
     };
     match result {
         Ok(code) => code,
@@ -94,11 +117,8 @@ fn serve(path: &Path) -> anyhow::Result<ExitCode> {
                 _ = int.recv() => break,
                 _ = hup.recv() => {
                     tracing::info!(config = %path.display(), "SIGHUP: reloading");
-                    match Config::load(path) {
-                        Ok(config) => match server.reload(config).await {
-                            Ok(warnings) => warnings.iter().for_each(|w| tracing::warn!("{w}")),
-                            Err(e) => tracing::error!("reload rejected, still serving the old configuration:\n{e}"),
-                        },
+                    match server.control().reload_from_file().await {
+                        Ok(warnings) => warnings.iter().for_each(|w| tracing::warn!("{w}")),
                         Err(e) => tracing::error!("reload rejected, still serving the old configuration:\n{e}"),
                     }
                 }
@@ -108,4 +128,37 @@ fn serve(path: &Path) -> anyhow::Result<ExitCode> {
         server.shutdown().await;
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// Runs one request against a running lbns's status listener and prints its answer.
+fn remote<F>(target: &StatusTarget, request: F) -> anyhow::Result<ExitCode>
+where
+    F: AsyncFnOnce(Client) -> Result<String, client::ClientError>,
+{
+    let addr = match (&target.status_addr, &target.config) {
+        (Some(addr), _) => addr.clone(),
+        (None, Some(path)) => {
+            let config = Config::load(path).map_err(|e| anyhow::anyhow!("{e}"))?;
+            client::reachable(&config.status.listen)
+                .ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "{}: [status] has no listen address a client can use (off, or port 0)",
+                        path.display()
+                    )
+                })?
+                .to_string()
+        }
+        (None, None) => DEFAULT_STATUS_LISTEN.to_owned(),
+    };
+    let client = Client::new(&addr)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?;
+    let text = runtime.block_on(request(client))?;
+    print!("{text}");
+    if !text.ends_with('\n') {
+        println!();
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -7,7 +7,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -18,7 +18,7 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinHandle;
 
 use crate::config::{Config, ProbeConfig, ProbeKind};
-use crate::health::{Health, Observation, State};
+use crate::health::{Health, Observation, ProbeStats, State};
 use crate::pool::{Snapshot, SnapshotCell};
 use crate::probe::Prober;
 use crate::zones::ZoneSet;
@@ -54,6 +54,7 @@ pub struct BackendStatus {
     pub last_ok: Option<bool>,
     pub last_latency: Option<Duration>,
     pub flips: u64,
+    pub probes: ProbeStats,
 }
 
 #[derive(Debug, Clone)]
@@ -63,6 +64,8 @@ pub struct PoolStatus {
     pub ttl: u32,
     pub all_down_v4: bool,
     pub all_down_v6: bool,
+    /// A/AAAA answers given for this pool (its rotation counter; kept across reloads).
+    pub answers: u64,
     pub backends: Vec<BackendStatus>,
 }
 
@@ -236,29 +239,9 @@ impl Monitor {
     pub fn set_drained(&self, pool: &str, backend: &str, drained: bool) -> bool {
         let snapshot = {
             let mut t = self.table.lock().expect("table lock");
-            let exists = t.config.pools.iter().any(|p| {
-                name_matches(&p.name, pool)
-                    && p.backends
-                        .iter()
-                        .any(|b| b.name == backend || b.address.to_string() == backend)
-            });
-            if !exists {
+            let Some(key) = drain_key(&t.config, pool, backend) else {
                 return false;
-            }
-            let pool_cfg = t
-                .config
-                .pools
-                .iter()
-                .find(|p| name_matches(&p.name, pool))
-                .expect("checked");
-            let backend_name = pool_cfg
-                .backends
-                .iter()
-                .find(|b| b.name == backend || b.address.to_string() == backend)
-                .expect("checked")
-                .name
-                .clone();
-            let key = (pool_cfg.name.to_ascii(), backend_name);
+            };
             if drained {
                 t.drained.insert(key);
             } else {
@@ -286,6 +269,22 @@ impl Monitor {
         self.table.lock().expect("table lock").drained.clone()
     }
 
+    /// Whether a pool of this name (any case, final dot optional) is configured.
+    pub fn has_pool(&self, pool: &str) -> bool {
+        let t = self.table.lock().expect("table lock");
+        t.config.pools.iter().any(|p| name_matches(&p.name, pool))
+    }
+
+    /// The drained-set key for `pool` (any case, final dot optional) and `backend` (its name
+    /// or address) in the current config, or `None` if there is no such backend.
+    pub fn drain_key(&self, pool: &str, backend: &str) -> Option<(String, String)> {
+        drain_key(
+            &self.table.lock().expect("table lock").config,
+            pool,
+            backend,
+        )
+    }
+
     /// The state of every pool and backend, for the status page.
     pub fn status(&self) -> Vec<PoolStatus> {
         let now = Instant::now();
@@ -296,37 +295,44 @@ impl Monitor {
             .pools
             .iter()
             .enumerate()
-            .map(|(pi, p)| PoolStatus {
-                name: p.name.to_ascii(),
-                policy: format!("{:?}", p.policy),
-                ttl: p.ttl,
-                all_down_v4: snapshot.pools.get(pi).is_some_and(|a| a.v4.all_down),
-                all_down_v6: snapshot.pools.get(pi).is_some_and(|a| a.v6.all_down),
-                backends: p
-                    .backends
-                    .iter()
-                    .enumerate()
-                    .map(|(bi, b)| {
-                        let h = &t.health[pi][bi];
-                        BackendStatus {
-                            name: b.name.clone(),
-                            address: b.address,
-                            probe: b.probe.kind.to_string(),
-                            state: h.state,
-                            usable: usable[pi][bi],
-                            drained: t.drained_flags[pi][bi],
-                            load: h.load(),
-                            last_probe_age: h
-                                .last
-                                .as_ref()
-                                .map(|(at, _)| now.saturating_duration_since(*at)),
-                            last_result: h.last.as_ref().map(|(_, o)| o.detail.clone()),
-                            last_ok: h.last.as_ref().map(|(_, o)| o.ok),
-                            last_latency: h.last.as_ref().map(|(_, o)| o.latency),
-                            flips: h.flips,
-                        }
-                    })
-                    .collect(),
+            .map(|(pi, p)| {
+                // A reload may land between loading the snapshot and taking the lock; then
+                // the index no longer names the same pool and the fields read as zero.
+                let answer = snapshot.pools.get(pi).filter(|a| a.name == p.name);
+                PoolStatus {
+                    name: p.name.to_ascii(),
+                    policy: p.policy.to_string(),
+                    ttl: p.ttl,
+                    all_down_v4: answer.is_some_and(|a| a.v4.all_down),
+                    all_down_v6: answer.is_some_and(|a| a.v6.all_down),
+                    answers: answer.map_or(0, |a| a.counter.load(Ordering::Relaxed) as u64),
+                    backends: p
+                        .backends
+                        .iter()
+                        .enumerate()
+                        .map(|(bi, b)| {
+                            let h = &t.health[pi][bi];
+                            BackendStatus {
+                                name: b.name.clone(),
+                                address: b.address,
+                                probe: b.probe.kind.to_string(),
+                                state: h.state,
+                                usable: usable[pi][bi],
+                                drained: t.drained_flags[pi][bi],
+                                load: h.load(),
+                                last_probe_age: h
+                                    .last
+                                    .as_ref()
+                                    .map(|(at, _)| now.saturating_duration_since(*at)),
+                                last_result: h.last.as_ref().map(|(_, o)| o.detail.clone()),
+                                last_ok: h.last.as_ref().map(|(_, o)| o.ok),
+                                last_latency: h.last.as_ref().map(|(_, o)| o.latency),
+                                flips: h.flips,
+                                probes: h.probes.clone(),
+                            }
+                        })
+                        .collect(),
+                }
             })
             .collect()
     }
@@ -373,6 +379,16 @@ impl Drop for Monitor {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// See [`Monitor::drain_key`].
+fn drain_key(config: &Config, pool: &str, backend: &str) -> Option<(String, String)> {
+    let p = config.pools.iter().find(|p| name_matches(&p.name, pool))?;
+    let b = p
+        .backends
+        .iter()
+        .find(|b| b.name == backend || b.address.to_string() == backend)?;
+    Some((p.name.to_ascii(), b.name.clone()))
 }
 
 fn name_matches(name: &Name, text: &str) -> bool {

@@ -21,7 +21,9 @@ use toml::Spanned;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
 
 pub use pool::*;
-pub use raw::{RawBackend, RawPool, RawProbe, RawServer, RawZone};
+pub use raw::{OneOrMany, RawBackend, RawPool, RawProbe, RawServer, RawStatus, RawZone};
+
+use crate::status::Cidr;
 
 /// Default listen address: loopback on an unprivileged port, so a first run needs no root.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:5353";
@@ -33,6 +35,13 @@ pub const DEFAULT_TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_TCP_MAX_CONNECTIONS: usize = 256;
 /// Default EDNS UDP payload (DNS Flag Day 2020): fits a 1280-octet IPv6 MTU without fragments.
 pub const DEFAULT_EDNS_UDP_SIZE: u16 = 1232;
+/// Default state file, beside the config file.
+pub const DEFAULT_STATE_FILE: &str = "lbns.state";
+/// Default status listener: loopback only, and a port that needs no privileges.
+pub const DEFAULT_STATUS_LISTEN: &str = "127.0.0.1:8053";
+/// Default status allowlist: loopback only. The control endpoints (reload, drain) have no other
+/// authentication, so anything wider is the operator's explicit choice.
+pub const DEFAULT_STATUS_ALLOW: [&str; 2] = ["127.0.0.0/8", "::1/128"];
 
 /// The validated configuration. Built only by [`Config::load`] / [`Config::parse`].
 #[derive(Debug, Clone)]
@@ -40,6 +49,7 @@ pub struct Config {
     /// The file this came from; zone files are resolved against its directory.
     pub path: PathBuf,
     pub server: ServerConfig,
+    pub status: StatusConfig,
     pub zones: Vec<ZoneConfig>,
     pub pools: Vec<PoolConfig>,
 }
@@ -61,6 +71,23 @@ pub struct ServerConfig {
     pub version: Option<String>,
     /// Whether NSID is answered.
     pub nsid: bool,
+    /// Where the drained set is persisted (already joined with the config's dir).
+    pub state_file: PathBuf,
+    /// Log one query in this many; 0 = off. The only `[server]` key a reload applies.
+    pub query_log_sample: u64,
+    /// Switch to this user after binding.
+    pub user: Option<String>,
+    /// Switch to this group after binding (default: the user's primary group).
+    pub group: Option<String>,
+}
+
+/// The HTTP status and control listener, from `[status]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StatusConfig {
+    /// Addresses to listen on; empty when the listener is off.
+    pub listen: Vec<SocketAddr>,
+    /// Clients outside every one of these get 403.
+    pub allow: Vec<Cidr>,
 }
 
 /// A zone to serve, from `[[zone]]`.
@@ -251,6 +278,7 @@ impl Cx<'_> {
         }
 
         let mut server = None;
+        let mut status = None;
         let mut zones = Vec::new();
         let mut pools = Vec::new();
         if !had_syntax_errors {
@@ -258,12 +286,13 @@ impl Cx<'_> {
                 let key_span = key.span();
                 match key.get_ref().as_ref() {
                     "server" => server = self.section::<RawServer>(value, "[server]"),
+                    "status" => status = self.section::<RawStatus>(value, "[status]"),
                     "zone" => zones = self.array(value, "[[zone]]"),
                     "pool" => pools = self.array(value, "[[pool]]"),
                     other => self.errors.push(ConfigError::Toml {
                         place: self.place(key_span),
                         message: format!(
-                            "unknown section `{other}`, expected `server`, `zone` or `pool`"
+                            "unknown section `{other}`, expected `server`, `status`, `zone` or `pool`"
                         ),
                     }),
                 }
@@ -271,11 +300,13 @@ impl Cx<'_> {
         }
 
         let server = self.server(server.unwrap_or_default());
+        let status = self.status(status.unwrap_or_default(), &server);
         let zones = self.zones(zones);
         let pools = self.pools(pools, &zones);
         Config {
             path: self.path.to_owned(),
             server,
+            status,
             zones,
             pools,
         }
@@ -303,12 +334,16 @@ impl Cx<'_> {
         out
     }
 
+    /// Where a `[table]` header sits, for problems with its keys: once deserialized into a
+    /// struct the table has no span of its own, so they point at the header (or the top).
+    fn header_span(&self, header: &str) -> Range<usize> {
+        self.text
+            .find(header)
+            .map_or(0..0, |start| start..start + header.len())
+    }
+
     fn server(&mut self, raw: RawServer) -> ServerConfig {
-        // `[server]` has no span of its own once it is a struct; problems point at the top.
-        let span = self
-            .text
-            .find("[server]")
-            .map_or(0..0, |start| start..start + 8);
+        let span = self.header_span("[server]");
         let RawServer {
             listen,
             udp_workers,
@@ -318,6 +353,10 @@ impl Cx<'_> {
             identity,
             version,
             nsid,
+            state_file,
+            query_log_sample,
+            user,
+            group,
         } = raw;
 
         let mut addrs = Vec::new();
@@ -371,9 +410,21 @@ impl Cx<'_> {
         let edns_udp_size = edns_udp_size.unwrap_or(DEFAULT_EDNS_UDP_SIZE);
         if !(512..=4096).contains(&edns_udp_size) {
             self.invalid(
-                span,
+                span.clone(),
                 format!("edns_udp_size {edns_udp_size} is outside 512..=4096"),
             );
+        }
+
+        let state_file = state_file.unwrap_or_else(|| DEFAULT_STATE_FILE.to_owned());
+        if state_file.is_empty() {
+            self.invalid(span.clone(), "state_file must not be empty");
+        }
+        let state_file = self.relative_to_config(&state_file);
+
+        for (key, value) in [("user", &user), ("group", &group)] {
+            if value.as_deref().is_some_and(str::is_empty) {
+                self.invalid(span.clone(), format!("{key} must not be empty"));
+            }
         }
 
         ServerConfig {
@@ -385,11 +436,69 @@ impl Cx<'_> {
             identity: identity.unwrap_or_else(host_name),
             version,
             nsid: nsid.unwrap_or(false),
+            state_file,
+            query_log_sample: query_log_sample.unwrap_or(0),
+            user,
+            group,
         }
     }
 
+    fn status(&mut self, raw: RawStatus, server: &ServerConfig) -> StatusConfig {
+        let span = self.header_span("[status]");
+        let RawStatus {
+            enabled,
+            listen,
+            allow,
+        } = raw;
+        let listen = listen.map_or_else(|| vec![DEFAULT_STATUS_LISTEN.to_owned()], |l| l.0);
+        let mut addrs = Vec::new();
+        for text in listen {
+            match text.parse::<SocketAddr>() {
+                Ok(a) if addrs.contains(&a) => {
+                    self.invalid(span.clone(), format!("status listen {a} given twice"))
+                }
+                // Same port and address as a DNS listener: the DNS side binds TCP there first.
+                Ok(a) if a.port() != 0 && server.listen.contains(&a) => self.invalid(
+                    span.clone(),
+                    format!("status listen {a} is also a [server] listen address"),
+                ),
+                Ok(a) => addrs.push(a),
+                Err(_) => self.invalid(
+                    span.clone(),
+                    format!(
+                        "status listen: `{text}` is not an address:port such as {DEFAULT_STATUS_LISTEN}"
+                    ),
+                ),
+            }
+        }
+        if enabled == Some(false) {
+            addrs.clear();
+        }
+        let allow_text = allow.unwrap_or_else(|| {
+            DEFAULT_STATUS_ALLOW
+                .iter()
+                .map(|s| (*s).to_owned())
+                .collect()
+        });
+        let mut allow = Vec::new();
+        for text in allow_text {
+            match text.parse::<Cidr>() {
+                Ok(c) => allow.push(c),
+                Err(e) => self.invalid(span.clone(), format!("status allow: `{text}`: {e}")),
+            }
+        }
+        StatusConfig {
+            listen: addrs,
+            allow,
+        }
+    }
+
+    /// A path from the config, relative to the config file's directory unless absolute.
+    fn relative_to_config(&self, file: &str) -> PathBuf {
+        self.path.parent().unwrap_or(Path::new(".")).join(file)
+    }
+
     fn zones(&mut self, raw: Vec<(RawZone, Range<usize>)>) -> Vec<ZoneConfig> {
-        let base = self.path.parent().unwrap_or(Path::new(".")).to_owned();
         let mut out: Vec<ZoneConfig> = Vec::new();
         for (RawZone { origin, file }, span) in raw {
             let Some(origin) = self.name(&origin, span.clone(), "zone origin") else {
@@ -402,7 +511,7 @@ impl Cx<'_> {
             }
             out.push(ZoneConfig {
                 origin,
-                file: base.join(file),
+                file: self.relative_to_config(&file),
                 place: self.place(span),
             });
         }
@@ -616,6 +725,80 @@ file = "cluster.example.zone"
         assert!(c.server.udp_workers >= 1);
         assert_eq!(c.zones[0].origin.to_ascii(), "cluster.example.");
         assert_eq!(c.zones[0].file, Path::new("cluster.example.zone"));
+    }
+
+    #[test]
+    fn operations_keys_default_and_parse() {
+        let c = parse(MINIMAL).unwrap();
+        assert_eq!(
+            c.status.listen,
+            vec![DEFAULT_STATUS_LISTEN.parse().unwrap()]
+        );
+        assert_eq!(
+            c.status.allow,
+            ["127.0.0.0/8".parse().unwrap(), "::1/128".parse().unwrap()]
+        );
+        // Beside the config file, like zone files.
+        let c = Config::parse(MINIMAL, Path::new("/etc/lbns/lbns.toml")).unwrap();
+        assert_eq!(c.server.state_file, Path::new("/etc/lbns/lbns.state"));
+        assert_eq!(c.server.query_log_sample, 0);
+        assert_eq!(
+            (c.server.user.as_deref(), c.server.group.as_deref()),
+            (None, None)
+        );
+
+        let text = format!(
+            "[server]\nstate_file = \"/var/lib/lbns/lbns.state\"\nquery_log_sample = 100\n\
+             user = \"lbns\"\ngroup = \"lbns\"\n\n\
+             [status]\nlisten = [\"127.0.0.1:9053\", \"[::1]:9053\"]\nallow = [\"127.0.0.1\", \"10.0.0.0/8\"]\n{MINIMAL}"
+        );
+        let c = parse(&text).unwrap();
+        assert_eq!(c.server.state_file, Path::new("/var/lib/lbns/lbns.state"));
+        assert_eq!(c.server.query_log_sample, 100);
+        assert_eq!(c.server.user.as_deref(), Some("lbns"));
+        assert_eq!(c.server.group.as_deref(), Some("lbns"));
+        assert_eq!(c.status.listen.len(), 2);
+        assert_eq!(c.status.allow[0].to_string(), "127.0.0.1/32");
+        // One address as a plain string; off with [] or enabled = false.
+        let status = |body: &str| parse(&format!("[status]\n{body}\n{MINIMAL}"));
+        assert_eq!(
+            status("listen = \"127.0.0.1:9053\"").unwrap().status.listen,
+            vec!["127.0.0.1:9053".parse().unwrap()]
+        );
+        assert!(status("listen = []").unwrap().status.listen.is_empty());
+        assert!(status("enabled = false").unwrap().status.listen.is_empty());
+    }
+
+    #[test]
+    fn operations_keys_are_checked_with_their_place() {
+        let text = format!(
+            "[server]\nlisten = [\"127.0.0.1:5353\"]\nuser = \"\"\nstate_file = \"\"\n\n\
+             [status]\nlisten = [\"127.0.0.1:5353\", \"localhost\"]\nallow = [\"10.1.2.3/8\", \"::1/129\"]\n{MINIMAL}"
+        );
+        let err = parse(&text).unwrap_err();
+        for expected in [
+            "t.toml:1:1: user must not be empty",
+            "t.toml:1:1: state_file must not be empty",
+            "t.toml:6:1: status listen 127.0.0.1:5353 is also a [server] listen address",
+            "t.toml:6:1: status listen: `localhost` is not an address:port such as 127.0.0.1:8053",
+            "t.toml:6:1: status allow: `10.1.2.3/8`: host bits are set; the network is 10.0.0.0/8",
+            "t.toml:6:1: status allow: `::1/129`: prefix /129 is longer than 128 bits",
+        ] {
+            assert!(
+                err.lines().any(|l| l == expected),
+                "missing {expected}:\n{err}"
+            );
+        }
+        let err = parse(&format!("[status]\nlisen = \"x\"\n{MINIMAL}")).unwrap_err();
+        assert!(
+            err.starts_with("t.toml:2:1: [status]: unknown field `lisen`"),
+            "{err}"
+        );
+        let err = parse(&format!("[status]\nlisten = 8053\n{MINIMAL}")).unwrap_err();
+        assert!(
+            err.contains("expected an address string or a list of them"),
+            "{err}"
+        );
     }
 
     #[test]

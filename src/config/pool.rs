@@ -37,6 +37,25 @@ pub enum Policy {
     Best,
 }
 
+/// As written in the config, with the policy's own setting when it has one.
+impl fmt::Display for Policy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Policy::RoundRobin => f.write_str("round-robin"),
+            Policy::Random => f.write_str("random"),
+            Policy::LeastLoaded => f.write_str("least-loaded"),
+            Policy::Weighted {
+                scale_by_load: false,
+            } => f.write_str("weighted"),
+            Policy::Weighted {
+                scale_by_load: true,
+            } => f.write_str("weighted, scale_by_load"),
+            Policy::Priority { min_healthy } => write!(f, "priority, min_healthy {min_healthy}"),
+            Policy::Best => f.write_str("best"),
+        }
+    }
+}
+
 /// What a pool answers when none of its backends of a family is up.
 #[derive(Debug, Clone, PartialEq)]
 pub enum AllDown {

@@ -31,6 +31,59 @@ pub struct RawServer {
     pub version: Option<String>,
     /// Send NSID (RFC 5001) with the identity when a query asks for it (default false).
     pub nsid: Option<bool>,
+    /// Where the drained set is kept across restarts (default `lbns.state` beside the config).
+    pub state_file: Option<String>,
+    /// Log one query in N at info level; 0 (default) logs none, 1 logs every query.
+    pub query_log_sample: Option<u64>,
+    /// Switch to this user once every socket is bound (default: stay as started).
+    pub user: Option<String>,
+    /// Switch to this group once every socket is bound (default: the user's primary group).
+    pub group: Option<String>,
+}
+
+/// `[status]`: the HTTP status and control listener. Every key is optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStatus {
+    /// `false` turns the listener off (default `true`).
+    pub enabled: Option<bool>,
+    /// One address or a list (default `"127.0.0.1:8053"`); `[]` turns the listener off.
+    pub listen: Option<OneOrMany>,
+    /// Client networks allowed in, as CIDR (default `["127.0.0.0/8", "::1/128"]`).
+    pub allow: Option<Vec<String>>,
+}
+
+/// A string or a list of strings: `listen = "127.0.0.1:8053"` and `listen = ["..."]` both work.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OneOrMany(pub Vec<String>);
+
+// Hand-written for serde's precise type errors, as for `RawBackend` below.
+impl<'de> Deserialize<'de> for OneOrMany {
+    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct OneOrManyVisitor;
+
+        impl<'de> Visitor<'de> for OneOrManyVisitor {
+            type Value = OneOrMany;
+
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an address string or a list of them")
+            }
+
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<OneOrMany, E> {
+                Ok(OneOrMany(vec![v.to_owned()]))
+            }
+
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<OneOrMany, A::Error> {
+                let mut out = Vec::new();
+                while let Some(s) = seq.next_element::<String>()? {
+                    out.push(s);
+                }
+                Ok(OneOrMany(out))
+            }
+        }
+
+        deserializer.deserialize_any(OneOrManyVisitor)
+    }
 }
 
 /// One `[[zone]]`: an origin served from an RFC 1035 master file.

@@ -15,6 +15,7 @@ use super::NetError;
 use crate::dns::{Transport, handle};
 use crate::metrics::Metrics;
 use crate::pool::SnapshotCell;
+use crate::querylog::QueryLog;
 
 /// Binds a TCP listener on `addr`.
 pub fn bind(addr: SocketAddr) -> Result<std::net::TcpListener, NetError> {
@@ -51,6 +52,7 @@ pub async fn serve(
     listener: std::net::TcpListener,
     cell: SnapshotCell,
     metrics: Arc<Metrics>,
+    query_log: Arc<QueryLog>,
     limits: Limits,
     cancel: CancellationToken,
 ) {
@@ -83,11 +85,12 @@ pub async fn serve(
         let cell = cell.clone();
         let cancel = cancel.clone();
         let metrics = metrics.clone();
+        let query_log = query_log.clone();
         tokio::spawn(async move {
             let _permit = permit;
             tokio::select! {
                 _ = cancel.cancelled() => {}
-                _ = connection(stream, peer, cell, metrics, limits.idle_timeout) => {}
+                _ = connection(stream, peer, cell, metrics, query_log, limits.idle_timeout) => {}
             }
         });
     }
@@ -98,6 +101,7 @@ async fn connection(
     peer: SocketAddr,
     cell: SnapshotCell,
     metrics: Arc<Metrics>,
+    query_log: Arc<QueryLog>,
     idle: Duration,
 ) {
     let _ = stream.set_nodelay(true);
@@ -123,6 +127,7 @@ async fn connection(
             let snapshot = cell.load();
             let outcome = handle(&snapshot, &query, Transport::Tcp, &mut out);
             metrics.record(Transport::Tcp, outcome.as_ref());
+            query_log.record(peer, Transport::Tcp, &query, outcome.as_ref());
             outcome.is_some()
         };
         if answered {

@@ -19,6 +19,7 @@ use crate::dns::fast::FastPath;
 use crate::dns::{Transport, handle};
 use crate::metrics::{LocalMetrics, Metrics};
 use crate::pool::SnapshotCell;
+use crate::querylog::QueryLog;
 
 /// How often an idle worker wakes to check for shutdown.
 const POLL: Duration = Duration::from_millis(100);
@@ -59,6 +60,7 @@ pub fn spawn(
     sockets: Vec<UdpSocket>,
     cell: SnapshotCell,
     metrics: Arc<Metrics>,
+    query_log: Arc<QueryLog>,
     stop: Arc<AtomicBool>,
 ) -> Vec<JoinHandle<()>> {
     sockets
@@ -68,9 +70,10 @@ pub fn spawn(
             let cell = cell.clone();
             let stop = stop.clone();
             let metrics = metrics.clone();
+            let query_log = query_log.clone();
             std::thread::Builder::new()
                 .name(format!("lbns-udp-{i}"))
-                .spawn(move || worker(socket, cell, metrics, stop))
+                .spawn(move || worker(socket, cell, metrics, query_log, stop))
                 .expect("spawning a thread")
         })
         .collect()
@@ -81,7 +84,13 @@ const BATCH: usize = 32;
 /// Largest query accepted; longer datagrams are truncated by the kernel and get FORMERR.
 const QUERY_MAX: usize = 4096;
 
-fn worker(socket: UdpSocket, cell: SnapshotCell, metrics: Arc<Metrics>, stop: Arc<AtomicBool>) {
+fn worker(
+    socket: UdpSocket,
+    cell: SnapshotCell,
+    metrics: Arc<Metrics>,
+    query_log: Arc<QueryLog>,
+    stop: Arc<AtomicBool>,
+) {
     let fd = socket.as_raw_fd();
     let mut bufs = vec![[0u8; QUERY_MAX]; BATCH];
     let mut outs: Vec<Vec<u8>> = (0..BATCH).map(|_| Vec::with_capacity(4096)).collect();
@@ -145,6 +154,11 @@ fn worker(socket: UdpSocket, cell: SnapshotCell, metrics: Arc<Metrics>, stop: Ar
                 None => (handle(&snapshot, query, Transport::Udp, out), false),
             };
             local.record(outcome.as_ref(), was_fast);
+            if query_log.every() != 0
+                && let Some(src) = sockaddr_to_std(&addrs[i])
+            {
+                query_log.record(src, Transport::Udp, query, outcome.as_ref());
+            }
             if outcome.is_none() {
                 continue;
             }
@@ -186,5 +200,28 @@ fn worker(socket: UdpSocket, cell: SnapshotCell, metrics: Arc<Metrics>, stop: Ar
             }
         }
         local.flush(&metrics);
+    }
+}
+
+/// The client address of a received datagram, for the query log.
+fn sockaddr_to_std(sa: &libc::sockaddr_storage) -> Option<SocketAddr> {
+    match libc::c_int::from(sa.ss_family) {
+        libc::AF_INET => {
+            // SAFETY: the family says this storage holds a sockaddr_in.
+            let a = unsafe { &*(sa as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+            Some(SocketAddr::from((
+                u32::from_be(a.sin_addr.s_addr).to_be_bytes(),
+                u16::from_be(a.sin_port),
+            )))
+        }
+        libc::AF_INET6 => {
+            // SAFETY: the family says this storage holds a sockaddr_in6.
+            let a = unsafe { &*(sa as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
+            Some(SocketAddr::from((
+                a.sin6_addr.s6_addr,
+                u16::from_be(a.sin6_port),
+            )))
+        }
+        _ => None,
     }
 }

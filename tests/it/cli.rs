@@ -5,28 +5,19 @@ use std::time::{Duration, Instant};
 
 use crate::support::*;
 
-/// A `lbns serve` process, killed on drop if still running.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn signal(child: &Child, sig: libc::c_int) {
     // SAFETY: kill(2) on the PID of a child we started and have not reaped.
     unsafe { libc::kill(child.id() as libc::pid_t, sig) };
 }
 
-/// Copies the bundled example to a temp dir, listening on a free port.
+/// Copies the bundled example to a temp dir, listening (DNS and status) on free ports.
 fn example_dir() -> (tempfile::TempDir, std::net::SocketAddr) {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let config = std::fs::read_to_string("zones/lbns.toml")
         .unwrap()
-        .replace("127.0.0.1:5353", &format!("127.0.0.1:{port}"));
+        .replace("127.0.0.1:5353", &format!("127.0.0.1:{port}"))
+        .replace("127.0.0.1:8053", &format!("127.0.0.1:{}", free_port()));
     std::fs::write(dir.path().join("lbns.toml"), config).unwrap();
     std::fs::write(dir.path().join("cluster.example.zone"), EXAMPLE_ZONE).unwrap();
     (dir, format!("127.0.0.1:{port}").parse().unwrap())

@@ -2,10 +2,13 @@
 
 mod support;
 
+mod browser;
 mod cli;
+mod dist;
 mod dns;
 mod fast;
 mod health;
 mod lbcd;
+mod ops;
 mod policy;
 mod tcp;

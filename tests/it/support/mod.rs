@@ -48,18 +48,31 @@ pub struct TestServer {
     pub server: Server,
     pub udp: SocketAddr,
     pub tcp: SocketAddr,
+    /// The status listener, unless the config turned it off.
+    pub status: Option<SocketAddr>,
     pub dir: tempfile::TempDir,
 }
 
 impl TestServer {
     /// Writes `files` (name, contents) and `lbns.toml` into a fresh directory and starts lbns.
+    /// Without a `[status]` table the status listener goes on an ephemeral port, so tests
+    /// running side by side never fight over the default 8053.
     pub async fn start(config: &str, files: &[(&str, &str)]) -> TestServer {
         let dir = tempfile::tempdir().unwrap();
         for (name, text) in files {
             std::fs::write(dir.path().join(name), text).unwrap();
         }
+        let mut config = config.to_owned();
+        if !config.contains("[status]") {
+            config.push_str("\n[status]\nlisten = \"127.0.0.1:0\"\n");
+        }
+        std::fs::write(dir.path().join("lbns.toml"), config).unwrap();
+        TestServer::start_in(dir).await
+    }
+
+    /// Starts lbns on the `lbns.toml` already in `dir`.
+    pub async fn start_in(dir: tempfile::TempDir) -> TestServer {
         let path = dir.path().join("lbns.toml");
-        std::fs::write(&path, config).unwrap();
         let config = Config::load(&path).unwrap_or_else(|e| panic!("config: {e}"));
         let server = Server::start(config)
             .await
@@ -67,9 +80,21 @@ impl TestServer {
         TestServer {
             udp: server.udp_addrs()[0],
             tcp: server.tcp_addrs()[0],
+            status: server.status_addrs().first().copied(),
             server,
             dir,
         }
+    }
+
+    /// Stops this server and starts a new one on the same files (new ephemeral ports).
+    pub async fn restart(self) -> TestServer {
+        self.server.shutdown().await;
+        TestServer::start_in(self.dir).await
+    }
+
+    /// The status listener's address, which this test expects to be on.
+    pub fn status(&self) -> SocketAddr {
+        self.status.expect("the status listener is on")
     }
 
     /// The bundled example zone with the standard pools.
@@ -201,6 +226,16 @@ pub fn lbns_bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_lbns"))
 }
 
+/// A `lbns serve` (or other) child process, killed on drop if still running.
+pub struct Proc(pub std::process::Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// A loopback port free for both UDP and TCP right now.
 pub fn free_port() -> u16 {
     loop {
@@ -210,4 +245,41 @@ pub fn free_port() -> u16 {
             return port;
         }
     }
+}
+
+/// One HTTP request to the status listener: (status code, Content-Type, body).
+pub async fn http(method: &str, addr: SocketAddr, path_and_query: &str) -> (u16, String, String) {
+    let url = format!("http://{addr}{path_and_query}");
+    let request = match method {
+        "GET" => reqwest::Client::new().get(&url),
+        "POST" => reqwest::Client::new().post(&url),
+        other => panic!("method {other}"),
+    };
+    let response = request
+        .timeout(Duration::from_secs(30))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{method} {url}: {e}"));
+    let status = response.status().as_u16();
+    let kind = response
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    (status, kind, response.text().await.unwrap())
+}
+
+/// `lbns ARGS...` run to completion (off the async runtime): (success, stdout, stderr).
+pub async fn lbns_cli(args: &[&str]) -> (bool, String, String) {
+    let args: Vec<String> = args.iter().map(|s| (*s).to_owned()).collect();
+    tokio::task::spawn_blocking(move || {
+        let out = Command::new(lbns_bin()).args(&args).output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    })
+    .await
+    .unwrap()
 }

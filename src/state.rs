@@ -1,0 +1,203 @@
+//! The state file: what an operator changed at run time that must survive a restart — today
+//! the set of drained backends.
+//!
+//! JSON, small enough to read and fix by hand. Written atomically (a temporary file in the same
+//! directory, fsync, rename, fsync of the directory) so a crash mid-write leaves either the old
+//! or the new file, never half of one.
+
+use std::collections::{BTreeSet, HashSet};
+use std::fs::File;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Format version written in the file; a file from a newer lbns is refused, not misread.
+const VERSION: u32 = 1;
+
+/// A state file that could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("state file {}: cannot read: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("state file {}: {message}; fix or remove it", path.display())]
+    Invalid { path: PathBuf, message: String },
+    #[error("state file {}: cannot write: {source}", path.display())]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// The file's contents.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct State {
+    pub version: u32,
+    /// Backends kept out of answers by `lbns drain`, sorted so the file diffs cleanly.
+    pub drained: BTreeSet<Drained>,
+}
+
+/// One drained backend, by pool name (absolute, with the final dot) and backend name.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Drained {
+    pub pool: String,
+    pub backend: String,
+}
+
+impl Default for State {
+    fn default() -> State {
+        State {
+            version: VERSION,
+            drained: BTreeSet::new(),
+        }
+    }
+}
+
+impl State {
+    /// The state holding `drained` (the monitor's `(pool, backend)` pairs).
+    pub fn from_drained(drained: &HashSet<(String, String)>) -> State {
+        State {
+            version: VERSION,
+            drained: drained
+                .iter()
+                .map(|(pool, backend)| Drained {
+                    pool: pool.clone(),
+                    backend: backend.clone(),
+                })
+                .collect(),
+        }
+    }
+
+    /// The drained set as the monitor keeps it.
+    pub fn drained_set(&self) -> HashSet<(String, String)> {
+        self.drained
+            .iter()
+            .map(|d| (d.pool.clone(), d.backend.clone()))
+            .collect()
+    }
+
+    /// Reads `path`; a missing file is an empty state (the first start).
+    pub fn load(path: &Path) -> Result<State, StateError> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(State::default()),
+            Err(source) => {
+                return Err(StateError::Read {
+                    path: path.to_owned(),
+                    source,
+                });
+            }
+        };
+        let invalid = |message: String| StateError::Invalid {
+            path: path.to_owned(),
+            message,
+        };
+        let state: State = serde_json::from_str(&text).map_err(|e| invalid(e.to_string()))?;
+        if state.version > VERSION {
+            return Err(invalid(format!(
+                "version {} is newer than this lbns understands ({VERSION})",
+                state.version
+            )));
+        }
+        Ok(state)
+    }
+
+    /// Replaces `path` atomically with this state.
+    pub fn save(&self, path: &Path) -> Result<(), StateError> {
+        let err = |source| StateError::Write {
+            path: path.to_owned(),
+            source,
+        };
+        let mut text = serde_json::to_string_pretty(self).expect("state serializes");
+        text.push('\n');
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        let name = path.file_name().ok_or_else(|| {
+            err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "the path names no file",
+            ))
+        })?;
+        // In the same directory, so the rename cannot cross file systems; named after the PID
+        // so two lbns processes sharing a directory by mistake do not clobber each other's temp.
+        let tmp = dir.join(format!(
+            ".{}.{}.tmp",
+            name.to_string_lossy(),
+            std::process::id()
+        ));
+        let write = || -> io::Result<()> {
+            let mut f = File::create(&tmp)?;
+            f.write_all(text.as_bytes())?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, path)?;
+            // The rename itself is durable only once the directory is synced.
+            File::open(dir)?.sync_all()
+        };
+        write().map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            err(e)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_missing_and_bad_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lbns.state");
+        assert_eq!(State::load(&path).unwrap(), State::default());
+
+        let set: HashSet<(String, String)> = [
+            ("www.example.".to_owned(), "web2".to_owned()),
+            ("api.example.".to_owned(), "127.0.0.5".to_owned()),
+        ]
+        .into();
+        State::from_drained(&set).save(&path).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains("\"version\": 1"), "{text}");
+        // Sorted: api before www.
+        assert!(
+            text.find("api.example.") < text.find("www.example."),
+            "{text}"
+        );
+        assert_eq!(State::load(&path).unwrap().drained_set(), set);
+        // No temporary file is left behind.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+
+        std::fs::write(
+            &path,
+            "{ \"version\": 1, \"drained\": [ { \"pool\": 3 } ] }",
+        )
+        .unwrap();
+        let err = State::load(&path).unwrap_err().to_string();
+        assert!(
+            err.contains("lbns.state:") && err.contains("fix or remove it"),
+            "{err}"
+        );
+        std::fs::write(&path, "{ \"version\": 9, \"drained\": [] }").unwrap();
+        let err = State::load(&path).unwrap_err().to_string();
+        assert!(err.contains("version 9 is newer"), "{err}");
+    }
+
+    #[test]
+    fn unwritable_directory_is_an_error_naming_the_file() {
+        let path = Path::new("/nonexistent-lbns-dir/lbns.state");
+        let err = State::default().save(path).unwrap_err().to_string();
+        assert!(
+            err.starts_with("state file /nonexistent-lbns-dir/lbns.state: cannot write"),
+            "{err}"
+        );
+    }
+}

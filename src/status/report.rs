@@ -1,0 +1,410 @@
+//! The status report: one serializable picture of pools, backends and query counters. The HTML
+//! page and `/status.json` are rendered from it, and `lbns status` reads the JSON back into it
+//! to print a table, so the three always show the same fields.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::metrics::Metrics;
+use crate::monitor::{BackendStatus, PoolStatus};
+
+/// Everything the status page shows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    /// lbns version serving.
+    pub version: String,
+    /// The published snapshot's generation: it grows with every reload, health flip, drain.
+    pub generation: u64,
+    pub uptime_seconds: f64,
+    /// The config file `lbns reload` reads.
+    pub config: String,
+    pub queries: Queries,
+    pub pools: Vec<Pool>,
+}
+
+/// Query counters since start.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Queries {
+    pub udp: u64,
+    pub tcp: u64,
+    /// Received but not answered (responses, runts).
+    pub dropped: u64,
+    /// UDP answers sent with TC=1.
+    pub truncated: u64,
+    /// Answers by rcode name, only those seen.
+    pub rcodes: BTreeMap<String, u64>,
+    /// Queries by type name (`other` for the rest), only those seen.
+    pub qtypes: BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Pool {
+    pub name: String,
+    pub policy: String,
+    pub ttl: u32,
+    /// No IPv4 (IPv6) backend is usable: answers follow the pool's `all_down` policy.
+    pub all_down_v4: bool,
+    pub all_down_v6: bool,
+    /// A/AAAA answers given for this pool.
+    pub answers: u64,
+    pub backends: Vec<Backend>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Backend {
+    pub name: String,
+    pub address: String,
+    /// How it is probed, e.g. `tcp:80`, `http http://…`, `none`.
+    pub probe: String,
+    /// Health: `up`, `down` or `unknown`.
+    pub state: String,
+    /// In answers now: up, fresh and not drained.
+    pub usable: bool,
+    pub drained: bool,
+    /// Last load the backend reported, if its probe reports one.
+    pub load: Option<f64>,
+    pub last_probe_age_seconds: Option<f64>,
+    /// Last probe's result text (`200 OK`, `connection refused`, …).
+    pub last_result: Option<String>,
+    pub last_ok: Option<bool>,
+    pub latency_seconds: Option<f64>,
+    pub flips: u64,
+    pub probes_ok: u64,
+    pub probes_failed: u64,
+}
+
+impl Report {
+    /// Builds the report from the monitor's status and the query counters.
+    pub fn new(
+        pools: &[PoolStatus],
+        metrics: &Metrics,
+        generation: u64,
+        uptime: Duration,
+        config: &std::path::Path,
+    ) -> Report {
+        Report {
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            generation,
+            uptime_seconds: uptime.as_secs_f64(),
+            config: config.display().to_string(),
+            queries: Queries {
+                udp: metrics.udp_queries.load(Ordering::Relaxed),
+                tcp: metrics.tcp_queries.load(Ordering::Relaxed),
+                dropped: metrics.dropped.load(Ordering::Relaxed),
+                truncated: metrics.truncated.load(Ordering::Relaxed),
+                rcodes: metrics.rcode_counts().into_iter().collect(),
+                qtypes: metrics.qtype_counts().into_iter().collect(),
+            },
+            pools: pools.iter().map(Pool::new).collect(),
+        }
+    }
+
+    /// A plain-text table for `lbns status`.
+    pub fn to_text(&self) -> String {
+        let mut out = String::new();
+        let q = &self.queries;
+        let _ = writeln!(
+            out,
+            "lbns {}  generation {}  up {}  config {}",
+            self.version,
+            self.generation,
+            age(self.uptime_seconds),
+            self.config
+        );
+        let _ = writeln!(
+            out,
+            "queries: udp {}  tcp {}  dropped {}  truncated {}",
+            q.udp, q.tcp, q.dropped, q.truncated
+        );
+        let counts = |m: &BTreeMap<String, u64>| {
+            if m.is_empty() {
+                return "-".to_owned();
+            }
+            m.iter()
+                .map(|(k, v)| format!("{k} {v}"))
+                .collect::<Vec<_>>()
+                .join("  ")
+        };
+        let _ = writeln!(out, "rcodes: {}", counts(&q.rcodes));
+        let _ = writeln!(out, "qtypes: {}", counts(&q.qtypes));
+        for p in &self.pools {
+            let _ = writeln!(
+                out,
+                "\npool {}  policy {}  ttl {}  answers {}{}",
+                p.name,
+                p.policy,
+                p.ttl,
+                p.answers,
+                p.all_down_note()
+                    .map_or(String::new(), |n| format!("  ALL DOWN: {n}"))
+            );
+            // The probe's result text is the one long, ragged column: it goes last.
+            let mut rows = vec![
+                [
+                    "BACKEND",
+                    "ADDRESS",
+                    "STATE",
+                    "IN ANSWERS",
+                    "LOAD",
+                    "LATENCY",
+                    "FLIPS",
+                    "PROBE",
+                    "LAST PROBE",
+                ]
+                .map(String::from)
+                .to_vec(),
+            ];
+            for b in &p.backends {
+                rows.push(vec![
+                    b.name.clone(),
+                    b.address.clone(),
+                    b.state.clone(),
+                    b.in_answers().to_owned(),
+                    b.load.map_or("-".to_owned(), |l| format!("{l:.2}")),
+                    b.latency_seconds.map_or("-".to_owned(), millis),
+                    b.flips.to_string(),
+                    b.probe.clone(),
+                    b.last_probe(),
+                ]);
+            }
+            table(&mut out, &rows);
+        }
+        out
+    }
+}
+
+impl Pool {
+    fn new(p: &PoolStatus) -> Pool {
+        Pool {
+            name: p.name.clone(),
+            policy: p.policy.clone(),
+            ttl: p.ttl,
+            all_down_v4: p.all_down_v4,
+            all_down_v6: p.all_down_v6,
+            answers: p.answers,
+            backends: p.backends.iter().map(Backend::new).collect(),
+        }
+    }
+
+    /// Which families are all down, if any: `IPv4`, `IPv6` or both.
+    pub fn all_down_note(&self) -> Option<&'static str> {
+        match (self.all_down_v4, self.all_down_v6) {
+            (true, true) => Some("IPv4 and IPv6"),
+            (true, false) => Some("IPv4"),
+            (false, true) => Some("IPv6"),
+            (false, false) => None,
+        }
+    }
+}
+
+impl Backend {
+    fn new(b: &BackendStatus) -> Backend {
+        Backend {
+            name: b.name.clone(),
+            address: b.address.to_string(),
+            probe: b.probe.clone(),
+            state: b.state.as_str().to_owned(),
+            usable: b.usable,
+            drained: b.drained,
+            load: b.load,
+            last_probe_age_seconds: b.last_probe_age.map(|d| d.as_secs_f64()),
+            last_result: b.last_result.clone(),
+            last_ok: b.last_ok,
+            latency_seconds: b.last_latency.map(|d| d.as_secs_f64()),
+            flips: b.flips,
+            probes_ok: b.probes.ok,
+            probes_failed: b.probes.failed,
+        }
+    }
+
+    /// `yes`, `no`, or `drained` (which says why better than `no`).
+    pub fn in_answers(&self) -> &'static str {
+        match (self.usable, self.drained) {
+            (_, true) => "drained",
+            (true, false) => "yes",
+            (false, false) => "no",
+        }
+    }
+
+    /// `1.2s ago: ok 200 OK`, or `-` when never probed.
+    pub fn last_probe(&self) -> String {
+        match (self.last_probe_age_seconds, &self.last_ok) {
+            (Some(a), Some(ok)) => format!(
+                "{} ago: {}{}",
+                age(a),
+                if *ok { "ok" } else { "FAILED" },
+                self.last_result
+                    .as_deref()
+                    .filter(|r| !r.is_empty())
+                    .map_or(String::new(), |r| format!(" {r}"))
+            ),
+            _ => "-".to_owned(),
+        }
+    }
+}
+
+/// A duration in seconds as `850ms`, `12.3s`, `4m05s`, `2h03m`, `3d04h`.
+pub fn age(secs: f64) -> String {
+    let s = secs.max(0.0);
+    if s < 1.0 {
+        format!("{}ms", (s * 1000.0).round() as u64)
+    } else if s < 60.0 {
+        format!("{s:.1}s")
+    } else {
+        let whole = s as u64;
+        let (d, h, m, sec) = (
+            whole / 86400,
+            whole / 3600 % 24,
+            whole / 60 % 60,
+            whole % 60,
+        );
+        if d > 0 {
+            format!("{d}d{h:02}h")
+        } else if h > 0 {
+            format!("{h}h{m:02}m")
+        } else {
+            format!("{m}m{sec:02}s")
+        }
+    }
+}
+
+/// Seconds as milliseconds with a useful precision: `0.21ms`, `3.4ms`, `120ms`.
+pub fn millis(secs: f64) -> String {
+    let ms = secs * 1000.0;
+    if ms < 1.0 {
+        format!("{ms:.2}ms")
+    } else if ms < 10.0 {
+        format!("{ms:.1}ms")
+    } else {
+        format!("{ms:.0}ms")
+    }
+}
+
+/// Appends `rows` as left-aligned columns two spaces apart, indented by two.
+fn table(out: &mut String, rows: &[Vec<String>]) {
+    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..columns)
+        .map(|c| {
+            rows.iter()
+                .filter_map(|r| r.get(c))
+                .map(|s| s.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    for row in rows {
+        let mut line = String::from(" ");
+        for (c, cell) in row.iter().enumerate() {
+            line.push(' ');
+            line.push_str(cell);
+            if c + 1 < row.len() {
+                let pad = widths[c] - cell.chars().count() + 1;
+                line.extend(std::iter::repeat_n(' ', pad));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    fn backend(name: &str, state: &str, usable: bool, drained: bool) -> Backend {
+        Backend {
+            name: name.into(),
+            address: "127.0.0.2".into(),
+            probe: "tcp:80".into(),
+            state: state.into(),
+            usable,
+            drained,
+            load: Some(0.5),
+            last_probe_age_seconds: Some(0.25),
+            last_result: Some("connected".into()),
+            last_ok: Some(true),
+            latency_seconds: Some(0.0004),
+            flips: 1,
+            probes_ok: 3,
+            probes_failed: 0,
+        }
+    }
+
+    pub(crate) fn sample() -> Report {
+        Report {
+            version: "0.1.0".into(),
+            generation: 7,
+            uptime_seconds: 3725.0,
+            config: "/etc/lbns/lbns.toml".into(),
+            queries: Queries {
+                udp: 10,
+                tcp: 2,
+                dropped: 0,
+                truncated: 1,
+                rcodes: [("NOERROR".to_owned(), 11), ("NXDOMAIN".to_owned(), 1)].into(),
+                qtypes: [("A".to_owned(), 12)].into(),
+            },
+            pools: vec![Pool {
+                name: "www.example.".into(),
+                policy: "round-robin".into(),
+                ttl: 5,
+                all_down_v4: false,
+                all_down_v6: true,
+                answers: 12,
+                backends: vec![
+                    backend("web1", "up", true, false),
+                    backend("web-two", "up", false, true),
+                ],
+            }],
+        }
+    }
+
+    #[test]
+    fn text_table_lines_up() {
+        let text = sample().to_text();
+        assert!(
+            text.starts_with("lbns 0.1.0  generation 7  up 1h02m  config /etc/lbns/lbns.toml\n"),
+            "{text}"
+        );
+        assert!(text.contains("rcodes: NOERROR 11  NXDOMAIN 1\n"), "{text}");
+        assert!(
+            text.contains(
+                "pool www.example.  policy round-robin  ttl 5  answers 12  ALL DOWN: IPv6"
+            ),
+            "{text}"
+        );
+        let lines: Vec<&str> = text.lines().collect();
+        let header = lines.iter().position(|l| l.contains("BACKEND")).unwrap();
+        let col = lines[header].find("STATE").unwrap();
+        assert_eq!(&lines[header + 1][col..col + 2], "up", "{text}");
+        assert!(lines[header + 2].contains("drained"), "{text}");
+        assert!(
+            lines[header + 1].contains("250ms ago: ok connected"),
+            "{text}"
+        );
+        assert!(lines[header + 1].contains("0.40ms"), "{text}");
+    }
+
+    #[test]
+    fn json_round_trips() {
+        let r = sample();
+        let text = serde_json::to_string(&r).unwrap();
+        assert_eq!(serde_json::from_str::<Report>(&text).unwrap(), r);
+    }
+
+    #[test]
+    fn ages_read_naturally() {
+        assert_eq!(age(0.0123), "12ms");
+        assert_eq!(age(12.34), "12.3s");
+        assert_eq!(age(245.0), "4m05s");
+        assert_eq!(age(7380.0), "2h03m");
+        assert_eq!(age(273600.0), "3d04h");
+        assert_eq!(millis(0.00021), "0.21ms");
+        assert_eq!(millis(0.0034), "3.4ms");
+        assert_eq!(millis(0.12), "120ms");
+    }
+}

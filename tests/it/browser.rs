@@ -1,0 +1,160 @@
+//! The status page as a person sees it: rendered by headless Chromium, screenshotted, and its
+//! DOM read back. `LBNS_UPDATE_SCREENSHOT=1` also copies the screenshot to docs/status.png,
+//! the reference picture the README shows.
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use hickory_proto::rr::RecordType;
+
+use crate::support::backend::HttpBackend;
+use crate::support::*;
+
+/// Two live HTTP backends on 127.0.0.5 and .6, same port, reporting loads; .7 stays dead.
+async fn two_backends() -> (HttpBackend, HttpBackend) {
+    loop {
+        let a = HttpBackend::start("127.0.0.5", 0).await;
+        let port = a.addr.port();
+        if tokio::net::TcpListener::bind(("127.0.0.6", port))
+            .await
+            .is_ok()
+            && tokio::net::TcpListener::bind(("127.0.0.7", port))
+                .await
+                .is_ok()
+        {
+            let b = HttpBackend::start("127.0.0.6", port).await;
+            a.load.store(42, std::sync::atomic::Ordering::Relaxed);
+            b.load.store(187, std::sync::atomic::Ordering::Relaxed);
+            return (a, b);
+        }
+    }
+}
+
+/// Runs headless Chromium on `url` with `extra` flags, killed if it takes over a minute.
+fn chromium(profile: &Path, extra: &[&str], url: &str) -> Output {
+    let chromium = require_tool("chromium");
+    let mut child = Command::new(chromium)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--window-size=1200,800",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .args(extra)
+        .arg(url)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("chromium did not finish within 60 s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.wait_with_output().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn status_page_renders_in_headless_chromium() {
+    require_tool("chromium");
+    // Kept alive until the end: api1 and api2 stay up, api3 (nothing on .7) is down.
+    let (api1, _api2) = two_backends().await;
+    let port = api1.addr.port();
+    // The drain tests' www pool, plus a probed pool with loads and a dead backend.
+    let config = crate::ops::named_config(&format!(
+        r#"
+[[pool]]
+name = "api.cluster.example."
+policy = "least-loaded"
+answers = 2
+backends = [
+    {{ address = "127.0.0.5", name = "api1" }},
+    {{ address = "127.0.0.6", name = "api2" }},
+    {{ address = "127.0.0.7", name = "api3" }},
+]
+probe = {{ kind = "http", port = {port}, url = "http://{{address}}:{{port}}/health", load_header = "X-Load" }}
+"#
+    ));
+    let s = TestServer::start(&config, &[("cluster.example.zone", EXAMPLE_ZONE)]).await;
+    let (code, _, _) = http(
+        "POST",
+        s.status(),
+        "/drain?pool=www.cluster.example.&backend=web2",
+    )
+    .await;
+    assert_eq!(code, 200);
+    for _ in 0..20 {
+        ask(s.udp, "www.cluster.example.", RecordType::A);
+        ask(s.udp, "api.cluster.example.", RecordType::A);
+    }
+    ask(s.udp, "nope.cluster.example.", RecordType::A);
+
+    let url = format!("http://{}/", s.status());
+    let dir = tempfile::tempdir().unwrap();
+    let shot = dir.path().join("status.png");
+    let (profile, shot_arg) = (
+        dir.path().join("profile"),
+        format!("--screenshot={}", shot.display()),
+    );
+    let out = tokio::task::spawn_blocking({
+        let (profile, url) = (profile.clone(), url.clone());
+        move || chromium(&profile, &[&shot_arg], &url)
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "chromium: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let png = std::fs::read(&shot).expect("chromium wrote no screenshot");
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n", "not a PNG");
+    // IHDR: width and height, big-endian, at bytes 16..24.
+    let width = u32::from_be_bytes(png[16..20].try_into().unwrap());
+    let height = u32::from_be_bytes(png[20..24].try_into().unwrap());
+    assert_eq!((width, height), (1200, 800));
+    // A blank or error page compresses to a few KB; the rendered tables and badges do not.
+    assert!(
+        png.len() > 30_000,
+        "suspiciously small screenshot: {} bytes",
+        png.len()
+    );
+    if std::env::var_os("LBNS_UPDATE_SCREENSHOT").is_some() {
+        let reference = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/status.png");
+        std::fs::copy(&shot, &reference).unwrap();
+    }
+
+    let out = tokio::task::spawn_blocking(move || chromium(&profile, &["--dump-dom"], &url))
+        .await
+        .unwrap();
+    assert!(out.status.success());
+    let dom = String::from_utf8_lossy(&out.stdout);
+    for needle in [
+        "<title>lbns status</title>",
+        "<h2>www.cluster.example.</h2>",
+        "<h2>api.cluster.example.</h2>",
+        "<b>web2</b>",
+        "<b>api3</b>",
+        "<span class=\"badge up\">up</span>",
+        "<span class=\"badge down\">down</span>",
+        "<span class=\"badge drained\">drained</span>",
+        "NXDOMAIN <b>1</b>",
+        "1.87",
+    ] {
+        assert!(
+            dom.contains(needle),
+            "missing {needle} in the rendered DOM:\n{dom}"
+        );
+    }
+    s.stop().await;
+}
