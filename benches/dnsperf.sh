@@ -1,0 +1,872 @@
+#!/usr/bin/env bash
+# benches/dnsperf.sh -- side-by-side benchmark of lbns against Knot DNS (knotd), NSD and gdnsd.
+#
+# What it does, in order:
+#   1. installs what is missing from Debian (knot, nsd, gdnsd, dnsperf, bind9-dnsutils), with
+#      /usr/sbin/policy-rc.d refusing service starts, so no packaged daemon is ever auto-started;
+#   2. builds lbns (`cargo build --release`) unless --no-build;
+#   3. generates, in a temp dir, one zone `cluster.example.` for every server: lbns gets the
+#      bundled zones/cluster.example.zone plus the pools of zones/lbns.toml; the peers have no
+#      pools, so each pool name becomes static A/AAAA RRsets (same addresses, same TTL) appended to
+#      the same zone file;
+#   4. checks every config with the daemon's own checker, starts each server in the foreground on
+#      its own loopback port, pinned to CPU $SERVER_CPU with one worker/thread (every thread; knotd
+#      re-pins its UDP workers itself and is pinned back), and verifies with dig that all of them
+#      give the same answers;
+#   5. runs dnsperf (pinned to CPU $CLIENT_CPU) at maximum throughput, interleaving the servers
+#      (lbns, knot, nsd, gdnsd, lbns, ...) for --rounds rounds of --duration seconds, per query set,
+#      and measures the server's CPU time (utime+stime from /proc, whole process tree) per run;
+#      on a shared machine it waits for quiet before each run and repeats runs that other
+#      processes disturbed (--noise-limit, --retries, --quiet-wait);
+#   6. runs dnsperf once more per server and query set at a fixed 20k qps with per-query output
+#      (-v) and computes the latency p99 from it (dnsperf 2.10 prints no percentiles), and the
+#      server's CPU per query at that common rate;
+#   7. prints a markdown table and writes it, with the date and the command line, to
+#      benches/results/latest.md;
+#   8. on exit (trap) kills every server it started, by PID, and removes the temp dir.
+#
+# Usage: benches/dnsperf.sh [--rounds N] [--duration S] [--no-build] [--only lbns,knot,nsd,gdnsd]
+#                           [--latency-qps Q] [--latency-duration S] [--clients C]
+#                           [--outstanding Q] [--threads T] [--buffer KB] [--edns] [--keep-tmp]
+#                           [--no-write] [--verify-only] [--noise-limit PCT] [--retries N]
+#                           [--quiet-wait S]
+# Environment: SERVER_CPU (default 1) and CLIENT_CPU (default 0) choose the pinning.
+#
+# The servers listen on 127.0.0.1:5300 (lbns), 5301 (knot), 5302 (nsd), 5303 (gdnsd), UDP and TCP.
+# Needs bash (arrays), root only to install missing packages. Nothing is written outside the temp
+# dir except target/ (cargo), benches/results/latest.md and, when packages are missing, what
+# apt-get installs (and /usr/sbin/policy-rc.d if it did not refuse service starts).
+set -euo pipefail
+
+# ---------------------------------------------------------------------------------------------
+# Options
+# ---------------------------------------------------------------------------------------------
+ROUNDS=3            # measured rounds; each round runs every server once per query set
+DURATION=10         # seconds per dnsperf run
+BUILD=1             # cargo build --release first
+ONLY="lbns,knot,nsd,gdnsd"
+LAT_QPS=20000       # fixed rate of the latency run
+LAT_DURATION=""     # seconds of the latency run (default: --duration)
+CLIENTS=4           # dnsperf -c: UDP sockets (source ports) it uses
+OUTSTANDING=100     # dnsperf -q: queries in flight. 100 keeps one server core busy; at 500 the
+                    # first burst overflows the kernel-default (208 KB) UDP receive buffers of
+                    # knot and gdnsd (~600 queries lost per run); lbns (8 MB) and NSD (2 MB)
+                    # set bigger ones and lose none
+THREADS=1           # dnsperf -T: thread pairs (send + receive); on one client core 1 is best
+EDNS=0              # dnsperf -e: send an EDNS(0) OPT with every query
+BUFFER=""           # dnsperf -b: socket buffer size in KB (default: dnsperf's/kernel's)
+KEEP_TMP=0          # keep the temp dir (configs, logs, raw dnsperf outputs) for inspection
+VERIFY_ONLY=0       # start the servers, check their answers, print them, stop (no dnsperf)
+NOISE_LIMIT=3       # other load (% of a core) above which a run counts as disturbed; p99
+                    # latency already suffers at 5-8 %, while an idle machine stays under 2 %
+RETRIES=2           # repeat a disturbed run at most this many times
+QUIET_WAIT=60       # wait at most this many seconds for a quiet machine before each run
+WRITE=1             # write benches/results/latest.md
+SERVER_CPU="${SERVER_CPU:-1}"
+CLIENT_CPU="${CLIENT_CPU:-0}"
+
+# The exact command line, shell-quoted, for the results file.
+CMDLINE="$(printf '%q ' "$0" "$@")"
+CMDLINE="${CMDLINE% }"
+
+usage() { sed -n '/^# Usage:/,/^# Environment:/p' "$0" | sed 's/^# \{0,1\}//'; }
+die() { echo "dnsperf.sh: error: $*" >&2; exit 1; }
+log() { echo "== $*" >&2; }
+
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --rounds) ROUNDS="${2:?--rounds needs a number}"; shift 2 ;;
+        --duration) DURATION="${2:?--duration needs seconds}"; shift 2 ;;
+        --no-build) BUILD=0; shift ;;
+        --only) ONLY="${2:?--only needs a list}"; shift 2 ;;
+        --latency-qps) LAT_QPS="${2:?}"; shift 2 ;;
+        --latency-duration) LAT_DURATION="${2:?}"; shift 2 ;;
+        --clients) CLIENTS="${2:?}"; shift 2 ;;
+        --outstanding) OUTSTANDING="${2:?}"; shift 2 ;;
+        --threads) THREADS="${2:?}"; shift 2 ;;
+        --edns) EDNS=1; shift ;;
+        --buffer) BUFFER="${2:?}"; shift 2 ;;
+        --keep-tmp) KEEP_TMP=1; shift ;;
+        --verify-only) VERIFY_ONLY=1; shift ;;
+        --noise-limit) NOISE_LIMIT="${2:?}"; shift 2 ;;
+        --retries) RETRIES="${2:?}"; shift 2 ;;
+        --quiet-wait) QUIET_WAIT="${2:?}"; shift 2 ;;
+        --no-write) WRITE=0; shift ;;
+        -h|--help) usage; exit 0 ;;
+        *) usage >&2; die "unknown option: $1" ;;
+    esac
+done
+: "${LAT_DURATION:=$DURATION}"
+for v in ROUNDS DURATION LAT_QPS LAT_DURATION CLIENTS OUTSTANDING THREADS SERVER_CPU CLIENT_CPU \
+         NOISE_LIMIT RETRIES QUIET_WAIT; do
+    case "${!v}" in ''|*[!0-9]*) die "$v must be a non-negative integer, got '${!v}'" ;; esac
+done
+[ "$ROUNDS" -ge 1 ] && [ "$DURATION" -ge 1 ] || die "--rounds and --duration must be >= 1"
+
+# Servers in interleaving order, filtered by --only (which may list them in any order).
+ALL_SERVERS="lbns knot nsd gdnsd"
+SERVERS=""
+for s in $ALL_SERVERS; do
+    case ",$ONLY," in *",$s,"*) SERVERS="$SERVERS $s" ;; esac
+done
+SERVERS="${SERVERS# }"
+for s in ${ONLY//,/ }; do
+    case " $ALL_SERVERS " in *" $s "*) ;; *) die "--only: unknown server '$s' (known: $ALL_SERVERS)" ;; esac
+done
+[ -n "$SERVERS" ] || die "--only selected no server"
+
+port_of() {
+    case "$1" in lbns) echo 5300 ;; knot) echo 5301 ;; nsd) echo 5302 ;; gdnsd) echo 5303 ;; esac
+}
+is_peer() { [ "$1" != lbns ]; }
+
+cd "$(dirname "$0")/.."
+REPO="$(pwd)"
+ZONE_SRC="$REPO/zones/cluster.example.zone"
+CONF_SRC="$REPO/zones/lbns.toml"
+ORIGIN="cluster.example."
+LBNS="$REPO/target/release/lbns"
+
+# ---------------------------------------------------------------------------------------------
+# 1. Packages. Installed only when missing; never started.
+# ---------------------------------------------------------------------------------------------
+need=""
+have() { command -v "$1" >/dev/null 2>&1; }
+have dnsperf || need="$need dnsperf"
+have dig || need="$need bind9-dnsutils"
+have taskset || need="$need util-linux"
+case " $SERVERS " in *" knot "*) { have knotd && have knotc; } || need="$need knot" ;; esac
+case " $SERVERS " in *" nsd "*) { have nsd && have nsd-checkconf && have nsd-checkzone; } || need="$need nsd" ;; esac
+case " $SERVERS " in *" gdnsd "*) have gdnsd || need="$need gdnsd" ;; esac
+
+# PIDs of packaged daemons running now, to tell afterwards whether apt-get started any.
+daemon_pids() { { pgrep -x knotd; pgrep -x nsd; pgrep -x gdnsd; } 2>/dev/null | sort -n || true; }
+
+if [ -n "$need" ]; then
+    [ "$(id -u)" -eq 0 ] || die "missing packages:$need (run as root to install them)"
+    # Debian's invoke-rc.d asks /usr/sbin/policy-rc.d before starting a service; exit code 101
+    # means "not allowed". Make sure it says so before installing any daemon.
+    rc=0
+    [ -x /usr/sbin/policy-rc.d ] && { /usr/sbin/policy-rc.d >/dev/null 2>&1 || rc=$?; }
+    if [ "$rc" -ne 101 ]; then
+        log "installing /usr/sbin/policy-rc.d (exit 101) so that no service auto-starts"
+        printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+        chmod 755 /usr/sbin/policy-rc.d
+    fi
+    before="$(daemon_pids)"
+    log "installing from Debian:$need"
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
+    # shellcheck disable=SC2086
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $need >/dev/null
+    # If a service started anyway (policy ignored), it was started by this install: stop it by PID.
+    for pid in $(comm -13 <(echo "$before") <(daemon_pids)); do
+        log "apt-get started a daemon anyway (pid $pid, $(cat "/proc/$pid/comm" 2>/dev/null)); stopping it"
+        kill "$pid" 2>/dev/null || true
+    done
+fi
+
+# ---------------------------------------------------------------------------------------------
+# 2. Build lbns.
+# ---------------------------------------------------------------------------------------------
+if [ "$BUILD" -eq 1 ]; then
+    log "cargo build --release"
+    cargo build --release
+fi
+case " $SERVERS " in *" lbns "*) [ -x "$LBNS" ] || die "$LBNS missing: build it or drop --no-build" ;; esac
+
+NCPU="$(nproc)"
+if [ "$NCPU" -le "$SERVER_CPU" ] || [ "$NCPU" -le "$CLIENT_CPU" ]; then
+    die "CPU $SERVER_CPU or $CLIENT_CPU does not exist ($NCPU CPUs); set SERVER_CPU/CLIENT_CPU"
+fi
+CLK_TCK="$(getconf CLK_TCK)"
+# Other load on the machine skews everything; record it in the results.
+LOADAVG_START="$(cut -d' ' -f1-3 /proc/loadavg)"
+
+# ---------------------------------------------------------------------------------------------
+# Temp dir and cleanup: every server we start is recorded in PID[name] and killed by that PID on exit.
+# ---------------------------------------------------------------------------------------------
+TMP="$(mktemp -d "${TMPDIR:-/tmp}/lbns-bench.XXXXXX")"
+declare -A PID=()
+cleanup() {
+    local rc=$? s p
+    trap - EXIT INT TERM
+    # A measurement still running (interrupted): stop it and its dnsperf first.
+    if [ -n "${MPID:-}" ]; then
+        for p in $(tree_pids "$MPID"); do kill -TERM "$p" 2>/dev/null || true; done
+    fi
+    for s in "${!PID[@]}"; do
+        p="${PID[$s]}"
+        if kill -0 "$p" 2>/dev/null; then
+            kill -TERM "$p" 2>/dev/null || true
+        fi
+    done
+    # Give them a moment to exit cleanly (NSD reaps its children), then insist.
+    for _ in 1 2 3 4 5 6 7 8 9 10; do
+        local alive=0
+        for p in "${PID[@]}"; do kill -0 "$p" 2>/dev/null && alive=1; done
+        [ "$alive" -eq 0 ] && break
+        sleep 0.2
+    done
+    for p in "${PID[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    if [ "$KEEP_TMP" -eq 1 ]; then
+        echo "temp dir kept: $TMP" >&2
+    else
+        rm -rf "$TMP"
+    fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+mkdir -p "$TMP/zone" "$TMP/queries" "$TMP/runs"
+
+# ---------------------------------------------------------------------------------------------
+# 3. Zones and configs.
+# ---------------------------------------------------------------------------------------------
+# Pools of zones/lbns.toml as "name ttl address" lines, one per backend. A small awk reader for
+# the subset of TOML the bundled file uses: in each [[pool]] table, `name = "..."` and `ttl = N`
+# at the start of a line, and every quoted string that is an IP address inside `backends`
+# (plain strings or `address = "..."` in inline tables; backend labels are never addresses).
+pool_backends() {
+    awk '
+        function flush() { if (name != "") for (i = 1; i <= n; i++) print name, ttl, addr[i]; name = ""; n = 0; ttl = 5 }
+        /^[[:space:]]*\[/ { flush(); inpool = ($0 ~ /^[[:space:]]*\[\[pool\]\]/); inback = 0; next }
+        !inpool { next }
+        { sub(/[[:space:]]#.*$/, ""); sub(/^#.*$/, "") }
+        /^[[:space:]]*name[[:space:]]*=/ { s = $0; sub(/^[^"]*"/, "", s); sub(/".*$/, "", s); name = s; if (name !~ /\.$/) name = name "."; next }
+        /^[[:space:]]*ttl[[:space:]]*=/ { s = $0; sub(/^[^=]*=[[:space:]]*/, "", s); ttl = s + 0; next }
+        /^[[:space:]]*backends[[:space:]]*=/ { inback = 1 }
+        inback {
+            s = $0
+            while (match(s, /"[^"]*"/)) {
+                a = substr(s, RSTART + 1, RLENGTH - 2); s = substr(s, RSTART + RLENGTH)
+                if (a ~ /^[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+$/ || (a ~ /:/ && a ~ /^[0-9A-Fa-f:.]+$/)) addr[++n] = a
+            }
+            if ($0 ~ /\][[:space:]]*$/ && $0 !~ /\{[^}]*\][[:space:]]*$/) inback = 0
+        }
+        END { flush() }
+    ' "$CONF_SRC"
+}
+POOLS="$TMP/pools.txt"
+pool_backends | awk -v o="$ORIGIN" '{ n = tolower($1) } n == o || substr(n, length(n) - length(o)) == "." o' >"$POOLS"
+[ -s "$POOLS" ] || die "found no pools inside $ORIGIN in $CONF_SRC"
+log "pools from $CONF_SRC (name ttl address):"
+sed 's/^/     /' "$POOLS" >&2
+
+# lbns: the bundled zone file as is, and the bundled config with our own [server] table.
+mkdir -p "$TMP/lbns"
+cp "$ZONE_SRC" "$TMP/lbns/cluster.example.zone"
+{
+    echo "# generated by benches/dnsperf.sh from $CONF_SRC"
+    echo "[server]"
+    echo "listen = [\"127.0.0.1:$(port_of lbns)\"]"
+    echo "udp_workers = 1"
+    echo
+    # Everything but the original [server] table (and its keys), zones and pools unchanged.
+    awk '/^[[:space:]]*\[/ { skip = ($0 ~ /^[[:space:]]*\[server\]/) } !skip' "$CONF_SRC"
+} >"$TMP/lbns/lbns.toml"
+
+# Peers: the bundled zone plus every pool as static RRsets with the pool TTL. The zone file has
+# no A/AAAA/CNAME at pool names (lbns rejects that), so this adds no conflicting data.
+PEER_ZONE="$TMP/zone/cluster.example.zone"
+{
+    cat "$ZONE_SRC"
+    echo
+    echo "; --- lbns pools from lbns.toml, as static RRsets (added by benches/dnsperf.sh) ---"
+    awk '{ print $1 "\t" $2 "\tIN\t" (index($3, ":") ? "AAAA" : "A") "\t" $3 }' "$POOLS"
+} >"$PEER_ZONE"
+
+# Knot DNS: everything (rundir, databases, control socket, pid file) inside the temp dir;
+# zone file loaded whole and never written back, no journal.
+mkdir -p "$TMP/knot/db"
+cat >"$TMP/knot/knot.conf" <<EOF
+server:
+    rundir: "$TMP/knot"
+    pidfile: "$TMP/knot/knot.pid"
+    listen: 127.0.0.1@$(port_of knot)
+    udp-workers: 1
+    tcp-workers: 1
+    background-workers: 1
+database:
+    storage: "$TMP/knot/db"
+control:
+    listen: "$TMP/knot/knot.sock"
+log:
+  - target: stderr
+    any: info
+template:
+  - id: default
+    storage: "$TMP/knot/db"
+    zonefile-sync: -1
+    zonefile-load: whole
+    journal-content: none
+    semantic-checks: on
+zone:
+  - domain: $ORIGIN
+    file: "$PEER_ZONE"
+EOF
+
+# NSD: no database file, no privilege drop, no remote control; every path in the temp dir.
+# minimal-responses: NSD otherwise adds the apex NS RRset (and glue) to every positive answer,
+# which Knot, gdnsd and lbns do not: it would compare different response sizes.
+mkdir -p "$TMP/nsd/xfr"
+cat >"$TMP/nsd/nsd.conf" <<EOF
+server:
+    ip-address: 127.0.0.1@$(port_of nsd)
+    server-count: 1
+    tcp-count: 16
+    username: ""
+    chroot: ""
+    zonesdir: "$TMP/zone"
+    database: ""
+    zonelistfile: "$TMP/nsd/zone.list"
+    xfrdfile: "$TMP/nsd/xfrd.state"
+    xfrdir: "$TMP/nsd/xfr"
+    pidfile: "$TMP/nsd/nsd.pid"
+    logfile: "$TMP/nsd/nsd.log"
+    verbosity: 1
+    minimal-responses: yes
+    # Debian builds NSD with response rate limiting on (200 qps per /24 by default): a benchmark
+    # from 127.0.0.1 would measure the rate limiter. Off, like the other servers' defaults.
+    rrl-ratelimit: 0
+    rrl-whitelist-ratelimit: 0
+remote-control:
+    control-enable: no
+zone:
+    name: $ORIGIN
+    zonefile: "$PEER_ZONE"
+EOF
+
+# gdnsd: config dir with `config` and `zones/<zone name>`; run_dir (control socket, lock) and
+# state_dir inside the temp dir.
+mkdir -p "$TMP/gdnsd/zones" "$TMP/gdnsd/run" "$TMP/gdnsd/state"
+cp "$PEER_ZONE" "$TMP/gdnsd/zones/${ORIGIN%.}"
+cat >"$TMP/gdnsd/config" <<EOF
+options => {
+    listen => [ 127.0.0.1:$(port_of gdnsd) ]
+    udp_threads => 1
+    tcp_threads => 1
+    run_dir => "$TMP/gdnsd/run"
+    state_dir => "$TMP/gdnsd/state"
+}
+EOF
+
+# Each daemon's own checker, so a config or zone mistake is reported as the daemon sees it.
+check() {
+    local name="$1"; shift
+    if ! "$@" >"$TMP/$name.check.log" 2>&1; then
+        cat "$TMP/$name.check.log" >&2
+        die "$name: configuration check failed: $*"
+    fi
+}
+for s in $SERVERS; do
+    case "$s" in
+        lbns) check lbns "$LBNS" check --config "$TMP/lbns/lbns.toml" ;;
+        knot) check knot knotc -c "$TMP/knot/knot.conf" conf-check
+              check knot-zone knotc -c "$TMP/knot/knot.conf" zone-check ;;
+        nsd) check nsd nsd-checkconf "$TMP/nsd/nsd.conf"
+             check nsd-zone nsd-checkzone "$ORIGIN" "$PEER_ZONE" ;;
+        gdnsd) check gdnsd gdnsd -c "$TMP/gdnsd" checkconf ;;
+    esac
+done
+log "configuration checks passed for: $SERVERS"
+
+# ---------------------------------------------------------------------------------------------
+# 4. Start the servers (foreground, pinned, one worker) and check them.
+# ---------------------------------------------------------------------------------------------
+start_server() {
+    local s="$1" port; port="$(port_of "$s")"
+    # The port must be free: another process there would be measured instead of ours.
+    if ss -Hlnu "sport = :$port" 2>/dev/null | grep -q .; then
+        die "UDP port $port (for $s) is already in use"
+    fi
+    # taskset execs the daemon, so $! is the daemon's own PID.
+    case "$s" in
+        lbns) taskset -c "$SERVER_CPU" "$LBNS" serve --config "$TMP/lbns/lbns.toml" \
+                  >"$TMP/lbns.log" 2>&1 & ;;
+        knot) taskset -c "$SERVER_CPU" knotd -c "$TMP/knot/knot.conf" >"$TMP/knot.log" 2>&1 & ;;
+        nsd) taskset -c "$SERVER_CPU" nsd -d -c "$TMP/nsd/nsd.conf" >"$TMP/nsd.stderr.log" 2>&1 & ;;
+        gdnsd) taskset -c "$SERVER_CPU" gdnsd -c "$TMP/gdnsd" start >"$TMP/gdnsd.log" 2>&1 & ;;
+    esac
+    PID[$s]=$!
+}
+
+server_log() {
+    case "$1" in nsd) cat "$TMP/nsd.stderr.log" "$TMP/nsd/nsd.log" 2>/dev/null ;; *) cat "$TMP/$1.log" ;; esac
+}
+
+DIG=(dig +norec +time=1 +tries=1)
+wait_ready() {
+    local s="$1" port; port="$(port_of "$s")"
+    for _ in $(seq 1 50); do
+        kill -0 "${PID[$s]}" 2>/dev/null || { server_log "$s" >&2; die "$s exited at startup"; }
+        if "${DIG[@]}" @127.0.0.1 -p "$port" "$ORIGIN" SOA 2>/dev/null | grep -q 'status: NOERROR'; then
+            return 0
+        fi
+        sleep 0.2
+    done
+    server_log "$s" >&2
+    die "$s does not answer on 127.0.0.1:$port"
+}
+
+for s in $SERVERS; do
+    start_server "$s"
+done
+# The PIDs of a process and all its descendants (NSD forks: the PID we started becomes its xfrd
+# process, with "nsd: main" as child and the "nsd: server N" workers below that).
+tree_pids() {
+    local root="$1" f line
+    for f in /proc/[0-9]*/stat; do
+        { read -r line <"$f"; } 2>/dev/null || continue
+        echo "${f#/proc/} ${line##*) }"
+    done | awk -v root="$root" '
+        { split($1, p, "/"); ppid[p[1]] = $3 }
+        END { for (pid in ppid) { q = pid; while (q != "" && q != root && q > 1) q = ppid[q]; if (q == root) print pid } }'
+}
+
+# Every thread of every process of the server must stay on SERVER_CPU. taskset at exec time is
+# not enough: knotd pins each UDP worker thread itself (worker i -> CPU i mod ncpus, no option to
+# turn it off), which would put its only UDP worker on CPU 0, beside dnsperf. So re-pin all
+# threads (`taskset -a`) after start-up, and check before every run that none has moved.
+pin_tree() {
+    local p
+    for p in $(tree_pids "$1"); do taskset -a -p -c "$SERVER_CPU" "$p" >/dev/null 2>&1 || true; done
+}
+check_pinned() { # server -> warns and re-pins if any thread runs elsewhere
+    local s="$1" p t bad=""
+    for p in $(tree_pids "${PID[$s]}"); do
+        for t in /proc/"$p"/task/*; do
+            [ "$(sed -n 's/^Cpus_allowed_list:[[:space:]]*//p' "$t/status" 2>/dev/null)" = "$SERVER_CPU" ] \
+                || bad="$bad ${t##*/}($(cat "$t/comm" 2>/dev/null))"
+        done
+    done
+    if [ -n "$bad" ]; then
+        log "$s: threads not on CPU $SERVER_CPU:$bad; re-pinning"
+        pin_tree "${PID[$s]}"
+    fi
+}
+
+for s in $SERVERS; do
+    wait_ready "$s"
+    pin_tree "${PID[$s]}"
+    check_pinned "$s"
+    log "$s is up: pid ${PID[$s]}, 127.0.0.1:$(port_of "$s"), $(tree_pids "${PID[$s]}" | wc -l) process(es), $(cat /proc/"${PID[$s]}"/task/*/stat 2>/dev/null | wc -l) thread(s) in the first, all on CPU $SERVER_CPU"
+done
+
+# Query sets. (a) static: names from the zone file, including the apex MX and TXT and names that
+# do not exist (NXDOMAIN); (b) pools: the load-balanced names (static RRsets on the peers).
+cat >"$TMP/queries/static" <<EOF
+ns1.$ORIGIN A
+ns2.$ORIGIN A
+mail.$ORIGIN A
+mail.$ORIGIN AAAA
+$ORIGIN MX
+$ORIGIN TXT
+nope.$ORIGIN A
+nx1.$ORIGIN A
+nx2.$ORIGIN AAAA
+missing.$ORIGIN MX
+EOF
+awk '{ print $1 " " (index($3, ":") ? "AAAA" : "A") }' "$POOLS" | awk '!seen[$0]++' >"$TMP/queries/pools"
+SETS="static pools"
+log "query sets:"
+for q in $SETS; do echo "     $q: $(tr '\n' ';' <"$TMP/queries/$q")" >&2; done
+
+# Correctness before measuring. For every query of both sets, each server must answer with AA,
+# and: static queries get exactly the same rcode and answer RRsets (sorted, with TTLs) on every
+# server; pool queries get NOERROR with a non-empty answer whose addresses (over several queries,
+# since lbns rotates and may cap the count) are all in the pool, and the union over the queries
+# must be the whole pool on every server.
+answer_of() { # server name type -> "status" line then sorted answer and authority records
+    local port; port="$(port_of "$1")"
+    local out; out="$("${DIG[@]}" @127.0.0.1 -p "$port" +noall +comments +answer +authority "$2" "$3")" || return 1
+    local flags; flags="$(sed -n 's/^;; flags: \([^;]*\);.*/\1/p' <<<"$out")"
+    case " $flags " in *" aa "*) ;; *) echo "NO-AA"; return 0 ;; esac
+    sed -n 's/.*status: \([A-Z]*\),.*/\1/p' <<<"$out"
+    { grep -v '^;' <<<"$out" | grep . || true; } | awk '{ $1 = tolower($1); print }' | sort
+}
+verify() {
+    local bad=0 s ref refs name type got expected union
+    log "verifying answers"
+    # dig as the brief shows it, for the log.
+    for s in $SERVERS; do
+        echo "     $s: dig @127.0.0.1 -p $(port_of "$s") www.$ORIGIN A -> $("${DIG[@]}" @127.0.0.1 -p "$(port_of "$s")" +short "www.$ORIGIN" A | sort | tr '\n' ' ')" >&2
+    done
+    while read -r name type; do
+        ref=""
+        for s in $SERVERS; do
+            got="$(answer_of "$s" "$name" "$type")" || { echo "  $s: no answer to $name $type" >&2; bad=1; continue; }
+            [ "$got" != NO-AA ] || { echo "  $s: $name $type: answer without AA" >&2; bad=1; continue; }
+            if [ -z "$ref" ]; then ref="$got"; refs="$s"; continue; fi
+            if [ "$got" != "$ref" ]; then
+                echo "  $name $type: $s differs from $refs:" >&2
+                diff <(echo "$ref") <(echo "$got") | sed 's/^/    /' >&2
+                bad=1
+            fi
+        done
+    done <"$TMP/queries/static"
+    while read -r name type; do
+        expected="$(awk -v n="$name" -v t="$type" 'tolower($1) == tolower(n) && ((t == "AAAA") == (index($3, ":") > 0)) { print $3 }' "$POOLS" | sort -u)"
+        for s in $SERVERS; do
+            union=""
+            for _ in $(seq 1 "$(( $(wc -l <<<"$expected") * 2 ))"); do
+                got="$(answer_of "$s" "$name" "$type")" || { bad=1; break; }
+                if [ "$(head -1 <<<"$got")" != NOERROR ] || [ "$(wc -l <<<"$got")" -lt 2 ]; then
+                    echo "  $s: $name $type: expected NOERROR with addresses, got: $(tr '\n' ' ' <<<"$got")" >&2
+                    bad=1; break
+                fi
+                union="$(printf '%s\n%s\n' "$union" "$(tail -n +2 <<<"$got" | awk '{ print $NF }')" | grep . | sort -u)"
+            done
+            if [ "$union" != "$expected" ]; then
+                echo "  $s: $name $type: addresses {$(tr '\n' ' ' <<<"$union")} != pool {$(tr '\n' ' ' <<<"$expected")}" >&2
+                bad=1
+            fi
+        done
+    done <"$TMP/queries/pools"
+    [ "$bad" -eq 0 ] || die "servers do not answer alike; see above (logs in $TMP, use --keep-tmp)"
+    log "all servers answer alike"
+}
+verify
+if [ "$VERIFY_ONLY" -eq 1 ]; then
+    # Show every server's full answer to every query of both sets, then stop.
+    for s in $SERVERS; do
+        echo "### $s (127.0.0.1:$(port_of "$s"))"
+        cat "$TMP/queries/static" "$TMP/queries/pools" | while read -r name type; do
+            "${DIG[@]}" @127.0.0.1 -p "$(port_of "$s")" +nocmd +nostats +noquestion "$name" "$type" \
+                | grep -v '^;; Got answer\|^$\|OPT PSEUDOSECTION\|^; EDNS'
+        done
+    done
+    exit 0
+fi
+
+# ---------------------------------------------------------------------------------------------
+# 5. Measurement helpers.
+# ---------------------------------------------------------------------------------------------
+# CPU clock ticks (utime+stime, plus cutime+cstime of reaped children) of a process and all its
+# live descendants: NSD does its work in a forked child; the threaded servers are one process.
+# /proc/PID/stat: field 2 (comm) may hold spaces, so cut at the last ') ' first and prefix the
+# path; the awk fields are then: $1 "PID/stat", $2 state, $3 ppid, ..., $13 utime, $14 stime,
+# $15 cutime, $16 cstime (proc(5) fields 14-17). Bash's `read` keeps this fork-free.
+cpu_ticks() {
+    local root="$1" f line
+    for f in /proc/[0-9]*/stat; do
+        { read -r line <"$f"; } 2>/dev/null || continue
+        echo "${f#/proc/} ${line##*) }"
+    done | awk -v root="$root" '
+        { split($1, p, "/"); pid = p[1]; ppid[pid] = $3; t[pid] = $13 + $14 + $15 + $16 }
+        END {
+            for (pid in t) {
+                q = pid
+                while (q != "" && q != root && q != 0 && q != 1) q = ppid[q]
+                if (q == root) sum += t[pid]
+            }
+            print sum + 0
+        }'
+}
+
+# Ticks of the children this (sub)shell has reaped: cutime+cstime of /proc/$BASHPID/stat, into
+# the variable REAPED. Not a command substitution: that would read a new subshell's own counters.
+reaped_ticks() {
+    local line; read -r line <"/proc/$BASHPID/stat"
+    local -a f; read -r -a f <<<"${line##*) }"
+    REAPED=$(( f[13] + f[14] ))   # proc(5) fields 16 (cutime) and 17 (cstime)
+}
+
+# Whole-machine ticks from /proc/stat: "busy steal", busy = user+nice+system+irq+softirq.
+machine_ticks() {
+    local cpu user nice system idle iowait irq softirq steal rest
+    read -r cpu user nice system idle iowait irq softirq steal rest </proc/stat
+    echo "$(( user + nice + system + irq + softirq )) $steal"
+}
+
+# Value of a dnsperf statistics line, e.g. field "Queries per second:".
+stat_of() { # file label [field-number after the colon]
+    awk -v l="$2" -v n="${3:-1}" 'index($0, l) { s = substr($0, index($0, l) + length(l)); split(s, a, " "); print a[n]; exit }' "$1"
+}
+
+# -t 2: a query unanswered after 2 s is lost; -O suppress: no line per timed-out query.
+DNSPERF_COMMON=(-s 127.0.0.1 -c "$CLIENTS" -T "$THREADS" -q "$OUTSTANDING" -t 2
+                -O suppress=timeouts,congestion)
+[ -n "$BUFFER" ] && DNSPERF_COMMON+=(-b "$BUFFER")
+[ "$EDNS" -eq 1 ] && DNSPERF_COMMON+=(-e)
+
+# One dnsperf run against server $1 with query set $2, raw output to $3, more dnsperf options
+# after that. Must run in its own subshell (it measures the subshell's reaped children).
+# Prints: answered lost qps runtime resp_bytes server_s client_s other_s steal_s
+#   server_s  CPU of the server's process tree during the run
+#   client_s  CPU of dnsperf
+#   other_s   everything else the machine did meanwhile (other processes, interrupts not charged
+#             to ours): a measure of interference, should be near 0
+#   steal_s   time the hypervisor gave our CPUs to someone else
+measure() {
+    local s="$1" set="$2" out="$3"; shift 3
+    local t0 t1 c0 c1 m0 m1
+    t0="$(cpu_ticks "${PID[$s]}")"
+    reaped_ticks; c0="$REAPED"
+    m0="$(machine_ticks)"
+    taskset -c "$CLIENT_CPU" dnsperf "${DNSPERF_COMMON[@]}" -p "$(port_of "$s")" \
+        -d "$TMP/queries/$set" "$@" >"$out" 2>&1 \
+        || { tail -20 "$out" >&2; die "dnsperf failed against $s"; }
+    m1="$(machine_ticks)"
+    reaped_ticks; c1="$REAPED"
+    t1="$(cpu_ticks "${PID[$s]}")"
+    kill -0 "${PID[$s]}" 2>/dev/null || { server_log "$s" >&2; die "$s died during the run"; }
+    grep -q 'Queries per second:' "$out" || { tail -20 "$out" >&2; die "no statistics from dnsperf against $s"; }
+    echo "$(stat_of "$out" "Queries completed:") $(stat_of "$out" "Queries lost:")" \
+         "$(stat_of "$out" "Queries per second:") $(stat_of "$out" "Run time (s):")" \
+         "$(stat_of "$out" "Average packet size:" 4)" \
+         "$(awk -v s=$((t1 - t0)) -v c=$((c1 - c0)) -v m0="$m0" -v m1="$m1" -v hz="$CLK_TCK" 'BEGIN {
+               split(m0, a, " "); split(m1, b, " "); busy = b[1] - a[1]; steal = b[2] - a[2]
+               o = busy - s - c; if (o < 0) o = 0
+               printf "%.3f %.3f %.3f %.3f", s / hz, c / hz, o / hz, steal / hz }')"
+}
+
+# Fixed-rate run with per-query output. dnsperf 2.10 prints no percentiles and has no
+# latency-histogram option, but -v prints one line per query: "> RCODE name type latency-in-s"
+# ("> T ..." for a timed-out query, without latency). Percentiles are over answered queries.
+# Prints what measure prints, then: avg_us p50_us p99_us max_us
+measure_latency() {
+    local s="$1" set="$2" out="$3"
+    measure "$s" "$set" "$out" -l "$LAT_DURATION" -Q "$LAT_QPS" -v | tr '\n' ' '
+    awk '/^> / && $2 != "T" { print $NF }' "$out" | sort -g >"$out.sorted"
+    local n; n="$(wc -l <"$out.sorted")"
+    [ "$n" -gt 0 ] || die "no per-query latencies in dnsperf -v output for $s (format changed?)"
+    awk -v n="$n" '
+        function idx(p) { i = int(p * n + 0.999999); return i < 1 ? 1 : i }  # nearest rank
+        { v[NR] = $1; sum += $1 }
+        END { printf "%.0f %.0f %.0f %.0f\n", sum / n * 1e6, v[idx(0.50)] * 1e6, v[idx(0.99)] * 1e6, v[n] * 1e6 }
+    ' "$out.sorted"
+    rm -f "$out.sorted"
+}
+
+# Run a measurement in a background subshell (it needs its own subshell anyway, see measure) and
+# wait for it: unlike a foreground command, `wait` returns at once when a signal arrives, so ^C
+# stops the benchmark and the EXIT trap kills the run (MPID) with its dnsperf. Output in $m.
+MPID=""
+in_background() {
+    ( "$@" ) >"$TMP/measure.out" &
+    MPID=$!
+    wait "$MPID" || exit 1
+    MPID=""
+    m="$(cat "$TMP/measure.out")"
+}
+
+# This machine may be shared: anything else running during a run steals CPU from dnsperf or the
+# server and distorts qps and latency (CPU µs/query much less). So before each run wait (at most
+# --quiet-wait seconds) for a second in which the machine is idle but for NOISE_LIMIT % of a core
+# (our idle servers use ~0), and repeat a run (at most --retries times) when measure reports
+# other load above NOISE_LIMIT % of a core. Runs still over the limit are flagged in the report.
+wait_quiet() {
+    local waited=0 m0 m1
+    while :; do
+        m0="$(machine_ticks)"; sleep 1; m1="$(machine_ticks)"
+        if awk -v a="${m0% *}" -v b="${m1% *}" -v hz="$CLK_TCK" -v lim="$NOISE_LIMIT" \
+               'BEGIN { exit !((b - a) / hz * 100 <= lim) }'; then
+            return 0
+        fi
+        waited=$((waited + 1))
+        if [ "$waited" -ge "$QUIET_WAIT" ]; then
+            log "the machine is still busy after ${QUIET_WAIT}s (other processes); measuring anyway"
+            return 0
+        fi
+    done
+}
+guarded_run() { # server measure-function args... -> $m
+    local s="$1" attempt=0 pct; shift
+    while :; do
+        wait_quiet
+        check_pinned "$s"
+        in_background "$@"
+        # other_s / runtime: fields 8 and 4 of measure's output.
+        pct="$(awk '{ printf "%.0f", ($4 > 0 ? $8 / $4 * 100 : 0) }' <<<"$m")"
+        [ "$pct" -gt "$NOISE_LIMIT" ] || return 0
+        attempt=$((attempt + 1))
+        if [ "$attempt" -gt "$RETRIES" ]; then
+            log "$s: other load was ${pct}% of a core during the run; keeping it (flagged)"
+            return 0
+        fi
+        log "$s: other load was ${pct}% of a core during the run; repeating it ($attempt/$RETRIES)"
+        echo "$s" >>"$TMP/repeated"
+    done
+}
+
+median() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "nan"; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+
+# ---------------------------------------------------------------------------------------------
+# 6. Runs.
+# ---------------------------------------------------------------------------------------------
+# Each row: server set round answered lost qps runtime resp server_s client_s other_s steal_s
+#           cpu_us_per_query server_cpu_pct [avg_us p50_us p99_us max_us]
+RESULTS="$TMP/results.tsv"     # throughput runs
+LATENCY="$TMP/latency.tsv"     # fixed-rate runs (round "lat")
+: >"$RESULTS"; : >"$LATENCY"
+row() { # round server set measured-fields... -> TSV, CPU µs/query and CPU % after the 9th field
+    local round="$1" s="$2" set="$3"; shift 3
+    awk -v r="$round" -v s="$s" -v q="$set" '{
+        a = $1; rt = $4; cpu = $6
+        printf "%s\t%s\t%s", s, q, r
+        for (i = 1; i <= 9; i++) printf "\t%s", $i
+        printf "\t%.3f\t%.1f", (a > 0 ? cpu * 1e6 / a : 0), (rt > 0 ? cpu / rt * 100 : 0)
+        for (i = 10; i <= NF; i++) printf "\t%s", $i
+        print ""
+    }' <<<"$*"
+}
+
+nruns=$(( ROUNDS * 2 * $(wc -w <<<"$SERVERS") ))
+log "throughput: $ROUNDS round(s) x 2 query sets x [$SERVERS], ${DURATION}s each ($nruns runs, ~$(( nruns * (DURATION + 2) ))s)"
+i=0
+for round in $(seq 1 "$ROUNDS"); do
+    for set in $SETS; do
+        for s in $SERVERS; do
+            i=$((i + 1))
+            guarded_run "$s" measure "$s" "$set" "$TMP/runs/$s.$set.$round.txt" -l "$DURATION"
+            row "$round" "$s" "$set" "$m" | tee -a "$RESULTS" | awk -F'\t' -v i="$i" -v n="$nruns" '{
+                printf "   [%d/%d] round %s %-6s %-5s %8.0f qps  lost %5d  server %5.2fs = %5.1f%% of a core, %6.2f us/query  (dnsperf %4.1fs, other %4.2fs, steal %4.2fs)\n",
+                    i, n, $3, $2, $1, $6, $5, $9, $14, $13, $10, $11, $12 }' >&2
+        done
+    done
+done
+
+log "latency: ${LAT_QPS} qps for ${LAT_DURATION}s per server and query set (dnsperf -v, p99 from per-query times)"
+for set in $SETS; do
+    for s in $SERVERS; do
+        guarded_run "$s" measure_latency "$s" "$set" "$TMP/runs/$s.$set.latency.txt"
+        row lat "$s" "$set" "$m" | tee -a "$LATENCY" | awk -F'\t' '{
+            printf "   %-6s %-5s %6.0f qps  lost %5d  avg %5d us  p50 %5d us  p99 %6d us  max %6d us  server %6.2f us/query  (other %4.2fs, steal %4.2fs)\n",
+                $2, $1, $6, $5, $15, $16, $17, $18, $13, $11, $12 }' >&2
+    done
+done
+
+# ---------------------------------------------------------------------------------------------
+# 7. Report.
+# ---------------------------------------------------------------------------------------------
+# Values of one column for a server and query set, one per run: only the undisturbed runs (other
+# load <= NOISE_LIMIT) when there is any, else all of them.
+col() { # file server set column
+    awk -F'\t' -v s="$2" -v q="$3" -v c="$4" -v lim="$NOISE_LIMIT" '
+        $1 == s && $2 == q { all[++n] = $c; if ($11 / $7 * 100 <= lim) clean[++k] = $c }
+        END { if (k) for (i = 1; i <= k; i++) print clean[i]; else for (i = 1; i <= n; i++) print all[i] }' "$1"
+}
+declare -A MQPS MCPU MLOST MPCT MRESP LCPU LAT MFLAG
+for set in $SETS; do
+    for s in $SERVERS; do
+        MQPS[$s.$set]="$(col "$RESULTS" "$s" "$set" 6 | median)"
+        MCPU[$s.$set]="$(col "$RESULTS" "$s" "$set" 13 | median)"
+        MPCT[$s.$set]="$(col "$RESULTS" "$s" "$set" 14 | median)"
+        MRESP[$s.$set]="$(col "$RESULTS" "$s" "$set" 8 | median)"
+        MLOST[$s.$set]="$(awk -F'\t' -v s="$s" -v q="$set" '$1 == s && $2 == q { t += $5 } END { print t + 0 }' "$RESULTS")"
+        LCPU[$s.$set]="$(col "$LATENCY" "$s" "$set" 13 | median)"
+        LAT[$s.$set]="$(awk -F'\t' -v s="$s" -v q="$set" -v lim="$NOISE_LIMIT" '$1 == s && $2 == q {
+            printf "%d / %d%s", $15, $17, ($11 / $7 * 100 > lim ? " ⚠" : "") }' "$LATENCY")"
+        # ⚠ on the qps when every round of this server and set was disturbed.
+        MFLAG[$s.$set]="$(awk -F'\t' -v s="$s" -v q="$set" -v lim="$NOISE_LIMIT" '
+            $1 == s && $2 == q && $11 / $7 * 100 <= lim { k++ } END { if (!k) printf " ⚠" }' "$RESULTS")"
+    done
+done
+
+# Lowest value among the peers of an associative array for a query set ("" if no peer ran).
+best_peer() { # array-name set
+    local -n arr="$1"; local best="" s
+    for s in $SERVERS; do
+        is_peer "$s" || continue
+        if [ -z "$best" ] || awk -v a="${arr[$s.$2]}" -v b="$best" 'BEGIN { exit !(a < b) }'; then
+            best="${arr[$s.$2]}"
+        fi
+    done
+    echo "$best"
+}
+ratio() { [ -n "$2" ] && awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f×", a / b; else printf "n/a" }' || echo "n/a"; }
+
+K="$((LAT_QPS / 1000))k"
+table() {
+    echo "| server | query set | median qps | median CPU µs/query | CPU vs best peer | lost (all rounds) | server CPU % | avg resp bytes | CPU µs/query at $K qps (vs best peer) | avg / p99 latency at $K qps (µs) |"
+    echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+    local set s best lbest
+    for set in $SETS; do
+        best="$(best_peer MCPU "$set")"
+        lbest="$(best_peer LCPU "$set")"
+        for s in $SERVERS; do
+            printf '| %s | %s | %.0f%s | %.2f | %s | %s | %.0f | %.0f | %.2f (%s) | %s |\n' "$s" "$set" \
+                "${MQPS[$s.$set]}" "${MFLAG[$s.$set]}" "${MCPU[$s.$set]}" "$(ratio "${MCPU[$s.$set]}" "$best")" \
+                "${MLOST[$s.$set]}" "${MPCT[$s.$set]}" "${MRESP[$s.$set]}" \
+                "${LCPU[$s.$set]}" "$(ratio "${LCPU[$s.$set]}" "$lbest")" "${LAT[$s.$set]}"
+        done
+    done
+}
+
+runs_table() {
+    echo "| round | query set | server | answered | lost | qps | server CPU s | CPU µs/query | server CPU % | dnsperf CPU s | other CPU s | steal s |"
+    echo "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    awk -F'\t' -v lim="$NOISE_LIMIT" '{ printf "| %s | %s | %s | %s | %s | %.0f | %s | %s | %s | %s | %s%s | %s |\n",
+                  $3, $2, $1, $4, $5, $6, $9, $13, $14, $10, $11, ($11 / $7 * 100 > lim ? " ⚠" : ""), $12 }' "$RESULTS"
+}
+
+latency_table() {
+    echo "| server | query set | achieved qps | answered | lost | avg µs | p50 µs | p99 µs | max µs | server CPU µs/query | other CPU s | steal s |"
+    echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    awk -F'\t' -v lim="$NOISE_LIMIT" '{ printf "| %s | %s | %.0f | %s | %s | %s | %s | %s | %s | %s | %s%s | %s |\n",
+                  $1, $2, $6, $4, $5, $15, $16, $17, $18, $13, $11, ($11 / $7 * 100 > lim ? " ⚠" : ""), $12 }' "$LATENCY"
+}
+
+# Interference: the largest share of a core that something else used during any run.
+INTERFERENCE="$(cat "$RESULTS" "$LATENCY" | awk -F'\t' -v lim="$NOISE_LIMIT" -v rep="$(cat "$TMP/repeated" 2>/dev/null | wc -l)" '
+    $7 > 0 { o = $11 / $7 * 100; st = $12 / $7 * 100; if (o > mo) mo = o; if (st > ms) ms = st; if (o > lim) f++ }
+    END { printf "other load: %d run(s) repeated because it exceeded %d%% of a core, %d run(s) kept over it (⚠), largest %.0f%%; largest steal %.0f%% of a core", rep, lim, f, mo, ms }')"
+
+versions() {
+    local s
+    for s in $SERVERS; do
+        case "$s" in
+            lbns) echo "- lbns $(git -C "$REPO" describe --always --dirty 2>/dev/null) (branch $(git -C "$REPO" rev-parse --abbrev-ref HEAD 2>/dev/null)), release build" ;;
+            knot) echo "- $(knotd --version 2>&1 | head -1)" ;;
+            nsd) echo "- $(nsd -v 2>&1 | head -1)" ;;
+            gdnsd) echo "- $(gdnsd -h 2>&1 | grep -m1 'gdnsd version')" ;;
+        esac
+    done
+    echo "- dnsperf $(dnsperf -h 2>&1 | sed -n 's/^Version //p' | head -1)"
+}
+
+TABLE="$(table)"
+echo
+echo "$TABLE"
+echo
+echo "$INTERFERENCE"
+
+if [ "$WRITE" -eq 1 ]; then
+    mkdir -p "$REPO/benches/results"
+    {
+        echo "# lbns vs Knot DNS, NSD, gdnsd — dnsperf"
+        echo
+        echo "- date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
+        echo "- command: \`$CMDLINE\`"
+        echo "- machine: $(nproc) CPUs ($(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)), $(uname -sr); load average at start: $LOADAVG_START; $INTERFERENCE"
+        echo "- servers pinned to CPU $SERVER_CPU (\`taskset -c $SERVER_CPU\`), one UDP worker/thread each (lbns \`udp_workers = 1\`, knot \`udp-workers/tcp-workers/background-workers: 1\`, nsd \`server-count: 1\`, gdnsd \`udp_threads = 1\`); dnsperf pinned to CPU $CLIENT_CPU"
+        echo "- throughput: \`dnsperf ${DNSPERF_COMMON[*]} -p PORT -d SET -l $DURATION\`, $ROUNDS round(s), servers interleaved ($SERVERS) within each round and query set; medians over rounds"
+        echo "- latency: the same with \`-l $LAT_DURATION -Q $LAT_QPS -v\`, once per server and set; dnsperf 2.10 prints no percentiles and has no \`latency-histogram\` option, so p50/p99 are nearest-rank percentiles of the per-query latencies \`-v\` prints"
+        echo
+        echo "Versions:"
+        echo
+        versions
+        echo
+        echo "## Summary"
+        echo
+        echo "$TABLE"
+        echo
+        echo "- Medians are over the undisturbed rounds (see *other CPU s* below) when there is at least one, else over all; *lost* sums all rounds."
+        echo "- *CPU µs/query*: the server process tree's utime+stime (/proc/PID/stat, $CLK_TCK ticks/s, read before and after the run) divided by the answered queries. *CPU vs best peer*: divided by the lowest of knot/nsd/gdnsd for the same query set."
+        echo "- *server CPU %*: that CPU time over the run time. Well under 100 % means the server was not the bottleneck — dnsperf on its one core was — so its qps is a lower bound, and its CPU µs/query is measured at a lower load than a saturated server's (less batching per wake-up); the fixed-rate column compares every server at the same $K qps."
+        echo "- *avg resp bytes*: dnsperf's average response size, to show the servers sent comparable answers."
+        echo "- Query sets: **static** = $(paste -sd';' "$TMP/queries/static" | sed 's/;/; /g'). **pools** = $(paste -sd';' "$TMP/queries/pools" | sed 's/;/; /g'). The peers serve the pool names as static RRsets with the same addresses and TTL; lbns answers \`api\` with at most 2 of its 3 addresses (\`answers = 2\`), the peers with all 3."
+        echo "- *other CPU s* below is everything the machine ran besides the server and dnsperf during the run (other processes, unattributed interrupts); *steal* is time the hypervisor took. Before each run the script waits (up to ${QUIET_WAIT}s) for a quiet machine, and repeats a run (up to $RETRIES times) whose other load exceeded $NOISE_LIMIT % of a core; runs kept over that are marked ⚠ — their qps and latency are unreliable, their CPU µs/query much less affected."
+        echo
+        echo "## Every throughput run"
+        echo
+        runs_table
+        echo
+        echo "## Fixed rate: $LAT_QPS qps"
+        echo
+        latency_table
+    } >"$REPO/benches/results/latest.md"
+    log "wrote benches/results/latest.md"
+fi
