@@ -62,13 +62,7 @@ struct ZoneErrors<'a>(&'a [ZoneError]);
 
 impl fmt::Display for ZoneErrors<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, e) in self.0.iter().enumerate() {
-            if i > 0 {
-                writeln!(f)?;
-            }
-            write!(f, "{e}")?;
-        }
-        Ok(())
+        crate::config::write_lines(f, self.0)
     }
 }
 

@@ -30,13 +30,7 @@ pub struct SourcedRecord {
 /// that parsed and every syntax error, so the caller can also check the good records' data
 /// rules and report everything at once.
 pub fn read_zone_file(path: &Path, origin: &Name) -> (Vec<SourcedRecord>, Vec<ZoneError>) {
-    let mut reader = Reader {
-        records: Vec::new(),
-        errors: Vec::new(),
-        last_owner: None,
-        last_ttl: None,
-        default_ttl: None,
-    };
+    let mut reader = Reader::default();
     reader.file(path, origin.clone(), 0, None);
     (reader.records, reader.errors)
 }
@@ -47,13 +41,7 @@ pub fn read_zone_text(
     path: &Path,
     origin: &Name,
 ) -> Result<Vec<SourcedRecord>, Vec<ZoneError>> {
-    let mut reader = Reader {
-        records: Vec::new(),
-        errors: Vec::new(),
-        last_owner: None,
-        last_ttl: None,
-        default_ttl: None,
-    };
+    let mut reader = Reader::default();
     reader.text(text, path, origin.clone(), 0);
     if reader.errors.is_empty() {
         Ok(reader.records)
@@ -217,6 +205,8 @@ fn entries(text: &str) -> Result<Vec<Entry>, (usize, String)> {
     Ok(out)
 }
 
+/// Reading state across entries and `$INCLUDE`d files.
+#[derive(Default)]
 struct Reader {
     records: Vec<SourcedRecord>,
     errors: Vec<ZoneError>,

@@ -63,13 +63,7 @@ fn check_lists_every_problem_and_fails() {
          [[pool]]\nname = \"p.c.example.\"\nbackends = [\"not-an-ip\"]\nttl = 0\n",
     )
     .unwrap();
-    let out = Command::new(lbns_bin())
-        .args(["check", "--config"])
-        .arg(dir.path().join("lbns.toml"))
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = check_fails(dir.path());
     assert!(
         err.contains("`not-an-ip` is not an IPv4 or IPv6 address"),
         "{err}"
@@ -81,15 +75,20 @@ fn check_lists_every_problem_and_fails() {
         "[[zone]]\norigin = \"c.example.\"\nfile = \"bad.zone\"\n",
     )
     .unwrap();
+    let err = check_fails(dir.path());
+    assert!(err.contains("bad.zone:4:"), "{err}");
+    assert!(err.contains("CNAME"), "{err}");
+}
+
+/// Runs `lbns check` on `dir/lbns.toml`, asserts it fails, returns what it printed on stderr.
+fn check_fails(dir: &std::path::Path) -> String {
     let out = Command::new(lbns_bin())
         .args(["check", "--config"])
-        .arg(dir.path().join("lbns.toml"))
+        .arg(dir.join("lbns.toml"))
         .output()
         .unwrap();
     assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("bad.zone:4:"), "{err}");
-    assert!(err.contains("CNAME"), "{err}");
+    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 /// The release binary on the bundled example, queried with the real dig.
