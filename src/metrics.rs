@@ -23,6 +23,23 @@ pub const QTYPES: [RecordType; 12] = [
     RecordType::ANY,
 ];
 
+/// Slot in the rcode counters: the 12-bit rcode, the last slot collecting anything above.
+#[inline]
+fn rcode_index(o: &Outcome) -> usize {
+    usize::from(u16::from(o.rcode)).min(RCODE_SLOTS - 1)
+}
+
+/// Slot in the qtype counters: the position in [`QTYPES`], or the last slot for any other.
+#[inline]
+fn qtype_index(o: &Outcome) -> usize {
+    o.qtype
+        .and_then(|t| QTYPES.iter().position(|q| *q == t))
+        .unwrap_or(QTYPES.len())
+}
+
+/// Number of rcode counters (0..=23 covers every rcode lbns sends, BADVERS included).
+const RCODE_SLOTS: usize = 24;
+
 /// Counters since start. One per process; `Arc`-shared.
 #[derive(Debug, Default)]
 pub struct Metrics {
@@ -32,7 +49,7 @@ pub struct Metrics {
     pub dropped: AtomicU64,
     pub truncated: AtomicU64,
     /// Indexed by the 12-bit rcode's low 4 bits plus EDNS extension folded in (0..=23).
-    pub rcodes: [AtomicU64; 24],
+    pub rcodes: [AtomicU64; RCODE_SLOTS],
     /// Indexed like [`QTYPES`], then one for any other type.
     pub qtypes: [AtomicU64; QTYPES.len() + 1],
     /// Answers served by the UDP fast path (the rest went through the full handler).
@@ -51,20 +68,11 @@ impl Metrics {
             self.dropped.fetch_add(1, Ordering::Relaxed);
             return;
         };
-        let rcode = usize::from(u16::from(o.rcode)).min(self.rcodes.len() - 1);
-        self.rcodes[rcode].fetch_add(1, Ordering::Relaxed);
-        self.count_qtype(o.qtype);
+        self.rcodes[rcode_index(o)].fetch_add(1, Ordering::Relaxed);
+        self.qtypes[qtype_index(o)].fetch_add(1, Ordering::Relaxed);
         if o.truncated {
             self.truncated.fetch_add(1, Ordering::Relaxed);
         }
-    }
-
-    #[inline]
-    pub fn count_qtype(&self, qtype: Option<RecordType>) {
-        let i = qtype
-            .and_then(|t| QTYPES.iter().position(|q| *q == t))
-            .unwrap_or(QTYPES.len());
-        self.qtypes[i].fetch_add(1, Ordering::Relaxed);
     }
 
     /// (rcode name, count) for every rcode seen.
@@ -122,7 +130,7 @@ pub struct LocalMetrics {
     dropped: u64,
     truncated: u64,
     fast: u64,
-    rcodes: [u64; 24],
+    rcodes: [u64; RCODE_SLOTS],
     qtypes: [u64; QTYPES.len() + 1],
 }
 
@@ -135,12 +143,8 @@ impl LocalMetrics {
             self.dropped += 1;
             return;
         };
-        self.rcodes[usize::from(u16::from(o.rcode)).min(23)] += 1;
-        let i = o
-            .qtype
-            .and_then(|t| QTYPES.iter().position(|q| *q == t))
-            .unwrap_or(QTYPES.len());
-        self.qtypes[i] += 1;
+        self.rcodes[rcode_index(o)] += 1;
+        self.qtypes[qtype_index(o)] += 1;
         self.truncated += u64::from(o.truncated);
     }
 

@@ -59,7 +59,7 @@ impl Default for FastPath {
 struct Parsed {
     /// End of the question section (start of the answer in our response).
     qend: usize,
-    /// End of the QNAME (the key is the lowercased name plus the type).
+    /// QTYPE as sent; the lowercased QNAME and QTYPE are in `FastPath::key`.
     qtype: u16,
     edns: Option<(u16, bool)>,
 }
@@ -92,25 +92,19 @@ impl FastPath {
             self.cache.clear();
             self.zones = Some(snap.zones.clone());
         }
-        if !self.cache.contains_key(&self.key[..]) {
-            if self.cache.len() >= CACHE_MAX {
-                self.cache.clear();
-            }
-            let template = make_template(snap, &self.key, qtype);
-            self.cache
-                .insert(self.key.clone().into_boxed_slice(), template);
+        // One lookup on a hit; a miss resolves and stores the template (negative too).
+        if let Some(cached) = self.cache.get(&self.key[..]) {
+            return emit_template(snap, cached.as_ref()?, qtype, query, &p, out);
         }
-        let t = self.cache.get(&self.key[..])?.as_ref()?;
-        out.clear();
-        header(out, query, t.aa, t.rcode, t.counts, p.edns.is_some());
-        out.extend_from_slice(&query[12..p.qend]);
-        out.extend_from_slice(&t.body);
-        opt(out, snap, p.edns);
-        Some(Outcome {
-            rcode: ResponseCode::from_low(t.rcode),
-            qtype: Some(qtype),
-            truncated: false,
-        })
+        if self.cache.len() >= CACHE_MAX {
+            self.cache.clear();
+        }
+        let template = make_template(snap, &self.key, qtype);
+        let cached = self
+            .cache
+            .entry(self.key.clone().into_boxed_slice())
+            .or_insert(template);
+        emit_template(snap, cached.as_ref()?, qtype, query, &p, out)
     }
 
     /// Checks the query qualifies and fills `self.key` with the lowercased QNAME and QTYPE.
@@ -166,6 +160,27 @@ impl FastPath {
         }
         Some(Parsed { qend, qtype, edns })
     }
+}
+
+/// Writes a cached answer: header, the client's own question, the template's sections, OPT.
+fn emit_template(
+    snap: &Snapshot,
+    t: &Template,
+    qtype: RecordType,
+    query: &[u8],
+    p: &Parsed,
+    out: &mut Vec<u8>,
+) -> Option<Outcome> {
+    out.clear();
+    header(out, query, t.aa, t.rcode, t.counts, p.edns.is_some());
+    out.extend_from_slice(&query[12..p.qend]);
+    out.extend_from_slice(&t.body);
+    opt(out, snap, p.edns);
+    Some(Outcome {
+        rcode: ResponseCode::from_low(t.rcode),
+        qtype: Some(qtype),
+        truncated: false,
+    })
 }
 
 /// Writes the response header: ID copied, QR, AA as given, RD and CD copied, RA clear.
