@@ -95,14 +95,7 @@ fn check_fails(dir: &std::path::Path) -> String {
 #[test]
 fn serve_answers_dig_reloads_on_sighup_and_stops_on_sigterm() {
     let (dir, addr) = example_dir();
-    let child = Command::new(lbns_bin())
-        .args(["serve", "--config"])
-        .arg(dir.path().join("lbns.toml"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut proc = Proc(child);
+    let mut proc = spawn_serve(&[], &dir.path().join("lbns.toml"), Stdio::null());
     wait_until_answering(addr);
 
     let out = dig(addr, &["www.cluster.example.", "A"]);
@@ -197,14 +190,7 @@ fn killed_backend_process_leaves_dig_answers_within_the_ttl() {
     let _lbns = loop {
         // python may take a moment to bind; lbns only serves what its first round saw, so
         // (re)start it until both are in.
-        let child = Command::new(lbns_bin())
-            .args(["serve", "--config"])
-            .arg(dir.path().join("lbns.toml"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let p = Proc(child);
+        let p = spawn_serve(&[], &dir.path().join("lbns.toml"), Stdio::null());
         wait_until_answering(addr);
         let out = dig(addr, &["+short", "www.cluster.example."]);
         if out.contains("127.0.0.2") && out.contains("127.0.0.3") {

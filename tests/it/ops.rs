@@ -475,16 +475,7 @@ fn child_dir(server_extra: &str) -> (tempfile::TempDir, String, String) {
 }
 
 fn serve(dir: &tempfile::TempDir, args: &[&str]) -> Proc {
-    Proc(
-        Command::new(lbns_bin())
-            .args(args)
-            .args(["serve", "--config"])
-            .arg(dir.path().join("lbns.toml"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    )
+    spawn_serve(args, &dir.path().join("lbns.toml"), Stdio::piped())
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -229,6 +229,20 @@ pub fn lbns_bin() -> &'static Path {
 /// A `lbns serve` (or other) child process, killed on drop if still running.
 pub struct Proc(pub std::process::Child);
 
+/// Starts `lbns [args] serve --config <config>` with stdout discarded and stderr as given.
+pub fn spawn_serve(args: &[&str], config: &Path, stderr: std::process::Stdio) -> Proc {
+    Proc(
+        Command::new(lbns_bin())
+            .args(args)
+            .args(["serve", "--config"])
+            .arg(config)
+            .stdout(std::process::Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .unwrap(),
+    )
+}
+
 impl Drop for Proc {
     fn drop(&mut self) {
         let _ = self.0.kill();
