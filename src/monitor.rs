@@ -20,7 +20,7 @@ use tokio::task::JoinHandle;
 use crate::config::{Config, ProbeConfig, ProbeKind};
 use crate::health::{Health, Observation, ProbeStats, State};
 use crate::pool::{Snapshot, SnapshotCell};
-use crate::probe::Prober;
+use crate::probe::{ProbeState, Prober};
 use crate::zones::ZoneSet;
 
 /// Most probes in flight at once, so 10,000 backends cannot exhaust sockets or file handles.
@@ -450,7 +450,14 @@ async fn first_round(
             let address = b.address;
             jobs.spawn(async move {
                 let _permit = slots.acquire_owned().await;
-                let obs = prober.probe(&probe.kind, address, probe.timeout).await;
+                let obs = prober
+                    .probe(
+                        &probe.kind,
+                        address,
+                        probe.timeout,
+                        &mut ProbeState::default(),
+                    )
+                    .await;
                 (pi, bi, obs)
             });
         }
@@ -493,6 +500,7 @@ async fn probe_loop(
     reports: mpsc::UnboundedSender<Report>,
 ) {
     let mut next = tokio::time::Instant::now();
+    let mut state = ProbeState::default();
     loop {
         let jitter = if probe.jitter.is_zero() {
             Duration::ZERO
@@ -503,7 +511,9 @@ async fn probe_loop(
         tokio::time::sleep_until(next).await;
         let obs = {
             let _permit = slots.acquire().await;
-            prober.probe(&probe.kind, address, probe.timeout).await
+            prober
+                .probe(&probe.kind, address, probe.timeout, &mut state)
+                .await
         };
         let report = Report {
             epoch,

@@ -5,12 +5,19 @@
 
 pub mod http;
 pub mod lbcd;
+pub mod tcp;
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use crate::config::ProbeKind;
 use crate::health::Observation;
+
+/// What one backend's probes keep from one run to the next: its TCP socket (see [`tcp`]).
+#[derive(Debug, Default)]
+pub struct ProbeState {
+    tcp: tcp::TcpState,
+}
 
 /// Runs probes. Cheap to clone (the HTTP client is shared).
 #[derive(Clone)]
@@ -32,9 +39,15 @@ impl Prober {
     }
 
     /// Probes `address` once; the whole probe (connect, request, body) is bounded by `timeout`.
-    pub async fn probe(&self, kind: &ProbeKind, address: IpAddr, timeout: Duration) -> Observation {
+    pub async fn probe(
+        &self,
+        kind: &ProbeKind,
+        address: IpAddr,
+        timeout: Duration,
+        state: &mut ProbeState,
+    ) -> Observation {
         let start = Instant::now();
-        let result = tokio::time::timeout(timeout, self.run(kind, address, timeout)).await;
+        let result = tokio::time::timeout(timeout, self.run(kind, address, timeout, state)).await;
         let latency = start.elapsed();
         match result {
             Ok(Ok((load, lbcd, detail))) => Observation {
@@ -67,12 +80,13 @@ impl Prober {
         kind: &ProbeKind,
         address: IpAddr,
         timeout: Duration,
+        state: &mut ProbeState,
     ) -> Result<(Option<f64>, Option<(u32, u32)>, String), String> {
         match kind {
             ProbeKind::None => Ok((None, None, "not probed".into())),
             ProbeKind::Tcp { port } => {
                 let addr = SocketAddr::new(address, *port);
-                tcp_connect(addr)
+                tcp::connect(addr, &mut state.tcp)
                     .await
                     .map(|_| (None, None, format!("tcp {addr} connected")))
                     .map_err(|e| format!("tcp {addr}: {e}"))
@@ -108,29 +122,5 @@ impl Prober {
                 }
             }
         }
-    }
-}
-
-/// A TCP connect probe. On loopback and fast networks the kernel often decides the connect
-/// (accepted or refused) inside the `connect` call; only when it is still in progress do we
-/// register with the reactor and wait, which saves two epoll calls and a wakeup per probe —
-/// it matters at 10,000 probes a second.
-async fn tcp_connect(addr: SocketAddr) -> std::io::Result<()> {
-    use socket2::{Domain, Protocol, Socket, Type};
-    let socket = Socket::new(
-        Domain::for_address(addr),
-        Type::STREAM.nonblocking(),
-        Some(Protocol::TCP),
-    )?;
-    match socket.connect(&addr.into()) {
-        Ok(()) => return Ok(()),
-        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
-        Err(e) => return Err(e),
-    }
-    let stream = tokio::net::TcpStream::from_std(std::net::TcpStream::from(socket))?;
-    stream.writable().await?;
-    match stream.take_error()? {
-        Some(e) => Err(e),
-        None => Ok(()),
     }
 }
