@@ -25,6 +25,29 @@ use crate::state::{State, StateError};
 use crate::status::{self, Report};
 use crate::zones::{ZoneError, ZoneSet, ZoneWarning};
 
+/// Raises the open-file limit and lets TCP probes keep a socket each within it; says so when
+/// some backends will have to open a socket per probe instead.
+fn set_probe_socket_budget(config: &Config) {
+    let nofile = crate::limits::raise_nofile();
+    let budget = crate::limits::probe_socket_budget(nofile, config.server.tcp_max_connections);
+    crate::probe::tcp::set_keep_budget(budget);
+    let tcp_probed = config
+        .pools
+        .iter()
+        .flat_map(|p| &p.backends)
+        .filter(|b| matches!(b.probe.kind, crate::config::ProbeKind::Tcp { .. }))
+        .count();
+    if tcp_probed > budget {
+        tracing::warn!(
+            tcp_probed,
+            kept = budget,
+            open_files = nofile,
+            "the open-file limit lets only some TCP probes keep their socket; the rest open one \
+             per probe (raise LimitNOFILE / ulimit -n)"
+        );
+    }
+}
+
 /// Why the server could not start or a reload was rejected.
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -291,6 +314,7 @@ impl Server {
         let allow: Arc<[status::Cidr]> = config.status.allow.clone().into();
         let config_path = config.path.clone();
         let (zones_n, pools_n) = (config.zones.len(), config.pools.len());
+        set_probe_socket_budget(&config);
         let monitor = Arc::new(Monitor::start(config, zones).await);
         // Before any listener runs, so no query ever sees a drained backend.
         let drained: HashSet<(String, String)> = state

@@ -8,6 +8,7 @@ pub mod cli;
 pub mod config;
 pub mod dns;
 pub mod health;
+pub mod limits;
 pub mod metrics;
 pub mod monitor;
 pub mod net;
