@@ -2,7 +2,9 @@
 # Probing at scale does not slow answers: lbns serving static names with no probes ("idle"),
 # then with 10,000 backends probed every second (TCP connect to a closed loopback port, so
 # each probe is a real connect + RST), measured with dnsperf in the same run.
-# Prints qps, lbns CPU and memory for both, and the ratio (target: >= 0.90).
+# Prints qps, the probe rate achieved, lbns CPU, memory and open files for both, and the ratio
+# (target: >= 0.90). With 1 s intervals and up to 200 ms jitter, a backend is probed every
+# 1.1 s on average, so 10,000 backends make about 9,100 probes/s.
 #
 # Rounds alternate idle and probing so drift on a shared machine hits both; medians are shown.
 #
@@ -66,6 +68,9 @@ PY
 printf 'mail.scale.example. A\nscale.example. MX\nns1.scale.example. A\nscale.example. SOA\n' > "$TMP/queries"
 
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# TCP connects made on this host (ActiveOpens in /proc/net/snmp): during a run only lbns's probes
+# open TCP connections (dnsperf is UDP), so the difference is the probe rate actually achieved.
+opens() { awk '/^Tcp:/ {n++; if (n == 2) print $6}' /proc/net/snmp; }
 run() { # $1 = config name
     taskset -c 1 "$LBNS" --log-level warn serve --config "$TMP/$1.toml" 2>"$TMP/$1.log" &
     PID=$!
@@ -75,16 +80,18 @@ run() { # $1 = config name
         sleep 0.1
     done
     sleep 3   # let probing reach its steady state
-    t0=$(ticks "$PID")
+    t0=$(ticks "$PID"); o0=$(opens)
     out=$(taskset -c 0 dnsperf -s 127.0.0.1 -p "$PORT" -d "$TMP/queries" -l "$DURATION" -c 4 -q 200 2>&1)
-    t1=$(ticks "$PID")
+    t1=$(ticks "$PID"); o1=$(opens)
+    fds=$(ls "/proc/$PID/fd" | wc -l)
     rss=$(awk '/VmRSS/ {print $2}' "/proc/$PID/status")
     threads=$(awk '/Threads/ {print $2}' "/proc/$PID/status")
     kill "$PID"; wait "$PID" 2>/dev/null || true; PID=""
     qps=$(echo "$out" | awk '/Queries per second/ {print $4}')
     lost=$(echo "$out" | awk '/Queries lost/ {print $3}')
     cpu=$(echo "$t0 $t1 $(getconf CLK_TCK) $DURATION" | awk '{printf "%.0f", ($2-$1)/$3/$4*100}')
-    echo "$1 $qps $lost $cpu $rss $threads"
+    probes=$(( (o1 - o0) / DURATION ))
+    echo "$1 $qps $lost $cpu $rss $threads $probes $fds"
 }
 
 echo "dnsperf ${DURATION}s x $ROUNDS rounds, lbns pinned to CPU 1 (1 UDP worker), dnsperf to CPU 0" >&2
@@ -99,14 +106,14 @@ median() { # $1 = config, $2 = column
     awk -v c="$1" -v k="$2" '$1 == c {print $k}' "$TMP/results" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'
 }
 echo
-echo "| lbns | backends probed/s | median qps | lost (sum) | lbns CPU % | RSS MiB |"
-echo "|---|---|---|---|---|---|"
+echo "| lbns | backends | probes/s done | median qps | lost (sum) | lbns CPU % | RSS MiB | open fds |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|"
 for c in idle scale; do
     n=0; [ "$c" = scale ] && n=$BACKENDS
     lost=$(awk -v c="$c" '$1 == c {s += $3} END {print s}' "$TMP/results")
-    printf '| %s | %s | %.0f | %s | %s | %.1f |\n' "$c" "$n" "$(median $c 2)" "$lost" "$(median $c 4)" "$(echo "$(median $c 5)" | awk '{print $1/1024}')"
+    printf '| %s | %s | %s | %.0f | %s | %s | %.1f | %s |\n' "$c" "$n" "$(median $c 7)" "$(median $c 2)" "$lost" "$(median $c 4)" "$(echo "$(median $c 5)" | awk '{print $1/1024}')" "$(median $c 8)"
 done
 echo
 echo "$(median idle 2) $(median scale 2)" | awk '{r = $2 / $1; printf "qps ratio with probes / idle: %.3f (target >= 0.90): %s\n", r, (r >= 0.9 ? "PASS" : "FAIL")}'
-echo "per-round: config qps lost cpu% rss_kib threads" >&2
+echo "per-round: config qps lost cpu% rss_kib threads probes/s fds" >&2
 cat "$TMP/results" >&2
