@@ -7,8 +7,6 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::Mutex;
@@ -255,9 +253,8 @@ pub struct Server {
     udp_addrs: Vec<SocketAddr>,
     tcp_addrs: Vec<SocketAddr>,
     status_addrs: Vec<SocketAddr>,
-    stop: Arc<AtomicBool>,
     cancel: CancellationToken,
-    threads: Vec<JoinHandle<()>>,
+    udp: udp::Workers,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -333,7 +330,6 @@ impl Server {
         }
         let cell = monitor.cell();
 
-        let stop = Arc::new(AtomicBool::new(false));
         let cancel = CancellationToken::new();
         let metrics = Arc::new(Metrics::default());
         let query_log = Arc::new(QueryLog::new(server_config.query_log_sample));
@@ -348,12 +344,11 @@ impl Server {
             started: Instant::now(),
             started_at: SystemTime::now(),
         });
-        let threads = udp::spawn(
+        let udp = udp::Workers::spawn(
             udp_sockets,
             cell.clone(),
             metrics.clone(),
             query_log.clone(),
-            stop.clone(),
         );
         let limits = tcp::Limits {
             idle_timeout: server_config.tcp_idle_timeout,
@@ -393,9 +388,8 @@ impl Server {
             udp_addrs,
             tcp_addrs,
             status_addrs,
-            stop,
             cancel,
-            threads,
+            udp,
             tasks,
         })
     }
@@ -443,18 +437,12 @@ impl Server {
     /// UDP workers.
     pub async fn shutdown(self) {
         self.control.monitor.stop();
-        self.stop.store(true, Ordering::Relaxed);
         self.cancel.cancel();
         for t in self.tasks {
             let _ = t.await;
         }
-        let threads = self.threads;
-        let _ = tokio::task::spawn_blocking(move || {
-            for t in threads {
-                let _ = t.join();
-            }
-        })
-        .await;
+        let udp = self.udp;
+        let _ = tokio::task::spawn_blocking(move || udp.stop()).await;
         tracing::info!("lbns stopped");
     }
 }

@@ -2,15 +2,16 @@
 //! so the kernel spreads datagrams across workers with no shared queue and no task per packet.
 //!
 //! Workers take datagrams in batches with `recvmmsg` and answer with one `sendmmsg`, trying the
-//! allocation-free fast path first. They block with a short timeout so they notice shutdown
-//! without signals.
+//! allocation-free fast path first. They block without a timeout (a receive timeout would arm and
+//! cancel a kernel timer on every wait, which at low rates is every query); [`Workers::stop`]
+//! wakes them by shutting their sockets down.
 
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, Socket, Type};
 
@@ -20,9 +21,6 @@ use crate::dns::{Transport, handle};
 use crate::metrics::{LocalMetrics, Metrics};
 use crate::pool::SnapshotCell;
 use crate::querylog::QueryLog;
-
-/// How often an idle worker wakes to check for shutdown.
-const POLL: Duration = Duration::from_millis(100);
 
 /// Binds `workers` sockets on `addr` (all on the port the first one got, if `addr` has port 0).
 pub fn bind(addr: SocketAddr, workers: usize) -> Result<Vec<UdpSocket>, NetError> {
@@ -50,34 +48,79 @@ fn reuseport_socket(addr: SocketAddr) -> std::io::Result<UdpSocket> {
     let _ = socket.set_recv_buffer_size(4 << 20);
     let _ = socket.set_send_buffer_size(4 << 20);
     socket.bind(&addr.into())?;
-    let socket: UdpSocket = socket.into();
-    socket.set_read_timeout(Some(POLL))?;
-    Ok(socket)
+    Ok(socket.into())
 }
 
-/// Starts one worker thread per socket. They stop within [`POLL`] of `stop` being set.
-pub fn spawn(
-    sockets: Vec<UdpSocket>,
-    cell: SnapshotCell,
-    metrics: Arc<Metrics>,
-    query_log: Arc<QueryLog>,
+/// The running UDP workers of every listen address.
+pub struct Workers {
+    sockets: Vec<Arc<UdpSocket>>,
+    threads: Vec<JoinHandle<()>>,
     stop: Arc<AtomicBool>,
-) -> Vec<JoinHandle<()>> {
-    sockets
-        .into_iter()
-        .enumerate()
-        .map(|(i, socket)| {
-            let cell = cell.clone();
-            let stop = stop.clone();
-            let metrics = metrics.clone();
-            let query_log = query_log.clone();
-            std::thread::Builder::new()
-                .name(format!("lbns-udp-{i}"))
-                .spawn(move || worker(socket, cell, metrics, query_log, stop))
-                .expect("spawning a thread")
-        })
-        .collect()
 }
+
+impl Workers {
+    /// Starts one worker thread per socket.
+    pub fn spawn(
+        sockets: Vec<UdpSocket>,
+        cell: SnapshotCell,
+        metrics: Arc<Metrics>,
+        query_log: Arc<QueryLog>,
+    ) -> Workers {
+        let stop = Arc::new(AtomicBool::new(false));
+        let sockets: Vec<Arc<UdpSocket>> = sockets.into_iter().map(Arc::new).collect();
+        let threads = sockets
+            .iter()
+            .enumerate()
+            .map(|(i, socket)| {
+                let socket = socket.clone();
+                let cell = cell.clone();
+                let stop = stop.clone();
+                let metrics = metrics.clone();
+                let query_log = query_log.clone();
+                std::thread::Builder::new()
+                    .name(format!("lbns-udp-{i}"))
+                    .spawn(move || worker(&socket, cell, metrics, query_log, &stop))
+                    .expect("spawning a thread")
+            })
+            .collect();
+        Workers {
+            sockets,
+            threads,
+            stop,
+        }
+    }
+
+    /// Stops every worker and waits for it, at most [`STOP_GRACE`] in all (blocking: call off
+    /// the async runtime). Queries already received are answered first.
+    pub fn stop(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for socket in &self.sockets {
+            // On Linux, shutdown of an unconnected UDP socket fails with ENOTCONN but still
+            // marks it shut and wakes its waiters (inet_shutdown), so a worker blocked in
+            // recvmmsg returns (with an empty datagram) and sees `stop`.
+            // SAFETY: the fd is open: `self.sockets` holds a reference.
+            unsafe { libc::shutdown(socket.as_raw_fd(), libc::SHUT_RD) };
+        }
+        // Bounded, so a worker stuck in the kernel cannot turn SIGTERM into a hang.
+        let deadline = Instant::now() + STOP_GRACE;
+        for t in self.threads {
+            while !t.is_finished() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            if t.is_finished() {
+                let _ = t.join();
+            } else {
+                tracing::warn!(
+                    thread = t.thread().name(),
+                    "UDP worker did not stop; leaving it"
+                );
+            }
+        }
+    }
+}
+
+/// How long [`Workers::stop`] waits for the workers to finish.
+const STOP_GRACE: Duration = Duration::from_secs(5);
 
 /// Datagrams taken per `recvmmsg` call.
 const BATCH: usize = 32;
@@ -85,11 +128,11 @@ const BATCH: usize = 32;
 const QUERY_MAX: usize = 4096;
 
 fn worker(
-    socket: UdpSocket,
+    socket: &UdpSocket,
     cell: SnapshotCell,
     metrics: Arc<Metrics>,
     query_log: Arc<QueryLog>,
-    stop: Arc<AtomicBool>,
+    stop: &AtomicBool,
 ) {
     let fd = socket.as_raw_fd();
     let mut bufs = vec![[0u8; QUERY_MAX]; BATCH];
@@ -120,7 +163,7 @@ fn worker(
             hdrs[i].msg_len = 0;
         }
         // SAFETY: every header points at buffers that live for this call; MSG_WAITFORONE blocks
-        // for the first datagram only (up to the socket's read timeout), then takes what is queued.
+        // for the first datagram only, then takes what is queued.
         let n = unsafe {
             libc::recvmmsg(
                 fd,
@@ -132,12 +175,7 @@ fn worker(
         };
         if n <= 0 {
             let e = std::io::Error::last_os_error();
-            if !matches!(
-                e.kind(),
-                std::io::ErrorKind::WouldBlock
-                    | std::io::ErrorKind::TimedOut
-                    | std::io::ErrorKind::Interrupted
-            ) {
+            if e.kind() != std::io::ErrorKind::Interrupted {
                 // ICMP errors from earlier sends surface here (ECONNREFUSED); not fatal.
                 tracing::debug!(error = %e, "udp receive");
             }

@@ -272,3 +272,23 @@ async fn chaos_identity_version_and_nsid() {
     assert!(!out.contains("NSID"), "{out}");
     s.stop().await;
 }
+
+/// Shutdown wakes UDP workers that are blocked waiting for a datagram (they wait without a
+/// timeout): after answering, with no traffic, the server stops and its port stops answering.
+#[tokio::test(flavor = "multi_thread")]
+async fn shutdown_wakes_idle_udp_workers() {
+    let t = TestServer::example().await;
+    let addr = t.udp;
+    let answer = ask(addr, "www.cluster.example.", RecordType::A);
+    assert_eq!(answer.response_code, ResponseCode::NoError);
+    // Let both workers settle into a blocking receive.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    // Workers that are never woken are given up on after 5 s; a healthy stop takes milliseconds.
+    tokio::time::timeout(std::time::Duration::from_secs(3), t.stop())
+        .await
+        .expect("shutdown did not finish: a UDP worker stayed blocked in recvmmsg");
+    let q = query("www.cluster.example.", RecordType::A, None)
+        .to_vec()
+        .unwrap();
+    assert_eq!(udp_raw(addr, &q), None, "the stopped server still answers");
+}
