@@ -7,21 +7,25 @@
 # 1.1 s on average, so 10,000 backends make about 9,100 probes/s.
 #
 # Rounds alternate idle and probing so drift on a shared machine hits both; medians are shown.
+# The table, the per-round numbers and the command line go to benches/results/probe-scale.md.
 #
-# Usage: benches/probe-scale.sh [--duration S] [--rounds N] [--backends N] [--no-build]
+# Usage: benches/probe-scale.sh [--duration S] [--rounds N] [--backends N] [--no-build] [--no-write]
 set -eu
 cd "$(dirname "$0")/.."
 
 DURATION=10
-ROUNDS=3
+ROUNDS=5
 BACKENDS=10000
 BUILD=1
+WRITE=1
+ARGS="$*"
 while [ $# -gt 0 ]; do
     case "$1" in
         --duration) DURATION=$2; shift 2 ;;
         --backends) BACKENDS=$2; shift 2 ;;
         --rounds) ROUNDS=$2; shift 2 ;;
         --no-build) BUILD=0; shift ;;
+        --no-write) WRITE=0; shift ;;
         *) echo "unknown option $1" >&2; exit 2 ;;
     esac
 done
@@ -105,7 +109,7 @@ done
 median() { # $1 = config, $2 = column
     awk -v c="$1" -v k="$2" '$1 == c {print $k}' "$TMP/results" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'
 }
-echo
+table() {
 echo "| lbns | backends | probes/s done | median qps | lost (sum) | lbns CPU % | RSS MiB | open fds |"
 echo "|---|---:|---:|---:|---:|---:|---:|---:|"
 for c in idle scale; do
@@ -115,5 +119,26 @@ for c in idle scale; do
 done
 echo
 echo "$(median idle 2) $(median scale 2)" | awk '{r = $2 / $1; printf "qps ratio with probes / idle: %.3f (target >= 0.90): %s\n", r, (r >= 0.9 ? "PASS" : "FAIL")}'
+}
+echo
+table
 echo "per-round: config qps lost cpu% rss_kib threads probes/s fds" >&2
 cat "$TMP/results" >&2
+if [ "$WRITE" = 1 ]; then
+    {
+        echo "# benches/probe-scale.sh — $(date -u +%Y-%m-%d)"
+        echo
+        echo "Command: \`benches/probe-scale.sh $ARGS\` at commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)."
+        echo "$BACKENDS backends, TCP probe every 1 s + up to 200 ms jitter, $ROUNDS rounds of ${DURATION} s;"
+        echo "lbns on CPU 1 with one UDP worker, dnsperf on CPU 0."
+        echo
+        table
+        echo
+        echo "Per round (config qps lost cpu% rss_kib threads probes/s fds):"
+        echo
+        echo '```'
+        cat "$TMP/results"
+        echo '```'
+    } > benches/results/probe-scale.md
+    echo "wrote benches/results/probe-scale.md" >&2
+fi
