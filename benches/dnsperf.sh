@@ -18,9 +18,9 @@
 #      and measures the server's CPU time (utime+stime from /proc, whole process tree) per run;
 #      on a shared machine it waits for quiet before each run and repeats runs that other
 #      processes disturbed (--noise-limit, --retries, --quiet-wait);
-#   6. runs dnsperf once more per server and query set at a fixed 20k qps with per-query output
-#      (-v) and computes the latency p99 from it (dnsperf 2.10 prints no percentiles), and the
-#      server's CPU per query at that common rate;
+#   6. runs dnsperf at a fixed 20k qps with per-query output (-v), in the same interleaved
+#      rounds, and computes each run's latency p99 (dnsperf 2.10 prints no percentiles) and the
+#      server's CPU per query at that common rate; the report shows medians over rounds;
 #   7. prints a markdown table and writes it, with the date and the command line, to
 #      benches/results/latest.md;
 #   8. on exit (trap) kills every server it started, by PID, and removes the temp dir.
@@ -728,13 +728,16 @@ for round in $(seq 1 "$ROUNDS"); do
     done
 done
 
-log "latency: ${LAT_QPS} qps for ${LAT_DURATION}s per server and query set (dnsperf -v, p99 from per-query times)"
-for set in $SETS; do
-    for s in $SERVERS; do
-        guarded_run "$s" measure_latency "$s" "$set" "$TMP/runs/$s.$set.latency.txt"
-        row lat "$s" "$set" "$m" | tee -a "$LATENCY" | awk -F'\t' '{
-            printf "   %-6s %-5s %6.0f qps  lost %5d  avg %5d us  p50 %5d us  p99 %6d us  max %6d us  server %6.2f us/query  (other %4.2fs, steal %4.2fs)\n",
-                $2, $1, $6, $5, $15, $16, $17, $18, $13, $11, $12 }' >&2
+# One fixed-rate run is too noisy for a p99 on a shared machine: the same interleaved rounds.
+log "latency: ${LAT_QPS} qps for ${LAT_DURATION}s, $ROUNDS round(s) per server and query set (dnsperf -v, p99 from per-query times)"
+for round in $(seq 1 "$ROUNDS"); do
+    for set in $SETS; do
+        for s in $SERVERS; do
+            guarded_run "$s" measure_latency "$s" "$set" "$TMP/runs/$s.$set.latency.$round.txt"
+            row "$round" "$s" "$set" "$m" | tee -a "$LATENCY" | awk -F'\t' '{
+                printf "   round %s %-6s %-5s %6.0f qps  lost %5d  avg %5d us  p50 %5d us  p99 %6d us  max %6d us  server %6.2f us/query  (other %4.2fs, steal %4.2fs)\n",
+                    $3, $2, $1, $6, $5, $15, $16, $17, $18, $13, $11, $12 }' >&2
+        done
     done
 done
 
@@ -757,8 +760,10 @@ for set in $SETS; do
         MRESP[$s.$set]="$(col "$RESULTS" "$s" "$set" 8 | median)"
         MLOST[$s.$set]="$(awk -F'\t' -v s="$s" -v q="$set" '$1 == s && $2 == q { t += $5 } END { print t + 0 }' "$RESULTS")"
         LCPU[$s.$set]="$(col "$LATENCY" "$s" "$set" 13 | median)"
-        LAT[$s.$set]="$(awk -F'\t' -v s="$s" -v q="$set" -v lim="$NOISE_LIMIT" '$1 == s && $2 == q {
-            printf "%d / %d%s", $15, $17, ($11 / $7 * 100 > lim ? " ⚠" : "") }' "$LATENCY")"
+        # Median avg / median p99 over the (undisturbed) rounds; ⚠ when every round was disturbed.
+        LAT[$s.$set]="$(printf '%.0f / %.0f' "$(col "$LATENCY" "$s" "$set" 15 | median)" "$(col "$LATENCY" "$s" "$set" 17 | median)")$(
+            awk -F'\t' -v s="$s" -v q="$set" -v lim="$NOISE_LIMIT" '
+                $1 == s && $2 == q && $11 / $7 * 100 <= lim { k++ } END { if (!k) printf " ⚠" }' "$LATENCY")"
         # ⚠ on the qps when every round of this server and set was disturbed.
         MFLAG[$s.$set]="$(awk -F'\t' -v s="$s" -v q="$set" -v lim="$NOISE_LIMIT" '
             $1 == s && $2 == q && $11 / $7 * 100 <= lim { k++ } END { if (!k) printf " ⚠" }' "$RESULTS")"
@@ -803,10 +808,10 @@ runs_table() {
 }
 
 latency_table() {
-    echo "| server | query set | achieved qps | answered | lost | avg µs | p50 µs | p99 µs | max µs | server CPU µs/query | other CPU s | steal s |"
-    echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
-    awk -F'\t' -v lim="$NOISE_LIMIT" '{ printf "| %s | %s | %.0f | %s | %s | %s | %s | %s | %s | %s | %s%s | %s |\n",
-                  $1, $2, $6, $4, $5, $15, $16, $17, $18, $13, $11, ($11 / $7 * 100 > lim ? " ⚠" : ""), $12 }' "$LATENCY"
+    echo "| round | server | query set | achieved qps | answered | lost | avg µs | p50 µs | p99 µs | max µs | server CPU µs/query | other CPU s | steal s |"
+    echo "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    awk -F'\t' -v lim="$NOISE_LIMIT" '{ printf "| %s | %s | %s | %.0f | %s | %s | %s | %s | %s | %s | %s | %s%s | %s |\n",
+                  $3, $1, $2, $6, $4, $5, $15, $16, $17, $18, $13, $11, ($11 / $7 * 100 > lim ? " ⚠" : ""), $12 }' "$LATENCY"
 }
 
 # Interference: the largest share of a core that something else used during any run.
@@ -843,7 +848,7 @@ if [ "$WRITE" -eq 1 ]; then
         echo "- machine: $(nproc) CPUs ($(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)), $(uname -sr); load average at start: $LOADAVG_START; $INTERFERENCE"
         echo "- servers pinned to CPU $SERVER_CPU (\`taskset -c $SERVER_CPU\`), one UDP worker/thread each (lbns \`udp_workers = 1\`, knot \`udp-workers/tcp-workers/background-workers: 1\`, nsd \`server-count: 1\`, gdnsd \`udp_threads = 1\`); dnsperf pinned to CPU $CLIENT_CPU"
         echo "- throughput: \`dnsperf ${DNSPERF_COMMON[*]} -p PORT -d SET -l $DURATION\`, $ROUNDS round(s), servers interleaved ($SERVERS) within each round and query set; medians over rounds"
-        echo "- latency: the same with \`-l $LAT_DURATION -Q $LAT_QPS -v\`, once per server and set; dnsperf 2.10 prints no percentiles and has no \`latency-histogram\` option, so p50/p99 are nearest-rank percentiles of the per-query latencies \`-v\` prints"
+        echo "- latency: the same with \`-l $LAT_DURATION -Q $LAT_QPS -v\`, $ROUNDS round(s), servers interleaved; medians over rounds of each run's average and p99; dnsperf 2.10 prints no percentiles and has no \`latency-histogram\` option, so p50/p99 are nearest-rank percentiles of the per-query latencies \`-v\` prints"
         echo
         echo "Versions:"
         echo
