@@ -1,6 +1,7 @@
 #!/bin/sh
 # Installs the tools the tests and benchmarks drive (Debian packages), if any is missing:
-# dig, kdig, lbcd, dnsperf, curl, and headless Chromium for the status-page test.
+# dig, kdig, lbcd, dnsperf, curl, unshare and ip (network namespaces), and headless Chromium
+# for the status-page test.
 # Daemons in these packages (lbcd) must never auto-start: policy-rc.d is set to refuse first.
 set -eu
 
@@ -14,6 +15,9 @@ have curl     || need="$need curl"
 have python3  || need="$need python3"
 # The unit-file test runs `systemd-analyze verify` (the package is installed, never started).
 have systemd-analyze || need="$need systemd"
+# The MTU test runs lbns and dig in a fresh network namespace (unshare -n, ip link).
+have unshare  || need="$need util-linux"
+[ -x /usr/sbin/ip ] || [ -x /sbin/ip ] || have ip || need="$need iproute2"
 # The status-page browser test renders it in headless Chromium; a font so text is drawn.
 have chromium || need="$need chromium"
 [ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need="$need fonts-dejavu-core"

@@ -148,6 +148,12 @@ impl LocalMetrics {
         self.truncated += u64::from(o.truncated);
     }
 
+    /// A response already recorded went out truncated after all: it did not fit the interface
+    /// MTU (see `net::udp`).
+    pub fn record_late_truncation(&mut self) {
+        self.truncated += 1;
+    }
+
     /// Adds the tally to `shared` (UDP) and resets it.
     pub fn flush(&mut self, shared: &Metrics) {
         if self.queries == 0 {

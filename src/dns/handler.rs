@@ -41,6 +41,23 @@ pub fn handle(
     transport: Transport,
     out: &mut Vec<u8>,
 ) -> Option<Outcome> {
+    answer(snap, query, transport, None, out)
+}
+
+/// Answers `query` over UDP with header, question and OPT only, TC=1, so the client retries
+/// over TCP (RFC 9715 §3.2): for an answer the link could not carry unfragmented.
+pub fn handle_truncated(snap: &Snapshot, query: &[u8], out: &mut Vec<u8>) -> Option<Outcome> {
+    answer(snap, query, Transport::Udp, Some(0), out)
+}
+
+/// [`handle`], with the size limit forced to `limit` when given.
+fn answer(
+    snap: &Snapshot,
+    query: &[u8],
+    transport: Transport,
+    limit: Option<usize>,
+    out: &mut Vec<u8>,
+) -> Option<Outcome> {
     out.clear();
     // Too short for a header, or a response (QR=1): drop without a word.
     if query.len() < 12 || query[2] & 0x80 != 0 {
@@ -71,13 +88,13 @@ pub fn handle(
         }
         response.edns = Some(edns);
     }
-    let limit = match transport {
+    let limit = limit.unwrap_or(match transport {
         Transport::Tcp => TCP_MAX,
         Transport::Udp => match &request.edns {
             Some(e) => usize::from(e.max_payload().clamp(512, snap.edns_udp_size)),
             None => UDP_PLAIN,
         },
-    };
+    });
     let qtype = request.queries.first().map(Query::query_type);
 
     let rcode = if request.op_code != OpCode::Query {

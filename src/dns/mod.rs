@@ -4,4 +4,4 @@ pub mod fast;
 pub mod handler;
 pub mod resolve;
 
-pub use handler::{Outcome, Transport, handle};
+pub use handler::{Outcome, Transport, handle, handle_truncated};

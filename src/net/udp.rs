@@ -17,7 +17,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 use super::NetError;
 use crate::dns::fast::FastPath;
-use crate::dns::{Transport, handle};
+use crate::dns::{Transport, handle, handle_truncated};
 use crate::metrics::{LocalMetrics, Metrics};
 use crate::pool::SnapshotCell;
 use crate::querylog::QueryLog;
@@ -44,11 +44,49 @@ fn reuseport_socket(addr: SocketAddr) -> std::io::Result<UdpSocket> {
         socket.set_only_v6(true)?;
     }
     socket.set_reuse_port(true)?;
+    dont_fragment(&socket, addr)?;
     // Bursts from dnsperf-style load arrive faster than one wakeup; a deeper queue avoids drops.
     let _ = socket.set_recv_buffer_size(4 << 20);
     let _ = socket.set_send_buffer_size(4 << 20);
     socket.bind(&addr.into())?;
     Ok(socket.into())
+}
+
+/// Sends every response with DF set (IPv4) and never fragments it (IPv6), sized against the
+/// interface MTU, not a path MTU learned from ICMP (RFC 9715 §3.1: avoid IP fragmentation; a
+/// spoofed "fragmentation needed" cannot shrink our packets). With DF set the kernel also skips
+/// the IPv4 ID hash it needs for fragmentable packets (`__ip_select_ident`: a shared table
+/// every sending CPU writes to). An answer larger than the interface MTU fails with
+/// `EMSGSIZE`; the worker then sends it truncated instead (see [`worker`]).
+fn dont_fragment(socket: &Socket, addr: SocketAddr) -> std::io::Result<()> {
+    let (level, name, value) = if addr.is_ipv4() {
+        (
+            libc::IPPROTO_IP,
+            libc::IP_MTU_DISCOVER,
+            libc::IP_PMTUDISC_PROBE,
+        )
+    } else {
+        (
+            libc::IPPROTO_IPV6,
+            libc::IPV6_MTU_DISCOVER,
+            libc::IPV6_PMTUDISC_PROBE,
+        )
+    };
+    // SAFETY: a valid fd and a c_int option value that lives for the call.
+    let r = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            level,
+            name,
+            (&raw const value).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
 }
 
 /// The running UDP workers of every listen address.
@@ -143,6 +181,8 @@ fn worker(
     let mut hdrs: Vec<libc::mmsghdr> = vec![unsafe { std::mem::zeroed() }; BATCH];
     let mut send_iov: Vec<libc::iovec> = vec![unsafe { std::mem::zeroed() }; BATCH];
     let mut send_hdrs: Vec<libc::mmsghdr> = vec![unsafe { std::mem::zeroed() }; BATCH];
+    // For each response in the send batch, the datagram it answers.
+    let mut origin = [0usize; BATCH];
     let mut fast = FastPath::new();
     let mut local = LocalMetrics::default();
 
@@ -212,9 +252,11 @@ fn worker(
             h.msg_control = std::ptr::null_mut();
             h.msg_controllen = 0;
             h.msg_flags = 0;
+            origin[nsend] = i;
             nsend += 1;
         }
         let mut sent = 0;
+        let mut shrunk = usize::MAX;
         while sent < nsend {
             // SAFETY: headers `sent..nsend` point at live buffers and addresses.
             let r = unsafe {
@@ -229,6 +271,25 @@ fn worker(
                 let e = std::io::Error::last_os_error();
                 if e.kind() == std::io::ErrorKind::Interrupted {
                     continue;
+                }
+                let i = origin[sent];
+                // Larger than the interface MTU and not to be fragmented: send it truncated,
+                // so the client asks again over TCP (RFC 9715 §3.2). Once per response.
+                if e.raw_os_error() == Some(libc::EMSGSIZE) && shrunk != sent {
+                    let query = &bufs[i][..(hdrs[i].msg_len as usize).min(QUERY_MAX)];
+                    if handle_truncated(&snapshot, query, &mut outs[i]).is_some() {
+                        tracing::debug!(
+                            size = send_iov[sent].iov_len,
+                            "udp response exceeds the interface MTU; sent truncated"
+                        );
+                        send_iov[sent] = libc::iovec {
+                            iov_base: outs[i].as_mut_ptr().cast(),
+                            iov_len: outs[i].len(),
+                        };
+                        shrunk = sent;
+                        local.record_late_truncation();
+                        continue;
+                    }
                 }
                 // One bad destination must not drop the rest of the batch: skip it.
                 tracing::debug!(error = %e, "udp send");

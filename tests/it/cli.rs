@@ -212,3 +212,103 @@ fn killed_backend_process_leaves_dig_answers_within_the_ttl() {
     }
     assert!(dig(addr, &["+short", "www.cluster.example."]).contains("127.0.0.2"));
 }
+
+/// Responses are never IP-fragmented (RFC 9715 §3.1): one larger than the interface MTU goes
+/// out over UDP truncated (TC=1, question and OPT kept), and dig gets it whole over TCP. lbns
+/// and dig run in a fresh network namespace whose loopback MTU is 1300 octets, so a 2 KB
+/// answer cannot fit in one packet; over IPv4 and IPv6. (Before lbns set DF, the kernel
+/// fragmented such an answer and it arrived over UDP whole, so this fails on that code.)
+#[test]
+fn answers_larger_than_the_mtu_are_truncated_not_fragmented() {
+    let unshare = require_tool("unshare");
+    let ip = require_tool("ip");
+    let dig = require_tool("dig");
+    let curl = require_tool("curl");
+    let dir = tempfile::tempdir().unwrap();
+    let mut zone = EXAMPLE_ZONE.to_owned();
+    for i in 0..10 {
+        zone.push_str(&format!(
+            "large 300 IN TXT \"{}\"\n",
+            i.to_string().repeat(200)
+        ));
+    }
+    std::fs::write(dir.path().join("cluster.example.zone"), zone).unwrap();
+    std::fs::write(
+        dir.path().join("lbns.toml"),
+        "[server]\nlisten = [\"127.0.0.1:5353\", \"[::1]:5353\"]\nudp_workers = 1\n\
+         edns_udp_size = 4096\n\n[[zone]]\norigin = \"cluster.example.\"\n\
+         file = \"cluster.example.zone\"\n\n[status]\nlisten = \"127.0.0.1:8053\"\n",
+    )
+    .unwrap();
+    let script = format!(
+        r#"set -e
+{ip} link set lo mtu 1300 up
+{lbns} serve --config {dir}/lbns.toml 2>{dir}/lbns.log &
+trap 'kill $!' EXIT
+q() {{ s=$1; shift; {dig} @"$s" -p 5353 +norec +bufsize=4096 +time=2 +tries=1 "$@"; }}
+for i in $(seq 100); do
+    q 127.0.0.1 +short ns1.cluster.example. | grep -q . && break
+    sleep 0.1
+done
+for server in 127.0.0.1 ::1; do
+    echo "== udp $server"; q $server +ignore large.cluster.example. TXT
+    echo "== tcp-retry $server"; q $server large.cluster.example. TXT
+    echo "== small $server"; q $server +ignore mail.cluster.example. A
+done
+echo "== metrics"; {curl} -s http://127.0.0.1:8053/metrics | grep '^lbns_truncated_total'
+"#,
+        curl = curl.display(),
+        ip = ip.display(),
+        lbns = lbns_bin().display(),
+        dir = dir.path().display(),
+        dig = dig.display(),
+    );
+    let out = Command::new(unshare)
+        .args(["-n", "sh", "-c", &script])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let log = std::fs::read_to_string(dir.path().join("lbns.log")).unwrap_or_default();
+    assert!(
+        out.status.success(),
+        "unshare -n (needs root) failed: {}\n{stdout}\nlbns: {log}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let section = |name: &str| -> &str {
+        let start = stdout
+            .find(&format!("== {name}\n"))
+            .unwrap_or_else(|| panic!("no {name} section in:\n{stdout}"));
+        let rest = &stdout[start + name.len() + 4..];
+        &rest[..rest.find("== ").unwrap_or(rest.len())]
+    };
+    for server in ["127.0.0.1", "::1"] {
+        let udp = section(&format!("udp {server}"));
+        assert!(udp.contains("status: NOERROR"), "{server}:\n{udp}");
+        assert!(
+            udp.contains("flags: qr aa tc;"),
+            "TC=1 expected from {server}:\n{udp}"
+        );
+        assert!(udp.contains("ANSWER: 0,"), "{server}:\n{udp}");
+        assert!(
+            udp.contains("EDNS: version: 0"),
+            "OPT kept from {server}:\n{udp}"
+        );
+        let tcp = section(&format!("tcp-retry {server}"));
+        assert!(
+            tcp.contains("Truncated, retrying in TCP mode"),
+            "{server}:\n{tcp}"
+        );
+        assert!(
+            tcp.contains("ANSWER: 10,"),
+            "whole answer over TCP from {server}:\n{tcp}"
+        );
+        let small = section(&format!("small {server}"));
+        assert!(
+            small.contains("flags: qr aa;"),
+            "no TC on a small answer:\n{small}"
+        );
+        assert!(small.contains("ANSWER: 1,"), "{server}:\n{small}");
+    }
+    // Two per family: the +ignore query and the UDP attempt before dig's TCP retry.
+    assert_eq!(section("metrics").trim(), "lbns_truncated_total 4");
+}
