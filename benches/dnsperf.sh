@@ -122,6 +122,8 @@ is_peer() { [ "$1" != lbns ]; }
 
 cd "$(dirname "$0")/.."
 REPO="$(pwd)"
+# Before anything is written: the report itself would make the tree look dirty.
+LBNS_VERSION="$(git -C "$REPO" describe --always --dirty 2>/dev/null) (branch $(git -C "$REPO" rev-parse --abbrev-ref HEAD 2>/dev/null))"
 ZONE_SRC="$REPO/zones/cluster.example.zone"
 CONF_SRC="$REPO/zones/lbns.toml"
 ORIGIN="cluster.example."
@@ -823,7 +825,7 @@ versions() {
     local s
     for s in $SERVERS; do
         case "$s" in
-            lbns) echo "- lbns $(git -C "$REPO" describe --always --dirty 2>/dev/null) (branch $(git -C "$REPO" rev-parse --abbrev-ref HEAD 2>/dev/null)), release build" ;;
+            lbns) echo "- lbns $LBNS_VERSION, release build" ;;
             knot) echo "- $(knotd --version 2>&1 | head -1)" ;;
             nsd) echo "- $(nsd -v 2>&1 | head -1)" ;;
             gdnsd) echo "- $(gdnsd -h 2>&1 | grep -m1 'gdnsd version')" ;;
