@@ -45,7 +45,7 @@ pub fn handle(
 }
 
 /// Answers `query` over UDP with header, question and OPT only, TC=1, so the client retries
-/// over TCP (RFC 9715 §3.2): for an answer the link could not carry unfragmented.
+/// over TCP (RFC 9715 §3.1): for an answer the link could not carry unfragmented.
 pub fn handle_truncated(snap: &Snapshot, query: &[u8], out: &mut Vec<u8>) -> Option<Outcome> {
     answer(snap, query, Transport::Udp, Some(0), out)
 }

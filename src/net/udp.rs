@@ -274,7 +274,7 @@ fn worker(
                 }
                 let i = origin[sent];
                 // Larger than the interface MTU and not to be fragmented: send it truncated,
-                // so the client asks again over TCP (RFC 9715 §3.2). Once per response.
+                // so the client asks again over TCP (RFC 9715 §3.1). Once per response.
                 if e.raw_os_error() == Some(libc::EMSGSIZE) && shrunk != sent {
                     let query = &bufs[i][..(hdrs[i].msg_len as usize).min(QUERY_MAX)];
                     if handle_truncated(&snapshot, query, &mut outs[i]).is_some() {
