@@ -14,20 +14,19 @@ use crate::support::*;
 /// Two live HTTP backends on 127.0.0.5 and .6, same port, reporting loads; .7 stays dead.
 async fn two_backends() -> (HttpBackend, HttpBackend) {
     loop {
-        let a = HttpBackend::start("127.0.0.5", 0).await;
-        let port = a.addr.port();
-        if tokio::net::TcpListener::bind(("127.0.0.6", port))
+        let mut live = HttpBackend::start_same_port(&["127.0.0.5", "127.0.0.6"]).await;
+        let port = live[0].addr.port();
+        // Nothing may listen on .7's port, or the dead backend would not be dead.
+        if tokio::net::TcpListener::bind(("127.0.0.7", port))
             .await
-            .is_ok()
-            && tokio::net::TcpListener::bind(("127.0.0.7", port))
-                .await
-                .is_ok()
+            .is_err()
         {
-            let b = HttpBackend::start("127.0.0.6", port).await;
-            a.load.store(42, std::sync::atomic::Ordering::Relaxed);
-            b.load.store(187, std::sync::atomic::Ordering::Relaxed);
-            return (a, b);
+            continue;
         }
+        let (b, a) = (live.pop().unwrap(), live.pop().unwrap());
+        a.load.store(42, std::sync::atomic::Ordering::Relaxed);
+        b.load.store(187, std::sync::atomic::Ordering::Relaxed);
+        return (a, b);
     }
 }
 

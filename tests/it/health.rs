@@ -23,23 +23,7 @@ fn config(pool: &str) -> String {
 
 /// Three HTTP backends on 127.0.0.2-4, same port.
 async fn three_backends() -> Vec<HttpBackend> {
-    loop {
-        let first = HttpBackend::start("127.0.0.2", 0).await;
-        let port = first.addr.port();
-        let mut all = vec![first];
-        for ip in ["127.0.0.3", "127.0.0.4"] {
-            match tokio::net::TcpListener::bind((ip, port)).await {
-                Ok(l) => {
-                    drop(l);
-                    all.push(HttpBackend::start(ip, port).await);
-                }
-                Err(_) => break,
-            }
-        }
-        if all.len() == 3 {
-            return all;
-        }
-    }
+    HttpBackend::start_same_port(&["127.0.0.2", "127.0.0.3", "127.0.0.4"]).await
 }
 
 fn answer_set(s: &TestServer, name: &str) -> HashSet<String> {

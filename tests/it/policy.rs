@@ -39,9 +39,8 @@ async fn weighted_spreads_first_answers_by_weight_over_udp() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn priority_falls_through_to_the_next_tier() {
-    let mut a = HttpBackend::start("127.0.0.2", 0).await;
-    let port = a.addr.port();
-    let _b = HttpBackend::start("127.0.0.3", port).await;
+    let mut backends = HttpBackend::start_same_port(&["127.0.0.2", "127.0.0.3"]).await;
+    let port = backends[0].addr.port();
     let pool = format!(
         "[[pool]]\nname = \"db.p.example.\"\npolicy = \"priority\"\nmin_healthy = 1\n\
          backends = [\"127.0.0.2\", {{ address = \"127.0.0.3\", tier = 2 }}]\n\
@@ -54,7 +53,7 @@ async fn priority_falls_through_to_the_next_tier() {
             vec!["127.0.0.2"]
         );
     }
-    a.kill().await;
+    backends[0].kill().await;
     let start = std::time::Instant::now();
     while addrs(&ask(s.udp, "db.p.example.", RecordType::A)) != vec!["127.0.0.3"] {
         assert!(

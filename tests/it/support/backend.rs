@@ -22,8 +22,34 @@ pub struct HttpBackend {
 impl HttpBackend {
     /// Starts on `ip`, on `port` (0 = any free port).
     pub async fn start(ip: &str, port: u16) -> HttpBackend {
-        let listener = TcpListener::bind((ip, port)).await.unwrap();
-        let addr = listener.local_addr().unwrap();
+        HttpBackend::try_start(ip, port)
+            .await
+            .unwrap_or_else(|e| panic!("http backend on {ip}:{port}: {e}"))
+    }
+
+    /// Backends on each of `ips`, all on one port (pools probe a single port). The port is the
+    /// one the kernel gives the first; if another address has it taken, all start again on a
+    /// new one. Binding directly (not checking first, then binding) leaves no window in which
+    /// a test running alongside can take the port.
+    pub async fn start_same_port(ips: &[&str]) -> Vec<HttpBackend> {
+        'attempt: loop {
+            let first = HttpBackend::start(ips[0], 0).await;
+            let port = first.addr.port();
+            let mut all = vec![first];
+            for ip in &ips[1..] {
+                match HttpBackend::try_start(ip, port).await {
+                    Ok(b) => all.push(b),
+                    Err(_) => continue 'attempt,
+                }
+            }
+            return all;
+        }
+    }
+
+    /// [`HttpBackend::start`], with the bind error returned.
+    pub async fn try_start(ip: &str, port: u16) -> std::io::Result<HttpBackend> {
+        let listener = TcpListener::bind((ip, port)).await?;
+        let addr = listener.local_addr()?;
         let mut b = HttpBackend {
             addr,
             status: Arc::new(AtomicU16::new(200)),
@@ -35,7 +61,7 @@ impl HttpBackend {
             b.status.clone(),
             b.load.clone(),
         )));
-        b
+        Ok(b)
     }
 
     /// Closes the listener: new connections are refused, like a dead process.
