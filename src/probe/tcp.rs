@@ -210,9 +210,29 @@ mod tests {
             .count()
     }
 
+    /// Whether the kept socket still holds the local address it last connected from: another
+    /// socket (without SO_REUSEADDR) cannot bind it then. Kept sockets must not pin ports:
+    /// 10,000 of them would take a third of the default ephemeral range.
+    fn holds_port(state: &TcpState, last: SocketAddr) -> bool {
+        assert!(state.socket.is_some(), "a socket is kept");
+        let probe = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+        probe.bind(&last.into()).is_err()
+    }
+
+    /// The source port the kept socket last used, as getsockname still reports it.
+    fn kept_sport(state: &TcpState) -> u16 {
+        let socket = state.socket.as_ref().expect("a socket is kept");
+        let port = socket.local_addr().unwrap().as_socket().unwrap().port();
+        assert_ne!(
+            port, 0,
+            "getsockname no longer reports the last port; find another check"
+        );
+        port
+    }
+
     /// One kept socket alternates between an open and a closed port and always reports the
     /// truth: no stale error or state leaks from one probe into the next. Accepted probes are
-    /// aborted with RST, so no TIME_WAIT entry is left behind.
+    /// aborted with RST, so no TIME_WAIT entry is left behind, and no port stays bound.
     #[tokio::test]
     async fn reused_socket_reports_each_probe_truthfully() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -227,12 +247,24 @@ mod tests {
             connect(open, &mut state)
                 .await
                 .unwrap_or_else(|e| panic!("round {round}: open port refused: {e}"));
-            assert!(state.socket.is_some(), "socket kept after success");
+            let (_, local) = listener.accept().unwrap();
+            assert!(
+                !holds_port(&state, local),
+                "round {round}: {local} still bound"
+            );
             let e = connect(closed, &mut state).await.unwrap_err();
             assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused, "{e}");
-            assert!(state.socket.is_some(), "socket kept after refusal");
+            // getsockname keeps the old port number after the disconnect (address 0.0.0.0).
+            let port = kept_sport(&state);
+            let local = SocketAddr::from(([127, 0, 0, 1], port));
+            assert!(
+                !holds_port(&state, local),
+                "round {round}: {local} still bound"
+            );
         }
         assert_eq!(time_wait_on(open.port()), 0);
+        // The check above does see a bound address: the listener's.
+        assert!(holds_port(&state, open));
         drop(state);
         assert_eq!(B.kept.load(Ordering::Relaxed), 0, "slot given back");
     }
