@@ -1,6 +1,6 @@
 //! Differential test: the UDP fast path and the full hickory-proto handler give the same
 //! answers over a corpus of queries (static, pool, NXDOMAIN, NODATA, EDNS, odd case, referral,
-//! wildcard, truncation, malformed).
+//! wildcard, truncation, malformed); and the fast path allocates nothing once warm.
 
 use std::sync::atomic::Ordering;
 
@@ -9,6 +9,7 @@ use hickory_proto::rr::RecordType;
 use lbns::dns::fast::FastPath;
 use lbns::dns::{Transport, handle};
 
+use crate::support::alloc::allocations;
 use crate::support::*;
 
 const NAMES: &[&str] = &[
@@ -163,5 +164,75 @@ async fn unusual_queries_take_the_full_path() {
             "{what} took the fast path"
         );
     }
+    s.stop().await;
+}
+
+/// The fast path allocates nothing per query once warm (issue 6): static names, pool names
+/// (every rotation), a capped pool, NXDOMAIN, NODATA, EDNS and odd case, counted on this
+/// thread by the binary's counting allocator.
+#[tokio::test(flavor = "multi_thread")]
+async fn fast_path_answers_without_allocating_once_warm() {
+    let s = TestServer::example().await;
+    let snap = s.server.snapshot();
+    let corpus: Vec<(&str, Vec<u8>)> = [
+        ("static A", "ns1.cluster.example.", RecordType::A, None),
+        (
+            "apex MX + EDNS",
+            "cluster.example.",
+            RecordType::MX,
+            Some(1232),
+        ),
+        ("odd case", "MaIl.ClUsTeR.example.", RecordType::AAAA, None),
+        ("pool A", "www.cluster.example.", RecordType::A, None),
+        (
+            "pool AAAA + EDNS",
+            "www.cluster.example.",
+            RecordType::AAAA,
+            Some(4096),
+        ),
+        (
+            "pool capped",
+            "API.cluster.example.",
+            RecordType::A,
+            Some(512),
+        ),
+        ("NXDOMAIN", "nope.cluster.example.", RecordType::A, None),
+        (
+            "NODATA",
+            "ns1.cluster.example.",
+            RecordType::TXT,
+            Some(1232),
+        ),
+    ]
+    .into_iter()
+    .map(|(what, name, rtype, edns)| (what, query(name, rtype, edns).to_vec().unwrap()))
+    .collect();
+    let mut fast = FastPath::new();
+    let mut out = Vec::with_capacity(4096);
+    // Warm: the template cache fills on first sight of each (name, type).
+    for (what, q) in &corpus {
+        assert!(
+            fast.answer(&snap, q, &mut out).is_some(),
+            "{what}: not on the fast path"
+        );
+    }
+    // 1,000 rounds: every rotation of every pool comes up many times.
+    let before = allocations();
+    for _ in 0..1000 {
+        for (_, q) in &corpus {
+            std::hint::black_box(fast.answer(&snap, q, &mut out));
+        }
+    }
+    let made = allocations() - before;
+    assert_eq!(
+        made,
+        0,
+        "the fast path allocated {made} times in {} warm queries",
+        1000 * corpus.len()
+    );
+    // The counter does count on this thread (so 0 above is not vacuous).
+    let before = allocations();
+    std::hint::black_box(vec![0u8; 64]);
+    assert_eq!(allocations() - before, 1);
     s.stop().await;
 }

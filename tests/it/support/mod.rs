@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod alloc;
 pub mod backend;
 
 use std::io::{Read, Write};
