@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{Config, ConfigErrors};
 use crate::metrics::Metrics;
 use crate::monitor::Monitor;
-use crate::net::{NetError, tcp, udp};
+use crate::net::{NetError, tcp, udp, xdp};
 use crate::pool::Snapshot;
 use crate::privdrop::{self, PrivError};
 use crate::querylog::QueryLog;
@@ -255,6 +255,7 @@ pub struct Server {
     status_addrs: Vec<SocketAddr>,
     cancel: CancellationToken,
     udp: udp::Workers,
+    xdp: Option<xdp::Workers>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -297,6 +298,11 @@ impl Server {
             .iter()
             .map(|l| l.local_addr().expect("bound"))
             .collect();
+        // Needs CAP_NET_ADMIN and CAP_BPF: before privileges go.
+        let xdp = match &config.server.xdp {
+            Some(iface) => Some(xdp::open(iface, &udp_addrs)?),
+            None => None,
+        };
 
         // Every socket is bound: nothing below needs root.
         match &identity {
@@ -350,6 +356,7 @@ impl Server {
             metrics.clone(),
             query_log.clone(),
         );
+        let xdp = xdp.map(|x| x.spawn(cell.clone(), metrics.clone(), query_log.clone()));
         let limits = tcp::Limits {
             idle_timeout: server_config.tcp_idle_timeout,
             max_connections: server_config.tcp_max_connections,
@@ -390,6 +397,7 @@ impl Server {
             status_addrs,
             cancel,
             udp,
+            xdp,
             tasks,
         })
     }
@@ -441,8 +449,14 @@ impl Server {
         for t in self.tasks {
             let _ = t.await;
         }
-        let udp = self.udp;
-        let _ = tokio::task::spawn_blocking(move || udp.stop()).await;
+        let (udp, xdp) = (self.udp, self.xdp);
+        let _ = tokio::task::spawn_blocking(move || {
+            if let Some(x) = xdp {
+                x.stop();
+            }
+            udp.stop();
+        })
+        .await;
         tracing::info!("lbns stopped");
     }
 }

@@ -54,6 +54,8 @@ pub struct Metrics {
     pub qtypes: [AtomicU64; QTYPES.len() + 1],
     /// Answers served by the UDP fast path (the rest went through the full handler).
     pub fast_path: AtomicU64,
+    /// UDP queries taken through AF_XDP (`[server] xdp`) instead of a UDP socket.
+    pub xdp_queries: AtomicU64,
 }
 
 impl Metrics {
@@ -132,9 +134,19 @@ pub struct LocalMetrics {
     fast: u64,
     rcodes: [u64; RCODE_SLOTS],
     qtypes: [u64; QTYPES.len() + 1],
+    /// This worker takes its queries through AF_XDP.
+    xdp: bool,
 }
 
 impl LocalMetrics {
+    /// The tally of an AF_XDP worker: its queries also count in `xdp_queries`.
+    pub fn xdp() -> LocalMetrics {
+        LocalMetrics {
+            xdp: true,
+            ..LocalMetrics::default()
+        }
+    }
+
     #[inline]
     pub fn record(&mut self, outcome: Option<&Outcome>, fast: bool) {
         self.queries += 1;
@@ -168,12 +180,18 @@ impl LocalMetrics {
         add(&shared.dropped, self.dropped);
         add(&shared.truncated, self.truncated);
         add(&shared.fast_path, self.fast);
+        if self.xdp {
+            add(&shared.xdp_queries, self.queries);
+        }
         for (a, v) in shared.rcodes.iter().zip(self.rcodes) {
             add(a, v);
         }
         for (a, v) in shared.qtypes.iter().zip(self.qtypes) {
             add(a, v);
         }
-        *self = LocalMetrics::default();
+        *self = LocalMetrics {
+            xdp: self.xdp,
+            ..LocalMetrics::default()
+        };
     }
 }

@@ -79,6 +79,8 @@ pub struct ServerConfig {
     pub user: Option<String>,
     /// Switch to this group after binding (default: the user's primary group).
     pub group: Option<String>,
+    /// Network interface whose UDP queries are taken through AF_XDP.
+    pub xdp: Option<String>,
 }
 
 /// The HTTP status and control listener, from `[status]`.
@@ -362,6 +364,7 @@ impl Cx<'_> {
             query_log_sample,
             user,
             group,
+            xdp,
         } = raw;
 
         let mut addrs = Vec::new();
@@ -426,7 +429,7 @@ impl Cx<'_> {
         }
         let state_file = self.relative_to_config(&state_file);
 
-        for (key, value) in [("user", &user), ("group", &group)] {
+        for (key, value) in [("user", &user), ("group", &group), ("xdp", &xdp)] {
             if value.as_deref().is_some_and(str::is_empty) {
                 self.invalid(span.clone(), format!("{key} must not be empty"));
             }
@@ -445,6 +448,7 @@ impl Cx<'_> {
             query_log_sample: query_log_sample.unwrap_or(0),
             user,
             group,
+            xdp,
         }
     }
 

@@ -39,6 +39,8 @@ pub struct RawServer {
     pub user: Option<String>,
     /// Switch to this group once every socket is bound (default: the user's primary group).
     pub group: Option<String>,
+    /// Answer UDP arriving on this network interface through AF_XDP (default: off).
+    pub xdp: Option<String>,
 }
 
 /// `[status]`: the HTTP status and control listener. Every key is optional.

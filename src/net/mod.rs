@@ -2,6 +2,7 @@
 
 pub mod tcp;
 pub mod udp;
+pub mod xdp;
 
 use std::io;
 use std::net::SocketAddr;
@@ -16,4 +17,6 @@ pub enum NetError {
         #[source]
         source: io::Error,
     },
+    #[error("cannot answer through AF_XDP on {iface}: {reason}")]
+    Xdp { iface: String, reason: String },
 }

@@ -109,6 +109,12 @@ pub fn render(
         &[],
         load(&metrics.fast_path) as f64,
     );
+    w.family(
+        "lbns_udp_xdp_total",
+        "counter",
+        "UDP queries taken through AF_XDP ([server] xdp) instead of a UDP socket.",
+    );
+    w.sample("lbns_udp_xdp_total", &[], load(&metrics.xdp_queries) as f64);
 
     w.family(
         "lbns_pool_answers_total",

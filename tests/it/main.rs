@@ -12,3 +12,4 @@ mod lbcd;
 mod ops;
 mod policy;
 mod tcp;
+mod xdp;

@@ -1,0 +1,337 @@
+//! AF_XDP: UDP queries taken from an interface's receive queues before the kernel's IP and UDP
+//! layers, answered by the same fast path and handler, and sent back through the same queues
+//! (`[server] xdp`), as Knot DNS's XDP mode does.
+//!
+//! An XDP program (see [`bpf`]) redirects datagrams for our listen addresses to one AF_XDP
+//! socket per receive queue; a worker thread per socket parses the frame ([`frame`]), answers,
+//! rewrites the frame into the reply in place and queues it for transmission. The ordinary
+//! UDP sockets stay bound: they answer what the program passes (IP options, fragments, other
+//! interfaces) and keep the port ours. Setting this up needs CAP_NET_ADMIN and CAP_BPF; it
+//! happens before privileges are dropped, and closing the program's link when lbns exits
+//! (however it exits) detaches it.
+
+mod bpf;
+mod frame;
+mod xsk;
+
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+
+use super::NetError;
+use crate::dns::fast::FastPath;
+use crate::dns::{Transport, handle, handle_truncated};
+use crate::metrics::{LocalMetrics, Metrics};
+use crate::pool::SnapshotCell;
+use crate::querylog::QueryLog;
+use xsk::Xsk;
+
+/// Received frames handled per round before the replies are sent.
+const BATCH: u32 = 64;
+
+/// AF_XDP sockets bound and the program attached, not yet answering.
+pub struct Opened {
+    iface: String,
+    mtu: usize,
+    /// Checksums are not verified on loopback (see [`frame::parse`]).
+    loopback: bool,
+    sockets: Vec<Xsk>,
+    attached: bpf::Attached,
+}
+
+/// Attaches the steering program to `iface` and opens a socket per receive queue, for the UDP
+/// addresses `listen` (ports already bound).
+pub fn open(iface: &str, listen: &[SocketAddr]) -> Result<Opened, NetError> {
+    let err = |step: &str, e: String| NetError::Xdp {
+        iface: iface.to_owned(),
+        reason: format!("{step}: {e}"),
+    };
+    let name = std::ffi::CString::new(iface).map_err(|e| err("interface name", e.to_string()))?;
+    // SAFETY: a NUL-terminated name.
+    let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) };
+    if ifindex == 0 {
+        return Err(err(
+            "no such interface",
+            io::Error::last_os_error().to_string(),
+        ));
+    }
+    // Asked of the kernel, not /sys/class/net: sysfs shows the namespace it was mounted in,
+    // which need not be ours.
+    let info = Iface::query(iface).map_err(|e| err("interface settings", e.to_string()))?;
+    let (mtu, loopback, queues) = (info.mtu, info.loopback, info.queues);
+    if loopback && listen.iter().any(SocketAddr::is_ipv4) {
+        // A frame sent through AF_XDP carries no route, so on loopback the kernel routes our
+        // reply as if it had arrived from outside: from and to a local 127/8 address, a
+        // martian, unless both of these allow it (either the interface's or `all`).
+        let on = |key: &str| {
+            ["all", iface].iter().any(|dev| {
+                std::fs::read_to_string(format!("/proc/sys/net/ipv4/conf/{dev}/{key}"))
+                    .is_ok_and(|v| v.trim() == "1")
+            })
+        };
+        let missing: Vec<String> = ["route_localnet", "accept_local"]
+            .into_iter()
+            .filter(|k| !on(k))
+            .map(|k| format!("net.ipv4.conf.{iface}.{k}=1"))
+            .collect();
+        if !missing.is_empty() {
+            return Err(err(
+                "IPv4 on a loopback interface",
+                format!(
+                    "the kernel would drop every reply as a martian; set {} (sysctl -w), \
+                     or listen on IPv6 only",
+                    missing.join(" and ")
+                ),
+            ));
+        }
+    }
+    let attached = bpf::Attached::load(listen, ifindex, queues).map_err(|e| err("bpf", e))?;
+    let mut sockets = Vec::new();
+    for q in 0..queues {
+        let xsk = Xsk::open(ifindex, q)
+            .map_err(|e| err(&format!("AF_XDP socket for queue {q}"), e.to_string()))?;
+        attached
+            .insert(q, xsk.fd())
+            .map_err(|e| err("adding the socket to the map", e.to_string()))?;
+        sockets.push(xsk);
+    }
+    Ok(Opened {
+        iface: iface.to_owned(),
+        mtu,
+        loopback,
+        sockets,
+        attached,
+    })
+}
+
+/// What the XDP path needs to know of its interface.
+struct Iface {
+    mtu: usize,
+    loopback: bool,
+    /// Receive queues (an AF_XDP socket per queue).
+    queues: u32,
+}
+
+/// `struct ifreq` (netdevice(7)) with the union members used here.
+#[repr(C)]
+struct IfReq {
+    name: [u8; libc::IFNAMSIZ],
+    data: IfData,
+}
+
+#[repr(C)]
+union IfData {
+    int: libc::c_int,
+    short: libc::c_short,
+    ptr: *mut libc::c_void,
+    _size: [u8; 24],
+}
+
+impl Iface {
+    fn query(name: &str) -> io::Result<Iface> {
+        // SAFETY: plain socket(2); closed by OwnedFd.
+        let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: a new descriptor nothing else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let ioctl = |req: libc::c_ulong, data: IfData| -> io::Result<IfData> {
+            let mut r = IfReq {
+                name: [0; libc::IFNAMSIZ],
+                data,
+            };
+            let n = name.len().min(libc::IFNAMSIZ - 1);
+            r.name[..n].copy_from_slice(&name.as_bytes()[..n]);
+            // SAFETY: `r` is a valid ifreq for these requests and lives for the call.
+            if unsafe { libc::ioctl(fd.as_raw_fd(), req, &raw mut r) } < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(r.data)
+        };
+        // SAFETY: the kernel filled the member the request names.
+        let mtu = unsafe { ioctl(libc::SIOCGIFMTU, IfData { int: 0 })?.int };
+        // SAFETY: as above.
+        let flags = unsafe { ioctl(libc::SIOCGIFFLAGS, IfData { short: 0 })?.short };
+        // ETHTOOL_GCHANNELS: struct ethtool_channels is cmd then eight counts, of which
+        // rx_count [5] and combined_count [8]; drivers without channels (lo) have one queue.
+        let mut ch = [0u32; 9];
+        ch[0] = 0x3c;
+        let queues = match ioctl(
+            libc::SIOCETHTOOL,
+            IfData {
+                ptr: ch.as_mut_ptr().cast(),
+            },
+        ) {
+            Ok(_) => (ch[5] + ch[8]).max(1),
+            Err(_) => 1,
+        };
+        Ok(Iface {
+            mtu: usize::try_from(mtu).unwrap_or(1500),
+            loopback: flags as libc::c_int & libc::IFF_LOOPBACK != 0,
+            queues,
+        })
+    }
+}
+
+/// The running AF_XDP workers.
+pub struct Workers {
+    threads: Vec<JoinHandle<()>>,
+    stop: Arc<AtomicBool>,
+    wake: OwnedFd,
+    /// Dropped after the workers stop: detaches the program.
+    _attached: bpf::Attached,
+}
+
+impl Opened {
+    /// Starts one worker per socket.
+    pub fn spawn(
+        self,
+        cell: SnapshotCell,
+        metrics: Arc<Metrics>,
+        query_log: Arc<QueryLog>,
+    ) -> Workers {
+        // SAFETY: plain eventfd(2).
+        let wake = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+        assert!(wake >= 0, "eventfd: {}", io::Error::last_os_error());
+        // SAFETY: a new descriptor nothing else owns.
+        let wake = unsafe { OwnedFd::from_raw_fd(wake) };
+        let stop = Arc::new(AtomicBool::new(false));
+        tracing::info!(
+            iface = %self.iface,
+            queues = self.sockets.len(),
+            "answering UDP through AF_XDP"
+        );
+        let threads = self
+            .sockets
+            .into_iter()
+            .enumerate()
+            .map(|(i, xsk)| {
+                let ctx = Worker {
+                    cell: cell.clone(),
+                    metrics: metrics.clone(),
+                    query_log: query_log.clone(),
+                    stop: stop.clone(),
+                    wake: wake.as_raw_fd(),
+                    mtu: self.mtu,
+                    verify_udp: !self.loopback,
+                };
+                std::thread::Builder::new()
+                    .name(format!("lbns-xdp-{i}"))
+                    .spawn(move || ctx.run(xsk))
+                    .expect("spawning a thread")
+            })
+            .collect();
+        Workers {
+            threads,
+            stop,
+            wake,
+            _attached: self.attached,
+        }
+    }
+}
+
+impl Workers {
+    /// Stops and joins the workers (blocking), then detaches the program.
+    pub fn stop(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let one = 1u64;
+        // SAFETY: writing 8 bytes to our eventfd wakes every poll on it.
+        unsafe { libc::write(self.wake.as_raw_fd(), (&raw const one).cast(), 8) };
+        for t in self.threads {
+            let _ = t.join();
+        }
+    }
+}
+
+struct Worker {
+    cell: SnapshotCell,
+    metrics: Arc<Metrics>,
+    query_log: Arc<QueryLog>,
+    stop: Arc<AtomicBool>,
+    wake: std::os::fd::RawFd,
+    mtu: usize,
+    verify_udp: bool,
+}
+
+impl Worker {
+    fn run(self, mut xsk: Xsk) {
+        let mut out = Vec::with_capacity(xsk::FRAME);
+        let mut fast = FastPath::new();
+        let mut local = LocalMetrics::xdp();
+        let mut fds = [
+            libc::pollfd {
+                fd: xsk.fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: self.wake,
+                events: libc::POLLIN,
+                revents: 0,
+            },
+        ];
+        while !self.stop.load(Ordering::Relaxed) {
+            xsk.refill();
+            let (first, n) = xsk.received();
+            if n == 0 {
+                // A reply the kernel could not take yet: try again soon, else sleep until
+                // a frame arrives (poll sees a non-empty RX ring, so none is missed).
+                let timeout = if xsk.tx_pending() {
+                    xsk.kick();
+                    1
+                } else {
+                    -1
+                };
+                // SAFETY: `fds` is live for the call.
+                unsafe { libc::poll(fds.as_mut_ptr(), 2, timeout) };
+                continue;
+            }
+            let n = n.min(BATCH);
+
+            let snapshot = self.cell.load();
+            let mut queued = false;
+            for i in first..first.wrapping_add(n) {
+                let (addr, len, buf) = xsk.rx_frame(i);
+                let reply = (|| {
+                    let d = frame::parse(&buf[..len.min(buf.len())], self.verify_udp)?;
+                    let query = &buf[d.payload.clone()];
+                    let (outcome, was_fast) = match fast.answer(&snapshot, query, &mut out) {
+                        Some(o) => (Some(o), true),
+                        None => (handle(&snapshot, query, Transport::Udp, &mut out), false),
+                    };
+                    local.record(outcome.as_ref(), was_fast);
+                    if self.query_log.every() != 0 {
+                        self.query_log
+                            .record(d.src, Transport::Udp, query, outcome.as_ref());
+                    }
+                    outcome?;
+                    let room = buf.len() - d.headers();
+                    let fits = |o: &Vec<u8>| o.len() <= room && d.ip_len(o.len()) <= self.mtu;
+                    if !fits(&out) {
+                        // Never fragmented (RFC 9715 §3.1): TC=1, as the UDP workers do.
+                        handle_truncated(&snapshot, query, &mut out)?;
+                        if !fits(&out) {
+                            return None;
+                        }
+                        local.record_late_truncation();
+                    }
+                    buf[d.headers()..][..out.len()].copy_from_slice(&out);
+                    Some(frame::reply(buf, &d, out.len()))
+                })();
+                match reply {
+                    Some(len) => queued |= xsk.send(addr, len),
+                    None => xsk.recycle(addr),
+                }
+            }
+            xsk.release_rx(first.wrapping_add(n));
+            if queued {
+                xsk.kick();
+            }
+            local.flush(&self.metrics);
+        }
+    }
+}
