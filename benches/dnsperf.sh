@@ -25,14 +25,22 @@
 #      benches/results/latest.md;
 #   8. on exit (trap) kills every server it started, by PID, and removes the temp dir.
 #
+# With --xdp, everything runs in a private network namespace (unshare -n: the XDP programs never
+# touch the machine's own loopback), and two more servers join: lbns-xdp (lbns with
+# `xdp = "lo"`, port 5304) and knot-xdp (knotd with `xdp: listen: lo@5305`), both answering UDP
+# through AF_XDP in generic mode. One interface holds one XDP program at a time, so each of
+# these two is started just before each of its runs and stopped after it (start-up is not
+# measured); the others run throughout as without --xdp. knot-xdp counts as a peer.
+#
 # Usage: benches/dnsperf.sh [--rounds N] [--duration S] [--no-build] [--only lbns,knot,nsd,gdnsd]
 #                           [--latency-qps Q] [--latency-duration S] [--clients C]
 #                           [--outstanding Q] [--threads T] [--buffer KB] [--edns] [--keep-tmp]
 #                           [--no-write] [--verify-only] [--noise-limit PCT] [--retries N]
-#                           [--quiet-wait S]
+#                           [--quiet-wait S] [--xdp]
 # Environment: SERVER_CPU (default 1) and CLIENT_CPU (default 0) choose the pinning.
 #
-# The servers listen on 127.0.0.1:5300 (lbns), 5301 (knot), 5302 (nsd), 5303 (gdnsd), UDP and TCP.
+# The servers listen on 127.0.0.1:5300 (lbns), 5301 (knot), 5302 (nsd), 5303 (gdnsd), UDP and TCP
+# (with --xdp also 5304 (lbns-xdp) and 5305 (knot-xdp)).
 # Needs bash (arrays), root only to install missing packages. Nothing is written outside the temp
 # dir except target/ (cargo), benches/results/latest.md and, when packages are missing, what
 # apt-get installs (and /usr/sbin/policy-rc.d if it did not refuse service starts).
@@ -44,7 +52,8 @@ set -euo pipefail
 ROUNDS=3            # measured rounds; each round runs every server once per query set
 DURATION=10         # seconds per dnsperf run
 BUILD=1             # cargo build --release first
-ONLY="lbns,knot,nsd,gdnsd"
+ONLY=""            # default: every server
+XDP=0              # --xdp: add lbns-xdp and knot-xdp, in a private network namespace
 LAT_QPS=20000       # fixed rate of the latency run
 LAT_DURATION=""     # seconds of the latency run (default: --duration)
 CLIENTS=4           # dnsperf -c: UDP sockets (source ports) it uses
@@ -65,8 +74,9 @@ WRITE=1             # write benches/results/latest.md
 SERVER_CPU="${SERVER_CPU:-1}"
 CLIENT_CPU="${CLIENT_CPU:-0}"
 
-# The exact command line, shell-quoted, for the results file.
-CMDLINE="$(printf '%q ' "$0" "$@")"
+# The exact command line, shell-quoted, for the results file (kept across the --xdp re-exec).
+ARGS=("$@")
+CMDLINE="${LBNS_BENCH_CMDLINE:-$(printf '%q ' "$0" "$@")}"
 CMDLINE="${CMDLINE% }"
 
 usage() { sed -n '/^# Usage:/,/^# Environment:/p' "$0" | sed 's/^# \{0,1\}//'; }
@@ -92,6 +102,7 @@ while [ $# -gt 0 ]; do
         --retries) RETRIES="${2:?}"; shift 2 ;;
         --quiet-wait) QUIET_WAIT="${2:?}"; shift 2 ;;
         --no-write) WRITE=0; shift ;;
+        --xdp) XDP=1; shift ;;
         -h|--help) usage; exit 0 ;;
         *) usage >&2; die "unknown option: $1" ;;
     esac
@@ -105,6 +116,8 @@ done
 
 # Servers in interleaving order, filtered by --only (which may list them in any order).
 ALL_SERVERS="lbns knot nsd gdnsd"
+[ "$XDP" -eq 1 ] && ALL_SERVERS="lbns lbns-xdp knot knot-xdp nsd gdnsd"
+: "${ONLY:=${ALL_SERVERS// /,}}"
 SERVERS=""
 for s in $ALL_SERVERS; do
     case ",$ONLY," in *",$s,"*) SERVERS="$SERVERS $s" ;; esac
@@ -116,9 +129,12 @@ done
 [ -n "$SERVERS" ] || die "--only selected no server"
 
 port_of() {
-    case "$1" in lbns) echo 5300 ;; knot) echo 5301 ;; nsd) echo 5302 ;; gdnsd) echo 5303 ;; esac
+    case "$1" in lbns) echo 5300 ;; knot) echo 5301 ;; nsd) echo 5302 ;; gdnsd) echo 5303 ;;
+                 lbns-xdp) echo 5304 ;; knot-xdp) echo 5305 ;; esac
 }
-is_peer() { [ "$1" != lbns ]; }
+is_peer() { case "$1" in lbns|lbns-xdp) return 1 ;; *) return 0 ;; esac; }
+# Servers that attach an XDP program to lo: one at a time, so started around each run.
+is_exclusive() { case "$1" in *-xdp) return 0 ;; *) return 1 ;; esac; }
 
 cd "$(dirname "$0")/.."
 REPO="$(pwd)"
@@ -137,7 +153,8 @@ have() { command -v "$1" >/dev/null 2>&1; }
 have dnsperf || need="$need dnsperf"
 have dig || need="$need bind9-dnsutils"
 have taskset || need="$need util-linux"
-case " $SERVERS " in *" knot "*) { have knotd && have knotc; } || need="$need knot" ;; esac
+case " $SERVERS " in *" knot "*|*" knot-xdp "*) { have knotd && have knotc; } || need="$need knot" ;; esac
+[ "$XDP" -eq 1 ] && { have unshare || need="$need util-linux"; have ip || need="$need iproute2"; }
 case " $SERVERS " in *" nsd "*) { have nsd && have nsd-checkconf && have nsd-checkzone; } || need="$need nsd" ;; esac
 case " $SERVERS " in *" gdnsd "*) have gdnsd || need="$need gdnsd" ;; esac
 
@@ -174,7 +191,23 @@ if [ "$BUILD" -eq 1 ]; then
     log "cargo build --release"
     cargo build --release
 fi
-case " $SERVERS " in *" lbns "*) [ -x "$LBNS" ] || die "$LBNS missing: build it or drop --no-build" ;; esac
+case " $SERVERS " in *" lbns "*|*" lbns-xdp "*) [ -x "$LBNS" ] || die "$LBNS missing: build it or drop --no-build" ;; esac
+
+# --xdp: the rest runs in a private network namespace with its own loopback, so the XDP programs
+# and the sysctls below touch nothing of the machine's.
+if [ "$XDP" -eq 1 ] && [ -z "${LBNS_BENCH_NETNS:-}" ]; then
+    [ "$(id -u)" -eq 0 ] || die "--xdp needs root (unshare -n, XDP programs)"
+    log "re-running in a private network namespace (unshare -n)"
+    exec unshare -n env LBNS_BENCH_NETNS=1 LBNS_BENCH_CMDLINE="$CMDLINE" \
+        bash "$REPO/benches/dnsperf.sh" "${ARGS[@]}" --no-build
+fi
+if [ -n "${LBNS_BENCH_NETNS:-}" ]; then
+    ip link set lo up
+    # A reply sent through AF_XDP carries no route, so the kernel routes it as if it came from
+    # outside: from and to 127.0.0.1, a martian unless these allow it (docs/config.md, `xdp`).
+    echo 1 >/proc/sys/net/ipv4/conf/lo/route_localnet
+    echo 1 >/proc/sys/net/ipv4/conf/lo/accept_local
+fi
 
 NCPU="$(nproc)"
 if [ "$NCPU" -le "$SERVER_CPU" ] || [ "$NCPU" -le "$CLIENT_CPU" ]; then
@@ -269,6 +302,14 @@ cp "$ZONE_SRC" "$TMP/lbns/cluster.example.zone"
     awk '/^[[:space:]]*\[/ { skip = ($0 ~ /^[[:space:]]*\[server\]/) } !skip' "$CONF_SRC"
 } >"$TMP/lbns/lbns.toml"
 
+# lbns-xdp: the same, on its own port, answering UDP through AF_XDP on lo.
+mkdir -p "$TMP/lbns-xdp"
+cp "$ZONE_SRC" "$TMP/lbns-xdp/cluster.example.zone"
+# Its status listener moves over one port too (both lbns run at once).
+sed -e "0,/^listen = .*/s//listen = [\"127.0.0.1:$(port_of lbns-xdp)\"]\nxdp = \"lo\"/" \
+    -e 's/^\(listen = .*127\.0\.0\.1:\)8053/\18054/' \
+    "$TMP/lbns/lbns.toml" >"$TMP/lbns-xdp/lbns.toml"
+
 # Peers: the bundled zone plus every pool as static RRsets with the pool TTL. The zone file has
 # no A/AAAA/CNAME at pool names (lbns rejects that), so this adds no conflicting data.
 PEER_ZONE="$TMP/zone/cluster.example.zone"
@@ -308,6 +349,15 @@ zone:
   - domain: $ORIGIN
     file: "$PEER_ZONE"
 EOF
+
+# knot-xdp: the same Knot configuration on its own port and directories, plus XDP on lo.
+# route-check off: Knot would otherwise look up a route for every reply (its default is off too).
+mkdir -p "$TMP/knot-xdp/db"
+sed -e "s|$TMP/knot|$TMP/knot-xdp|g" -e "s|@$(port_of knot)\$|@$(port_of knot-xdp)|" \
+    "$TMP/knot/knot.conf" | awk -v port="$(port_of knot-xdp)" '
+        { print }
+        /^    background-workers:/ { print "xdp:\n    listen: lo@" port "\n    route-check: off" }
+    ' >"$TMP/knot-xdp/knot.conf"
 
 # NSD: no database file, no privilege drop, no remote control; every path in the temp dir.
 # minimal-responses: NSD otherwise adds the apex NS RRset (and glue) to every positive answer,
@@ -367,6 +417,8 @@ for s in $SERVERS; do
         lbns) check lbns "$LBNS" check --config "$TMP/lbns/lbns.toml" ;;
         knot) check knot knotc -c "$TMP/knot/knot.conf" conf-check
               check knot-zone knotc -c "$TMP/knot/knot.conf" zone-check ;;
+        knot-xdp) check knot-xdp knotc -c "$TMP/knot-xdp/knot.conf" conf-check ;;
+        lbns-xdp) check lbns-xdp "$LBNS" check --config "$TMP/lbns-xdp/lbns.toml" ;;
         nsd) check nsd nsd-checkconf "$TMP/nsd/nsd.conf"
              check nsd-zone nsd-checkzone "$ORIGIN" "$PEER_ZONE" ;;
         gdnsd) check gdnsd gdnsd -c "$TMP/gdnsd" checkconf ;;
@@ -388,6 +440,9 @@ start_server() {
         lbns) taskset -c "$SERVER_CPU" "$LBNS" serve --config "$TMP/lbns/lbns.toml" \
                   >"$TMP/lbns.log" 2>&1 & ;;
         knot) taskset -c "$SERVER_CPU" knotd -c "$TMP/knot/knot.conf" >"$TMP/knot.log" 2>&1 & ;;
+        lbns-xdp) taskset -c "$SERVER_CPU" "$LBNS" serve --config "$TMP/lbns-xdp/lbns.toml" \
+                      >"$TMP/lbns-xdp.log" 2>&1 & ;;
+        knot-xdp) taskset -c "$SERVER_CPU" knotd -c "$TMP/knot-xdp/knot.conf" >"$TMP/knot-xdp.log" 2>&1 & ;;
         nsd) taskset -c "$SERVER_CPU" nsd -d -c "$TMP/nsd/nsd.conf" >"$TMP/nsd.stderr.log" 2>&1 & ;;
         gdnsd) taskset -c "$SERVER_CPU" gdnsd -c "$TMP/gdnsd" start >"$TMP/gdnsd.log" 2>&1 & ;;
     esac
@@ -412,7 +467,11 @@ wait_ready() {
     die "$s does not answer on 127.0.0.1:$port"
 }
 
-for s in $SERVERS; do
+# The servers that run throughout; the exclusive ones (XDP) come and go with their runs.
+SHARED=""
+for s in $SERVERS; do is_exclusive "$s" || SHARED="$SHARED $s"; done
+SHARED="${SHARED# }"
+for s in $SHARED; do
     start_server "$s"
 done
 # The PIDs of a process and all its descendants (NSD forks: the PID we started becomes its xfrd
@@ -449,12 +508,40 @@ check_pinned() { # server -> warns and re-pins if any thread runs elsewhere
     fi
 }
 
-for s in $SERVERS; do
+ready() {
+    local s="$1"
     wait_ready "$s"
     pin_tree "${PID[$s]}"
     check_pinned "$s"
     log "$s is up: pid ${PID[$s]}, 127.0.0.1:$(port_of "$s"), $(tree_pids "${PID[$s]}" | wc -l) process(es), $(cat /proc/"${PID[$s]}"/task/*/stat 2>/dev/null | wc -l) thread(s) in the first, all on CPU $SERVER_CPU"
+}
+for s in $SHARED; do
+    ready "$s"
 done
+
+# An exclusive server is started before each of its runs and stopped after it; it must be gone
+# (its XDP program detached) before the next one starts. No-ops for the others.
+bring_up() {
+    is_exclusive "$1" || return 0
+    start_server "$1"
+    ready "$1"
+}
+take_down() {
+    local s="$1" p
+    is_exclusive "$s" || return 0
+    p="${PID[$s]}"
+    kill -TERM "$p" 2>/dev/null || true
+    for _ in $(seq 1 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$p" 2>/dev/null || true
+    wait "$p" 2>/dev/null || true
+    unset "PID[$s]"
+    # knotd leaves its program attached when it exits (to reuse it next time); lbns's goes with
+    # it. Either way nothing may stay on lo: generic XDP would tax every packet of the next runs.
+    if ip link show dev lo | grep -q xdp; then
+        [ "$s" = knot-xdp ] || die "$s left an XDP program on lo: $(ip link show dev lo | grep xdp)"
+        ip link set dev lo xdpgeneric off
+    fi
+}
 
 # Query sets. (a) static: names from the zone file, including the apex MX and TXT and names that
 # do not exist (NXDOMAIN); (b) pools: the load-balanced names (static RRsets on the peers).
@@ -529,15 +616,25 @@ verify() {
     [ "$bad" -eq 0 ] || die "servers do not answer alike; see above (logs in $TMP, use --keep-tmp)"
     log "all servers answer alike"
 }
-verify
+# The shared servers together, then each exclusive one beside them.
+ALLSERVERS="$SERVERS"
+[ -z "$SHARED" ] || SERVERS="$SHARED" verify
+for s in $ALLSERVERS; do
+    is_exclusive "$s" || continue
+    bring_up "$s"
+    SERVERS="$SHARED $s" verify
+    take_down "$s"
+done
 if [ "$VERIFY_ONLY" -eq 1 ]; then
     # Show every server's full answer to every query of both sets, then stop.
     for s in $SERVERS; do
+        bring_up "$s"
         echo "### $s (127.0.0.1:$(port_of "$s"))"
         cat "$TMP/queries/static" "$TMP/queries/pools" | while read -r name type; do
             "${DIG[@]}" @127.0.0.1 -p "$(port_of "$s")" +nocmd +nostats +noquestion "$name" "$type" \
                 | grep -v '^;; Got answer\|^$\|OPT PSEUDOSECTION\|^; EDNS'
         done
+        take_down "$s"
     done
     exit 0
 fi
@@ -722,7 +819,9 @@ for round in $(seq 1 "$ROUNDS"); do
     for set in $SETS; do
         for s in $SERVERS; do
             i=$((i + 1))
+            bring_up "$s"
             guarded_run "$s" measure "$s" "$set" "$TMP/runs/$s.$set.$round.txt" -l "$DURATION"
+            take_down "$s"
             row "$round" "$s" "$set" "$m" | tee -a "$RESULTS" | awk -F'\t' -v i="$i" -v n="$nruns" '{
                 printf "   [%d/%d] round %s %-6s %-5s %8.0f qps  lost %5d  server %5.2fs = %5.1f%% of a core, %6.2f us/query  (dnsperf %4.1fs, other %4.2fs, steal %4.2fs)\n",
                     i, n, $3, $2, $1, $6, $5, $9, $14, $13, $10, $11, $12 }' >&2
@@ -735,7 +834,9 @@ log "latency: ${LAT_QPS} qps for ${LAT_DURATION}s, $ROUNDS round(s) per server a
 for round in $(seq 1 "$ROUNDS"); do
     for set in $SETS; do
         for s in $SERVERS; do
+            bring_up "$s"
             guarded_run "$s" measure_latency "$s" "$set" "$TMP/runs/$s.$set.latency.$round.txt"
+            take_down "$s"
             row "$round" "$s" "$set" "$m" | tee -a "$LATENCY" | awk -F'\t' '{
                 printf "   round %s %-6s %-5s %6.0f qps  lost %5d  avg %5d us  p50 %5d us  p99 %6d us  max %6d us  server %6.2f us/query  (other %4.2fs, steal %4.2fs)\n",
                     $3, $2, $1, $6, $5, $15, $16, $17, $18, $13, $11, $12 }' >&2
@@ -826,7 +927,9 @@ versions() {
     for s in $SERVERS; do
         case "$s" in
             lbns) echo "- lbns $LBNS_VERSION, release build" ;;
+            lbns-xdp) echo "- lbns-xdp: the same lbns binary with \`xdp = \"lo\"\` (AF_XDP, generic XDP on loopback)" ;;
             knot) echo "- $(knotd --version 2>&1 | head -1)" ;;
+            knot-xdp) echo "- knot-xdp: the same knotd with \`xdp: listen: lo@$(port_of knot-xdp)\`, \`route-check: off\` (AF_XDP, Knot's \"emulated mode\" on loopback)" ;;
             nsd) echo "- $(nsd -v 2>&1 | head -1)" ;;
             gdnsd) echo "- $(gdnsd -h 2>&1 | grep -m1 'gdnsd version')" ;;
         esac
@@ -850,6 +953,7 @@ if [ "$WRITE" -eq 1 ]; then
         echo "- machine: $(nproc) CPUs ($(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)), $(uname -sr); load average at start: $LOADAVG_START; $INTERFERENCE"
         echo "- servers pinned to CPU $SERVER_CPU (\`taskset -c $SERVER_CPU\`), one UDP worker/thread each (lbns \`udp_workers = 1\`, knot \`udp-workers/tcp-workers/background-workers: 1\`, nsd \`server-count: 1\`, gdnsd \`udp_threads = 1\`); dnsperf pinned to CPU $CLIENT_CPU"
         echo "- throughput: \`dnsperf ${DNSPERF_COMMON[*]} -p PORT -d SET -l $DURATION\`, $ROUNDS round(s), servers interleaved ($SERVERS) within each round and query set; medians over rounds"
+        [ "$XDP" -eq 1 ] && echo "- \`--xdp\`: everything ran in a private network namespace (\`unshare -n\`, with \`net.ipv4.conf.lo.route_localnet\` and \`accept_local\` set to 1 there, which AF_XDP replies on loopback need); lbns-xdp and knot-xdp answer UDP through AF_XDP in generic (copy) mode on lo, and each was started just before each of its runs and stopped after it (one XDP program per interface), the other servers ran throughout"
         echo "- latency: the same with \`-l $LAT_DURATION -Q $LAT_QPS -v\`, $ROUNDS round(s), servers interleaved; medians over rounds of each run's average and p99; dnsperf 2.10 prints no percentiles and has no \`latency-histogram\` option, so p50/p99 are nearest-rank percentiles of the per-query latencies \`-v\` prints"
         echo
         echo "Versions:"
@@ -861,7 +965,7 @@ if [ "$WRITE" -eq 1 ]; then
         echo "$TABLE"
         echo
         echo "- Medians are over the undisturbed rounds (see *other CPU s* below) when there is at least one, else over all; *lost* sums all rounds."
-        echo "- *CPU µs/query*: the server process tree's utime+stime (/proc/PID/stat, $CLK_TCK ticks/s, read before and after the run) divided by the answered queries. *CPU vs best peer*: divided by the lowest of knot/nsd/gdnsd for the same query set."
+        echo "- *CPU µs/query*: the server process tree's utime+stime (/proc/PID/stat, $CLK_TCK ticks/s, read before and after the run) divided by the answered queries. *CPU vs best peer*: divided by the lowest of the peers ($(for s in $SERVERS; do is_peer "$s" && printf '%s ' "$s"; done | sed 's/ $//; s/ /, /g')) for the same query set."
         echo "- *server CPU %*: that CPU time over the run time. Well under 100 % means the server was not the bottleneck — dnsperf on its one core was — so its qps is a lower bound, and its CPU µs/query is measured at a lower load than a saturated server's (less batching per wake-up); the fixed-rate column compares every server at the same $K qps."
         echo "- *avg resp bytes*: dnsperf's average response size, to show the servers sent comparable answers."
         echo "- Query sets: **static** = $(paste -sd';' "$TMP/queries/static" | sed 's/;/; /g'). **pools** = $(paste -sd';' "$TMP/queries/pools" | sed 's/;/; /g'). The peers serve the pool names as static RRsets with the same addresses and TTL; lbns answers \`api\` with at most 2 of its 3 addresses (\`answers = 2\`), the peers with all 3."
