@@ -220,19 +220,15 @@ fn killed_backend_process_leaves_dig_answers_within_the_ttl() {
 /// fragmented such an answer and it arrived over UDP whole, so this fails on that code.)
 #[test]
 fn answers_larger_than_the_mtu_are_truncated_not_fragmented() {
-    let unshare = require_tool("unshare");
     let ip = require_tool("ip");
     let dig = require_tool("dig");
     let curl = require_tool("curl");
     let dir = tempfile::tempdir().unwrap();
-    let mut zone = EXAMPLE_ZONE.to_owned();
-    for i in 0..10 {
-        zone.push_str(&format!(
-            "large 300 IN TXT \"{}\"\n",
-            i.to_string().repeat(200)
-        ));
-    }
-    std::fs::write(dir.path().join("cluster.example.zone"), zone).unwrap();
+    std::fs::write(
+        dir.path().join("cluster.example.zone"),
+        zone_with_large_txt(),
+    )
+    .unwrap();
     std::fs::write(
         dir.path().join("lbns.toml"),
         "[server]\nlisten = [\"127.0.0.1:5353\", \"[::1]:5353\"]\nudp_workers = 1\n\
@@ -263,34 +259,11 @@ echo "== metrics"; {curl} -s http://127.0.0.1:8053/metrics | grep '^lbns_truncat
         dir = dir.path().display(),
         dig = dig.display(),
     );
-    let out = Command::new(unshare)
-        .args(["-n", "sh", "-c", &script])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let log = std::fs::read_to_string(dir.path().join("lbns.log")).unwrap_or_default();
-    assert!(
-        out.status.success(),
-        "unshare -n (needs root) failed: {}\n{stdout}\nlbns: {log}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let section = |name: &str| -> &str {
-        let start = stdout
-            .find(&format!("== {name}\n"))
-            .unwrap_or_else(|| panic!("no {name} section in:\n{stdout}"));
-        let rest = &stdout[start + name.len() + 4..];
-        &rest[..rest.find("== ").unwrap_or(rest.len())]
-    };
-    let expect = |name: String, wanted: &[&str]| {
-        let text = section(&name);
-        for w in wanted {
-            assert!(text.contains(w), "{name}: expected {w:?} in:\n{text}");
-        }
-    };
+    let out = Sections::run_in_netns(&script, &dir.path().join("lbns.log"));
     for server in ["127.0.0.1", "::1"] {
         // TC=1 with the question and OPT, nothing else.
-        expect(
-            format!("udp {server}"),
+        out.expect(
+            &format!("udp {server}"),
             &[
                 "status: NOERROR",
                 "flags: qr aa tc;",
@@ -299,13 +272,13 @@ echo "== metrics"; {curl} -s http://127.0.0.1:8053/metrics | grep '^lbns_truncat
             ],
         );
         // dig's retry over TCP gets the whole RRset.
-        expect(
-            format!("tcp-retry {server}"),
+        out.expect(
+            &format!("tcp-retry {server}"),
             &["Truncated, retrying in TCP mode", "ANSWER: 10,"],
         );
         // Small answers are untouched.
-        expect(format!("small {server}"), &["flags: qr aa;", "ANSWER: 1,"]);
+        out.expect(&format!("small {server}"), &["flags: qr aa;", "ANSWER: 1,"]);
     }
     // Two per family: the +ignore query and the UDP attempt before dig's TCP retry.
-    assert_eq!(section("metrics").trim(), "lbns_truncated_total 4");
+    assert_eq!(out.section("metrics").trim(), "lbns_truncated_total 4");
 }

@@ -1,29 +1,23 @@
 //! `[server] xdp`: UDP through AF_XDP, in a fresh network namespace (the XDP program must not
 //! touch the machine's own loopback), checked with dig and the metrics.
 
-use std::process::Command;
-
 use crate::support::*;
 
 /// With `xdp = "lo"`, every UDP query (IPv4 and IPv6; fast path, full handler, NXDOMAIN, an
 /// answer over the MTU) is taken and answered through AF_XDP — `lbns_udp_xdp_total` counts all
-/// of them and `ip link` shows the program — with the same answers as the socket path gives,
-/// and the program is gone once lbns stops. Needs root (unshare, CAP_BPF, CAP_NET_ADMIN).
+/// of them and `ip link` shows the program — with the answers the socket path gives (the same
+/// fast path and handler), and the program is gone once lbns stops. Needs root (unshare, CAP_BPF, CAP_NET_ADMIN).
 #[test]
 fn udp_is_answered_through_af_xdp_and_the_program_goes_with_lbns() {
-    let unshare = require_tool("unshare");
     let ip = require_tool("ip");
     let dig = require_tool("dig");
     let curl = require_tool("curl");
     let dir = tempfile::tempdir().unwrap();
-    let mut zone = EXAMPLE_ZONE.to_owned();
-    for i in 0..10 {
-        zone.push_str(&format!(
-            "large 300 IN TXT \"{}\"\n",
-            i.to_string().repeat(200)
-        ));
-    }
-    std::fs::write(dir.path().join("cluster.example.zone"), zone).unwrap();
+    std::fs::write(
+        dir.path().join("cluster.example.zone"),
+        zone_with_large_txt(),
+    )
+    .unwrap();
     std::fs::write(
         dir.path().join("lbns.toml"),
         "[server]\nlisten = [\"127.0.0.1:5353\", \"[::1]:5353\"]\nudp_workers = 1\n\
@@ -67,42 +61,16 @@ echo "== detached"; {ip} link show lo
         dir = dir.path().display(),
         dig = dig.display(),
     );
-    let out = Command::new(unshare)
-        .args(["-n", "sh", "-c", &script])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let log = std::fs::read_to_string(dir.path().join("lbns.log")).unwrap_or_default();
-    assert!(
-        out.status.success(),
-        "unshare -n (needs root) failed: {}\n{stdout}\nlbns: {log}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let section = |name: &str| -> &str {
-        let start = stdout
-            .find(&format!("== {name}\n"))
-            .unwrap_or_else(|| panic!("no {name} section in:\n{stdout}\nlbns: {log}"));
-        let rest = &stdout[start + name.len() + 4..];
-        &rest[..rest.find("== ").unwrap_or(rest.len())]
-    };
-    let expect = |name: String, wanted: &[&str]| {
-        let text = section(&name);
-        for w in wanted {
-            assert!(
-                text.contains(w),
-                "{name}: expected {w:?} in:\n{text}\nlbns: {log}"
-            );
-        }
-    };
-    expect(
-        "refused".into(),
+    let out = Sections::run_in_netns(&script, &dir.path().join("lbns.log"));
+    out.expect(
+        "refused",
         &["net.ipv4.conf.lo.route_localnet=1 and net.ipv4.conf.lo.accept_local=1"],
     );
-    assert!(!section("refused").contains("started anyway"));
-    expect("attached".into(), &["xdp"]);
+    assert!(!out.section("refused").contains("started anyway"));
+    out.expect("attached", &["xdp"]);
     for server in ["127.0.0.1", "::1"] {
-        expect(
-            format!("pool {server}"),
+        out.expect(
+            &format!("pool {server}"),
             &[
                 "status: NOERROR",
                 "flags: qr aa;",
@@ -110,20 +78,20 @@ echo "== detached"; {ip} link show lo
                 "IN\tA\t127.0.0.2",
             ],
         );
-        expect(
-            format!("nxdomain {server}"),
+        out.expect(
+            &format!("nxdomain {server}"),
             &["status: NXDOMAIN", "flags: qr aa;", "IN\tSOA\t"],
         );
         // CHAOS goes through the full handler, not the fast path.
-        expect(format!("chaos {server}"), &["\"xdp-test\""]);
+        out.expect(&format!("chaos {server}"), &["\"xdp-test\""]);
         // Over the 1300-octet MTU: sent truncated, never fragmented.
-        expect(
-            format!("large {server}"),
+        out.expect(
+            &format!("large {server}"),
             &["flags: qr aa tc;", "ANSWER: 0,", "EDNS: version: 0"],
         );
     }
     // Every UDP query went through AF_XDP; the TCP readiness probes did not.
-    let metrics = section("metrics");
+    let metrics = out.section("metrics");
     for line in [
         "lbns_udp_xdp_total 8",
         "lbns_queries_total{transport=\"udp\"} 8",
@@ -135,8 +103,8 @@ echo "== detached"; {ip} link show lo
         );
     }
     assert!(
-        !section("detached").contains("xdp"),
+        !out.section("detached").contains("xdp"),
         "XDP program still attached after lbns stopped:\n{}",
-        section("detached")
+        out.section("detached")
     );
 }

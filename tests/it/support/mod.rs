@@ -222,6 +222,75 @@ pub fn dig(server: SocketAddr, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// The bundled zone plus `large.cluster.example. TXT`: ten 200-octet strings, about 2 KB, an
+/// answer larger than a small MTU.
+pub fn zone_with_large_txt() -> String {
+    let mut zone = EXAMPLE_ZONE.to_owned();
+    for i in 0..10 {
+        zone.push_str(&format!(
+            "large 300 IN TXT \"{}\"\n",
+            i.to_string().repeat(200)
+        ));
+    }
+    zone
+}
+
+/// What a shell script run in a fresh network namespace printed, in sections that each start
+/// with a line `== name`.
+pub struct Sections {
+    stdout: String,
+    /// Shown with every failure (the server's log).
+    log: String,
+}
+
+impl Sections {
+    /// Runs `script` with `sh` under `unshare -n` (needs root) and fails the test if it fails;
+    /// `log` is the file the script sends the server's stderr to.
+    pub fn run_in_netns(script: &str, log: &Path) -> Sections {
+        let unshare = require_tool("unshare");
+        let out = Command::new(unshare)
+            .args(["-n", "sh", "-c", script])
+            .output()
+            .unwrap();
+        let sections = Sections {
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            log: std::fs::read_to_string(log).unwrap_or_default(),
+        };
+        assert!(
+            out.status.success(),
+            "unshare -n (needs root) failed: {}\n{}\nlbns: {}",
+            String::from_utf8_lossy(&out.stderr),
+            sections.stdout,
+            sections.log
+        );
+        sections
+    }
+
+    /// The text of section `name`, up to the next one.
+    pub fn section(&self, name: &str) -> &str {
+        let start = self
+            .stdout
+            .find(&format!("== {name}\n"))
+            .unwrap_or_else(|| {
+                panic!("no {name} section in:\n{}\nlbns: {}", self.stdout, self.log)
+            });
+        let rest = &self.stdout[start + name.len() + 4..];
+        &rest[..rest.find("== ").unwrap_or(rest.len())]
+    }
+
+    /// Asserts that section `name` contains each of `wanted`.
+    pub fn expect(&self, name: &str, wanted: &[&str]) {
+        let text = self.section(name);
+        for w in wanted {
+            assert!(
+                text.contains(w),
+                "{name}: expected {w:?} in:\n{text}\nlbns: {}",
+                self.log
+            );
+        }
+    }
+}
+
 /// The lbns binary cargo built for this test run (release under `cargo test --release`).
 pub fn lbns_bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_lbns"))
