@@ -108,3 +108,92 @@ echo "== detached"; {ip} link show lo
         out.section("detached")
     );
 }
+
+/// On a veth pair — a driver with its own (native) XDP mode, real MAC addresses, and a peer
+/// that leaves UDP checksums to offload — a client in another network namespace is answered
+/// through AF_XDP over IPv4 and IPv6, with no sysctl needed.
+#[test]
+fn a_client_across_a_veth_pair_is_answered_through_af_xdp() {
+    let ip = require_tool("ip");
+    let dig = require_tool("dig");
+    let curl = require_tool("curl");
+    let nsenter = require_tool("nsenter");
+    let unshare = require_tool("unshare");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("cluster.example.zone"), EXAMPLE_ZONE).unwrap();
+    std::fs::write(
+        dir.path().join("lbns.toml"),
+        "[server]\nlisten = [\"10.99.0.1:53\", \"[fd00:99::1]:53\"]\nudp_workers = 1\n\
+         xdp = \"veth0\"\n\n[[zone]]\norigin = \"cluster.example.\"\n\
+         file = \"cluster.example.zone\"\n\n[[pool]]\nname = \"www.cluster.example.\"\n\
+         ttl = 5\nbackends = [\"10.99.0.5\", \"10.99.0.6\"]\n\n\
+         [status]\nlisten = \"127.0.0.1:8053\"\n",
+    )
+    .unwrap();
+    let script = format!(
+        r#"
+{ip} link set lo up
+# The client's namespace: a child of this one, holding the other end of the pair.
+{unshare} -n sleep 60 &
+client=$!
+sleep 0.2
+{ip} link add veth0 type veth peer name veth1 netns /proc/$client/ns/net
+{ip} addr add 10.99.0.1/24 dev veth0
+{ip} addr add fd00:99::1/64 dev veth0 nodad
+{ip} link set veth0 up
+c() {{ {nsenter} -t $client -n "$@"; }}
+c {ip} link set lo up
+c {ip} addr add 10.99.0.2/24 dev veth1
+c {ip} addr add fd00:99::2/64 dev veth1 nodad
+c {ip} link set veth1 up
+{lbns} serve --config {dir}/lbns.toml 2>{dir}/lbns.log &
+pid=$!
+q() {{ s=$1; shift; c {dig} @"$s" -p 53 +norec +time=2 +tries=1 "$@"; }}
+for i in $(seq 100); do
+    q 10.99.0.1 +tcp +short ns1.cluster.example. | grep -q . && break
+    sleep 0.1
+done
+echo "== attached"; {ip} link show veth0
+for server in 10.99.0.1 fd00:99::1; do
+    echo "== pool $server"; q $server www.cluster.example. A
+    echo "== soa $server"; q $server cluster.example. SOA
+done
+echo "== metrics"; {curl} -s http://127.0.0.1:8053/metrics | grep -E '^lbns_(udp_xdp|queries)_total'
+kill $pid $client; wait $pid
+"#,
+        curl = curl.display(),
+        ip = ip.display(),
+        nsenter = nsenter.display(),
+        unshare = unshare.display(),
+        lbns = lbns_bin().display(),
+        dir = dir.path().display(),
+        dig = dig.display(),
+    );
+    let out = Sections::run_in_netns(&script, &dir.path().join("lbns.log"));
+    out.expect("attached", &["xdp"]);
+    for server in ["10.99.0.1", "fd00:99::1"] {
+        out.expect(
+            &format!("pool {server}"),
+            &[
+                "status: NOERROR",
+                "flags: qr aa;",
+                "ANSWER: 2,",
+                "10.99.0.5",
+            ],
+        );
+        out.expect(
+            &format!("soa {server}"),
+            &["status: NOERROR", "IN\tSOA\tns1.cluster.example."],
+        );
+    }
+    let metrics = out.section("metrics");
+    for line in [
+        "lbns_udp_xdp_total 4",
+        "lbns_queries_total{transport=\"udp\"} 4",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "expected {line} in:\n{metrics}"
+        );
+    }
+}
