@@ -15,8 +15,9 @@ have curl     || need="$need curl"
 have python3  || need="$need python3"
 # The unit-file test runs `systemd-analyze verify` (the package is installed, never started).
 have systemd-analyze || need="$need systemd"
-# The MTU test runs lbns and dig in a fresh network namespace (unshare -n, ip link).
-have unshare  || need="$need util-linux"
+# The MTU and AF_XDP tests run lbns and dig in fresh network namespaces (unshare -n, ip link;
+# nsenter for the client's namespace, setpriv to run lbns unprivileged).
+{ have unshare && have nsenter && have setpriv; } || need="$need util-linux"
 [ -x /usr/sbin/ip ] || [ -x /sbin/ip ] || have ip || need="$need iproute2"
 # The status-page browser test renders it in headless Chromium; a font so text is drawn.
 have chromium || need="$need chromium"

@@ -6,12 +6,15 @@ use crate::support::*;
 /// With `xdp = "lo"`, every UDP query (IPv4 and IPv6; fast path, full handler, NXDOMAIN, an
 /// answer over the MTU) is taken and answered through AF_XDP — `lbns_udp_xdp_total` counts all
 /// of them and `ip link` shows the program — with the answers the socket path gives (the same
-/// fast path and handler), and the program is gone once lbns stops. Needs root (unshare, CAP_BPF, CAP_NET_ADMIN).
+/// fast path and handler), and the program is gone once lbns stops; without the capabilities,
+/// or on loopback without the sysctls, it refuses to start and says why. Needs root (unshare,
+/// CAP_BPF, CAP_NET_ADMIN).
 #[test]
 fn udp_is_answered_through_af_xdp_and_the_program_goes_with_lbns() {
     let ip = require_tool("ip");
     let dig = require_tool("dig");
     let curl = require_tool("curl");
+    let setpriv = require_tool("setpriv");
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("cluster.example.zone"),
@@ -36,6 +39,11 @@ echo "== refused"
 {lbns} serve --config {dir}/lbns.toml 2>&1 && echo "started anyway"
 echo 1 >/proc/sys/net/ipv4/conf/lo/route_localnet
 echo 1 >/proc/sys/net/ipv4/conf/lo/accept_local
+# Without CAP_BPF / CAP_NET_ADMIN it says what it needs.
+echo "== unprivileged"
+chmod 755 {dir}; chmod 644 {dir}/*
+{setpriv} --reuid=65534 --regid=65534 --clear-groups {lbns} serve --config {dir}/lbns.toml 2>&1 \
+    && echo "started anyway"
 {lbns} serve --config {dir}/lbns.toml 2>{dir}/lbns.log &
 pid=$!
 q() {{ s=$1; shift; {dig} @"$s" -p 5353 +norec +bufsize=4096 +time=2 +tries=1 "$@"; }}
@@ -57,6 +65,7 @@ echo "== detached"; {ip} link show lo
 "#,
         curl = curl.display(),
         ip = ip.display(),
+        setpriv = setpriv.display(),
         lbns = lbns_bin().display(),
         dir = dir.path().display(),
         dig = dig.display(),
@@ -67,6 +76,11 @@ echo "== detached"; {ip} link show lo
         &["net.ipv4.conf.lo.route_localnet=1 and net.ipv4.conf.lo.accept_local=1"],
     );
     assert!(!out.section("refused").contains("started anyway"));
+    out.expect(
+        "unprivileged",
+        &["Operation not permitted", "needs CAP_BPF and CAP_NET_ADMIN"],
+    );
+    assert!(!out.section("unprivileged").contains("started anyway"));
     out.expect("attached", &["xdp"]);
     for server in ["127.0.0.1", "::1"] {
         out.expect(
