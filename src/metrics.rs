@@ -56,6 +56,8 @@ pub struct Metrics {
     pub fast_path: AtomicU64,
     /// UDP queries taken through AF_XDP (`[server] xdp`) instead of a UDP socket.
     pub xdp_queries: AtomicU64,
+    /// Datagrams the kernel dropped at lbns's AF_XDP sockets (rings full), as last read.
+    pub xdp_dropped: AtomicU64,
 }
 
 impl Metrics {

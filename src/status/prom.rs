@@ -115,6 +115,16 @@ pub fn render(
         "UDP queries taken through AF_XDP ([server] xdp) instead of a UDP socket.",
     );
     w.sample("lbns_udp_xdp_total", &[], load(&metrics.xdp_queries) as f64);
+    w.family(
+        "lbns_udp_xdp_dropped_total",
+        "counter",
+        "Datagrams the kernel dropped at the AF_XDP sockets before lbns took them (rings full; read at most once a second).",
+    );
+    w.sample(
+        "lbns_udp_xdp_dropped_total",
+        &[],
+        load(&metrics.xdp_dropped) as f64,
+    );
 
     w.family(
         "lbns_pool_answers_total",

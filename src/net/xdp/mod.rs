@@ -20,6 +20,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use super::NetError;
 use crate::dns::fast::FastPath;
@@ -31,6 +32,10 @@ use xsk::Xsk;
 
 /// Received frames handled per round before the replies are sent.
 const BATCH: u32 = 64;
+/// How often the kernel's drop counters are read at most.
+const STATS_EVERY: Duration = Duration::from_secs(1);
+/// Under constant load (no sleep), look at the clock for them once in this many rounds.
+const STATS_BATCHES: u32 = 1024;
 
 /// AF_XDP sockets bound and the program attached, not yet answering.
 pub struct Opened {
@@ -271,22 +276,48 @@ impl Worker {
                 revents: 0,
             },
         ];
+        // The kernel's drop counters, added to the metrics at most once a second: every
+        // STATS_BATCHES rounds, and before sleeping after the RX ring was seen half full or
+        // more (how drops happen: ring full, or no free frame), then waking once more for it
+        // if the last read was too recent. In ordinary operation the sleep path reads no clock
+        // and arms no timer. Returns the time until the next read, if one is owed.
+        let (mut dropped, mut stats_at, mut rounds, mut owed) = (0u64, Instant::now(), 0u32, false);
+        let mut read_stats = |xsk: &Xsk, owed: &mut bool| -> Option<Duration> {
+            let since = stats_at.elapsed();
+            if since < STATS_EVERY {
+                return (*owed).then(|| STATS_EVERY - since);
+            }
+            let now = xsk.dropped();
+            self.metrics
+                .xdp_dropped
+                .fetch_add(now.saturating_sub(dropped), Ordering::Relaxed);
+            dropped = now;
+            stats_at = Instant::now();
+            *owed = false;
+            None
+        };
         while !self.stop.load(Ordering::Relaxed) {
             xsk.refill();
             let (first, n) = xsk.received();
             if n == 0 {
                 // A reply the kernel could not take yet: try again soon, else sleep until
                 // a frame arrives (poll sees a non-empty RX ring, so none is missed).
+                let due = if owed {
+                    read_stats(&xsk, &mut owed)
+                } else {
+                    None
+                };
                 let timeout = if xsk.tx_pending() {
                     xsk.kick();
                     1
                 } else {
-                    -1
+                    due.map_or(-1, |d| d.as_millis() as libc::c_int + 1)
                 };
                 // SAFETY: `fds` is live for the call.
                 unsafe { libc::poll(fds.as_mut_ptr(), 2, timeout) };
                 continue;
             }
+            owed |= n >= xsk::RING / 2;
             let n = n.min(BATCH);
 
             let snapshot = self.cell.load();
@@ -329,6 +360,10 @@ impl Worker {
                 xsk.kick();
             }
             local.flush(&self.metrics);
+            rounds = rounds.wrapping_add(1);
+            if rounds % STATS_BATCHES == 0 {
+                read_stats(&xsk, &mut owed);
+            }
         }
     }
 }

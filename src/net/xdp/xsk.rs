@@ -11,7 +11,7 @@ pub const FRAME: usize = 4096;
 /// Frames in the UMEM: half for the fill ring, the rest for replies in flight.
 const FRAMES: usize = 2048;
 /// Entries per ring (a power of two).
-const RING: u32 = 1024;
+pub const RING: u32 = 1024;
 
 fn check(r: libc::c_int) -> io::Result<()> {
     if r < 0 {
@@ -306,6 +306,30 @@ impl Xsk {
                 0,
             )
         };
+    }
+
+    /// Datagrams the kernel dropped for this socket since it was opened, before lbns could take
+    /// them: no free frame in the fill ring, RX ring full, or otherwise (XDP_STATISTICS).
+    pub fn dropped(&self) -> u64 {
+        // SAFETY: all-zero is a valid xdp_statistics; the kernel fills it.
+        let mut st: libc::xdp_statistics = unsafe { std::mem::zeroed() };
+        let mut len = std::mem::size_of::<libc::xdp_statistics>() as libc::socklen_t;
+        // SAFETY: `st` and `len` are live and sized for the call.
+        let r = unsafe {
+            libc::getsockopt(
+                self.fd.as_raw_fd(),
+                libc::SOL_XDP,
+                libc::XDP_STATISTICS,
+                (&raw mut st).cast(),
+                &raw mut len,
+            )
+        };
+        if r < 0 {
+            return 0;
+        }
+        // rx_dropped counts every datagram the socket could not take; rx_ring_full and
+        // rx_fill_ring_empty_descs say why, and are included in it.
+        st.rx_dropped
     }
 
     /// Whether replies are still queued for the kernel.
