@@ -11,13 +11,12 @@ use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use socket2::{Domain, Protocol, Socket, Type};
 
-use super::NetError;
-use crate::dns::fast::FastPath;
-use crate::dns::{Transport, handle, handle_truncated};
+use super::{Answerer, NetError, join_within};
+use crate::dns::handle_truncated;
 use crate::metrics::{LocalMetrics, Metrics};
 use crate::pool::SnapshotCell;
 use crate::querylog::QueryLog;
@@ -139,26 +138,12 @@ impl Workers {
             // SAFETY: the fd is open: `self.sockets` holds a reference.
             unsafe { libc::shutdown(socket.as_raw_fd(), libc::SHUT_RD) };
         }
-        // Bounded, so a worker stuck in the kernel cannot turn SIGTERM into a hang.
-        let deadline = Instant::now() + STOP_GRACE;
-        for t in self.threads {
-            while !t.is_finished() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            if t.is_finished() {
-                let _ = t.join();
-            } else {
-                tracing::warn!(
-                    thread = t.thread().name(),
-                    "UDP worker did not stop; leaving it"
-                );
-            }
-        }
+        join_within(self.threads, STOP_GRACE);
     }
 }
 
-/// How long [`Workers::stop`] waits for the workers to finish.
-const STOP_GRACE: Duration = Duration::from_secs(5);
+/// How long [`Workers::stop`] (and the AF_XDP workers' stop) waits for the workers to finish.
+pub(super) const STOP_GRACE: Duration = Duration::from_secs(5);
 
 /// Datagrams taken per `recvmmsg` call.
 const BATCH: usize = 32;
@@ -183,8 +168,7 @@ fn worker(
     let mut send_hdrs: Vec<libc::mmsghdr> = vec![unsafe { std::mem::zeroed() }; BATCH];
     // For each response in the send batch, the datagram it answers.
     let mut origin = [0usize; BATCH];
-    let mut fast = FastPath::new();
-    let mut local = LocalMetrics::default();
+    let mut answerer = Answerer::new(LocalMetrics::default(), query_log);
 
     while !stop.load(Ordering::Relaxed) {
         for i in 0..BATCH {
@@ -227,16 +211,7 @@ fn worker(
             let len = hdrs[i].msg_len as usize;
             let query = &bufs[i][..len.min(QUERY_MAX)];
             let out = &mut outs[i];
-            let (outcome, was_fast) = match fast.answer(&snapshot, query, out) {
-                Some(o) => (Some(o), true),
-                None => (handle(&snapshot, query, Transport::Udp, out), false),
-            };
-            local.record(outcome.as_ref(), was_fast);
-            if query_log.every() != 0
-                && let Some(src) = sockaddr_to_std(&addrs[i])
-            {
-                query_log.record(src, Transport::Udp, query, outcome.as_ref());
-            }
+            let outcome = answerer.answer(&snapshot, query, out, || sockaddr_to_std(&addrs[i]));
             if outcome.is_none() {
                 continue;
             }
@@ -287,7 +262,7 @@ fn worker(
                             iov_len: outs[i].len(),
                         };
                         shrunk = sent;
-                        local.record_late_truncation();
+                        answerer.late_truncation();
                         continue;
                     }
                 }
@@ -298,7 +273,7 @@ fn worker(
                 sent += r as usize;
             }
         }
-        local.flush(&metrics);
+        answerer.flush(&metrics);
     }
 }
 

@@ -52,7 +52,8 @@ pub fn parse(frame: &[u8]) -> Option<Datagram> {
         return None;
     }
     let ip = &frame[ETH..];
-    let (udp_at, src_ip, pseudo) = match [frame[12], frame[13]] {
+    // Where UDP starts and where the IP payload ends, from the IP header's own length.
+    let (udp_at, ip_end, src_ip, pseudo) = match [frame[12], frame[13]] {
         ETHERTYPE_IPV4 => {
             let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
             if ip[0] != 0x45
@@ -67,7 +68,7 @@ pub fn parse(frame: &[u8]) -> Option<Datagram> {
             let src = Ipv4Addr::from(<[u8; 4]>::try_from(&ip[12..16]).ok()?);
             // Pseudo-header: addresses, protocol, UDP length (added below).
             let pseudo = sum(&ip[12..20], u32::from(PROTO_UDP));
-            (ETH + IPV4, IpAddr::V4(src), pseudo)
+            (ETH + IPV4, ETH + total, IpAddr::V4(src), pseudo)
         }
         ETHERTYPE_IPV6 => {
             if frame.len() < ETH + IPV6 + UDP || ip[0] >> 4 != 6 || ip[6] != PROTO_UDP {
@@ -79,17 +80,13 @@ pub fn parse(frame: &[u8]) -> Option<Datagram> {
             }
             let src = Ipv6Addr::from(<[u8; 16]>::try_from(&ip[8..24]).ok()?);
             let pseudo = sum(&ip[8..40], u32::from(PROTO_UDP));
-            (ETH + IPV6, IpAddr::V6(src), pseudo)
+            (ETH + IPV6, ETH + IPV6 + payload, IpAddr::V6(src), pseudo)
         }
         _ => return None,
     };
     let udp = &frame[udp_at..];
     let len = usize::from(u16::from_be_bytes([udp[4], udp[5]]));
-    let ip_payload_end = match src_ip {
-        IpAddr::V4(_) => ETH + usize::from(u16::from_be_bytes([ip[2], ip[3]])),
-        IpAddr::V6(_) => ETH + IPV6 + usize::from(u16::from_be_bytes([ip[4], ip[5]])),
-    };
-    if len < UDP || udp_at + len > ip_payload_end {
+    if len < UDP || udp_at + len > ip_end {
         return None;
     }
     let checksum = u16::from_be_bytes([udp[6], udp[7]]);

@@ -22,9 +22,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::NetError;
-use crate::dns::fast::FastPath;
-use crate::dns::{Transport, handle, handle_truncated};
+use super::udp::STOP_GRACE;
+use super::{Answerer, NetError, join_within};
+use crate::dns::handle_truncated;
 use crate::metrics::{LocalMetrics, Metrics};
 use crate::pool::SnapshotCell;
 use crate::querylog::QueryLog;
@@ -238,15 +238,14 @@ impl Opened {
 }
 
 impl Workers {
-    /// Stops and joins the workers (blocking), then detaches the program.
+    /// Stops and joins the workers, at most [`STOP_GRACE`] in all (blocking), then detaches
+    /// the program.
     pub fn stop(self) {
         self.stop.store(true, Ordering::Relaxed);
         let one = 1u64;
         // SAFETY: writing 8 bytes to our eventfd wakes every poll on it.
         unsafe { libc::write(self.wake.as_raw_fd(), (&raw const one).cast(), 8) };
-        for t in self.threads {
-            let _ = t.join();
-        }
+        join_within(self.threads, STOP_GRACE);
     }
 }
 
@@ -262,8 +261,7 @@ struct Worker {
 impl Worker {
     fn run(self, mut xsk: Xsk) {
         let mut out = Vec::with_capacity(xsk::FRAME);
-        let mut fast = FastPath::new();
-        let mut local = LocalMetrics::xdp();
+        let mut answerer = Answerer::new(LocalMetrics::xdp(), self.query_log.clone());
         let mut fds = [
             libc::pollfd {
                 fd: xsk.fd(),
@@ -327,16 +325,7 @@ impl Worker {
                 let reply = (|| {
                     let d = frame::parse(&buf[..len.min(buf.len())])?;
                     let query = &buf[d.payload.clone()];
-                    let (outcome, was_fast) = match fast.answer(&snapshot, query, &mut out) {
-                        Some(o) => (Some(o), true),
-                        None => (handle(&snapshot, query, Transport::Udp, &mut out), false),
-                    };
-                    local.record(outcome.as_ref(), was_fast);
-                    if self.query_log.every() != 0 {
-                        self.query_log
-                            .record(d.src, Transport::Udp, query, outcome.as_ref());
-                    }
-                    outcome?;
+                    answerer.answer(&snapshot, query, &mut out, || Some(d.src))?;
                     let room = buf.len() - d.headers();
                     let fits = |o: &Vec<u8>| o.len() <= room && d.ip_len(o.len()) <= self.mtu;
                     if !fits(&out) {
@@ -345,7 +334,7 @@ impl Worker {
                         if !fits(&out) {
                             return None;
                         }
-                        local.record_late_truncation();
+                        answerer.late_truncation();
                     }
                     buf[d.headers()..][..out.len()].copy_from_slice(&out);
                     Some(frame::reply(buf, &d, out.len()))
@@ -359,7 +348,7 @@ impl Worker {
             if queued {
                 xsk.kick();
             }
-            local.flush(&self.metrics);
+            answerer.flush(&self.metrics);
             rounds = rounds.wrapping_add(1);
             if rounds % STATS_BATCHES == 0 {
                 read_stats(&xsk, &mut owed);
