@@ -278,6 +278,18 @@ impl Sections {
         &rest[..rest.find("== ").unwrap_or(rest.len())]
     }
 
+    /// Asserts that section `name` has each of `lines` as a whole line.
+    pub fn expect_lines(&self, name: &str, lines: &[&str]) {
+        let text = self.section(name);
+        for line in lines {
+            assert!(
+                text.lines().any(|l| l == *line),
+                "{name}: expected the line {line:?} in:\n{text}\nlbns: {}",
+                self.log
+            );
+        }
+    }
+
     /// Asserts that section `name` contains each of `wanted`.
     pub fn expect(&self, name: &str, wanted: &[&str]) {
         let text = self.section(name);
