@@ -22,6 +22,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use socket2::{Domain, Socket, Type};
+
 use super::udp::STOP_GRACE;
 use super::{Answerer, NetError, join_within};
 use crate::dns::handle_truncated;
@@ -134,13 +136,7 @@ union IfData {
 
 impl Iface {
     fn query(name: &str) -> io::Result<Iface> {
-        // SAFETY: plain socket(2); closed by OwnedFd.
-        let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: a new descriptor nothing else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let fd = Socket::new(Domain::IPV4, Type::DGRAM, None)?;
         let ioctl = |req: libc::c_ulong, data: IfData| -> io::Result<IfData> {
             let mut r = IfReq {
                 name: [0; libc::IFNAMSIZ],

@@ -3,8 +3,10 @@
 //! Documentation/networking/af_xdp.rst.
 
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicU32, Ordering};
+
+use socket2::{Domain, Socket, Type};
 
 /// Frame size: one page, so a frame never straddles one (aligned mode).
 pub const FRAME: usize = 4096;
@@ -119,13 +121,7 @@ impl Xsk {
     /// Creates the socket and binds it to `queue` of `ifindex` (zero-copy if the driver can,
     /// copy mode otherwise).
     pub fn open(ifindex: u32, queue: u32) -> io::Result<Xsk> {
-        // SAFETY: plain socket(2).
-        let fd = unsafe { libc::socket(libc::AF_XDP, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: a new descriptor nothing else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let fd: OwnedFd = Socket::new(Domain::from(libc::AF_XDP), Type::RAW, None)?.into();
         let raw = fd.as_raw_fd();
         let umem_len = FRAME * FRAMES;
         // SAFETY: an anonymous private mapping; freed in Drop.
