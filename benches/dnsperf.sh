@@ -351,7 +351,8 @@ zone:
 EOF
 
 # knot-xdp: the same Knot configuration on its own port and directories, plus XDP on lo.
-# route-check off: Knot would otherwise look up a route for every reply (its default is off too).
+# route-check off is Knot's default, written out because the report names it: no route lookup
+# per reply.
 mkdir -p "$TMP/knot-xdp/db"
 sed -e "s|$TMP/knot|$TMP/knot-xdp|g" -e "s|@$(port_of knot)\$|@$(port_of knot-xdp)|" \
     "$TMP/knot/knot.conf" | awk -v port="$(port_of knot-xdp)" '
@@ -616,10 +617,10 @@ verify() {
     [ "$bad" -eq 0 ] || die "servers do not answer alike; see above (logs in $TMP, use --keep-tmp)"
     log "all servers answer alike"
 }
-# The shared servers together, then each exclusive one beside them.
-ALLSERVERS="$SERVERS"
+# The shared servers together, then each exclusive one beside them (the SERVERS=... prefix
+# holds for that one call only).
 [ -z "$SHARED" ] || SERVERS="$SHARED" verify
-for s in $ALLSERVERS; do
+for s in $SERVERS; do
     is_exclusive "$s" || continue
     bring_up "$s"
     SERVERS="$SHARED $s" verify
