@@ -154,7 +154,13 @@ echo "== detached"; {ip} link show lo
 
 /// On a veth pair — a driver with its own (native) XDP mode, real MAC addresses, and a peer
 /// that leaves UDP checksums to offload — a client in another network namespace is answered
-/// through AF_XDP over IPv4 and IPv6, with no sysctl needed.
+/// through AF_XDP.
+///
+/// Both ends use 127.99.0.0/24, as every address a test runs on is loopback-range: each
+/// namespace keeps only 127.0.0.1 local on lo (instead of the whole 127/8) and allows 127/8 on
+/// its veth (route_localnet). IPv6 has no loopback-range address that may cross a link (::1 is
+/// dropped off lo, RFC 4291 §2.5.3), so this test is IPv4 only; IPv6 through AF_XDP is tested on
+/// lo above and in the frame unit tests (including offloaded checksums).
 #[test]
 fn a_client_across_a_veth_pair_is_answered_through_af_xdp() {
     let ip = require_tool("ip");
@@ -166,41 +172,45 @@ fn a_client_across_a_veth_pair_is_answered_through_af_xdp() {
     std::fs::write(dir.path().join("cluster.example.zone"), EXAMPLE_ZONE).unwrap();
     std::fs::write(
         dir.path().join("lbns.toml"),
-        "[server]\nlisten = [\"10.99.0.1:53\", \"[fd00:99::1]:53\"]\nudp_workers = 1\n\
+        "[server]\nlisten = [\"127.99.0.1:53\"]\nudp_workers = 1\n\
          xdp = \"veth0\"\n\n[[zone]]\norigin = \"cluster.example.\"\n\
          file = \"cluster.example.zone\"\n\n[[pool]]\nname = \"www.cluster.example.\"\n\
-         ttl = 5\nbackends = [\"10.99.0.5\", \"10.99.0.6\"]\n\n\
+         ttl = 5\nbackends = [\"127.99.0.5\", \"127.99.0.6\"]\n\n\
          [status]\nlisten = \"127.0.0.1:8053\"\n",
     )
     .unwrap();
     let script = format!(
         r#"
+# In both namespaces only 127.0.0.1 stays local to lo, so the rest of 127/8 can be routed
+# over the pair.
 {ip} link set lo up
+{ip} addr del 127.0.0.1/8 dev lo
+{ip} addr add 127.0.0.1/32 dev lo
 # The client's namespace: a child of this one, holding the other end of the pair.
 {unshare} -n sleep 60 &
 client=$!
 sleep 0.2
 {ip} link add veth0 type veth peer name veth1 netns /proc/$client/ns/net
-{ip} addr add 10.99.0.1/24 dev veth0
-{ip} addr add fd00:99::1/64 dev veth0 nodad
+echo 1 >/proc/sys/net/ipv4/conf/veth0/route_localnet
+{ip} addr add 127.99.0.1/24 dev veth0
 {ip} link set veth0 up
 c() {{ {nsenter} -t $client -n "$@"; }}
 c {ip} link set lo up
-c {ip} addr add 10.99.0.2/24 dev veth1
-c {ip} addr add fd00:99::2/64 dev veth1 nodad
+c {ip} addr del 127.0.0.1/8 dev lo
+c {ip} addr add 127.0.0.1/32 dev lo
+c sh -c 'echo 1 >/proc/sys/net/ipv4/conf/veth1/route_localnet'
+c {ip} addr add 127.99.0.2/24 dev veth1
 c {ip} link set veth1 up
 {lbns} serve --config {dir}/lbns.toml 2>{dir}/lbns.log &
 pid=$!
 q() {{ s=$1; shift; c {dig} @"$s" -p 53 +norec +time=2 +tries=1 "$@"; }}
 for i in $(seq 100); do
-    q 10.99.0.1 +tcp +short ns1.cluster.example. | grep -q . && break
+    q 127.99.0.1 +tcp +short ns1.cluster.example. | grep -q . && break
     sleep 0.1
 done
 echo "== attached"; {ip} link show veth0
-for server in 10.99.0.1 fd00:99::1; do
-    echo "== pool $server"; q $server www.cluster.example. A
-    echo "== soa $server"; q $server cluster.example. SOA
-done
+echo "== pool"; q 127.99.0.1 www.cluster.example. A
+echo "== soa"; q 127.99.0.1 cluster.example. SOA
 echo "== metrics"; {curl} -s http://127.0.0.1:8053/metrics | grep -E '^lbns_(udp_xdp|queries)_total'
 kill $pid $client; wait $pid
 "#,
@@ -214,26 +224,22 @@ kill $pid $client; wait $pid
     );
     let out = Sections::run_in_netns(&script, &dir.path().join("lbns.log"));
     out.expect("attached", &["xdp"]);
-    for server in ["10.99.0.1", "fd00:99::1"] {
-        out.expect(
-            &format!("pool {server}"),
-            &[
-                "status: NOERROR",
-                "flags: qr aa;",
-                "ANSWER: 2,",
-                "10.99.0.5",
-            ],
-        );
-        out.expect(
-            &format!("soa {server}"),
-            &["status: NOERROR", "IN\tSOA\tns1.cluster.example."],
-        );
-    }
+    out.expect(
+        "pool",
+        &[
+            "status: NOERROR",
+            "flags: qr aa;",
+            "ANSWER: 2,",
+            "127.99.0.5",
+            "127.99.0.6",
+        ],
+    );
+    out.expect("soa", &["status: NOERROR", "IN\tSOA\tns1.cluster.example."]);
     out.expect_lines(
         "metrics",
         &[
-            "lbns_udp_xdp_total 4",
-            "lbns_queries_total{transport=\"udp\"} 4",
+            "lbns_udp_xdp_total 2",
+            "lbns_queries_total{transport=\"udp\"} 2",
         ],
     );
 }
