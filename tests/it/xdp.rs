@@ -6,7 +6,8 @@ use crate::support::*;
 /// With `xdp = "lo"`, every UDP query (IPv4 and IPv6; fast path, full handler, NXDOMAIN, an
 /// answer over the MTU) is taken and answered through AF_XDP — `lbns_udp_xdp_total` counts all
 /// of them and `ip link` shows the program — with the answers the socket path gives (the same
-/// fast path and handler), and the program is gone once lbns stops; without the capabilities,
+/// fast path and handler); answers follow a change of the MTU while it runs; and the program is
+/// gone once lbns stops; without the capabilities,
 /// or on loopback without the sysctls, it refuses to start and says why. Needs root (unshare,
 /// CAP_BPF, CAP_NET_ADMIN).
 #[test]
@@ -61,6 +62,12 @@ for server in 127.0.0.1 ::1; do
     echo "== large $server"; q $server +ignore large.cluster.example. TXT
 done
 echo "== metrics"; {curl} -s http://127.0.0.1:8053/metrics | grep -E '^lbns_(udp_xdp|queries|truncated)_total'
+# The MTU is read again every second: raised, the large answer goes whole; lowered, it is
+# truncated again.
+{ip} link set lo mtu 9000; sleep 2
+echo "== mtu raised"; q 127.0.0.1 +ignore large.cluster.example. TXT
+{ip} link set lo mtu 1300; sleep 2
+echo "== mtu lowered"; q 127.0.0.1 +ignore large.cluster.example. TXT
 # Stopped, lbns cannot take 3,000 datagrams: the kernel keeps 1,024 (its RX ring) and drops
 # the rest, and the drop counter accounts for every one of them once lbns runs again.
 kill -STOP $pid
@@ -128,6 +135,8 @@ echo "== detached"; {ip} link show lo
             "lbns_truncated_total 2",
         ],
     );
+    out.expect("mtu raised", &["flags: qr aa;", "ANSWER: 10,"]);
+    out.expect("mtu lowered", &["flags: qr aa tc;", "ANSWER: 0,"]);
     let flood = out.section("flood");
     let counter = |name: &str| -> u64 {
         flood
@@ -136,7 +145,7 @@ echo "== detached"; {ip} link show lo
             .unwrap_or_else(|| panic!("no {name} in:\n{flood}"))
     };
     let (taken, dropped) = (
-        counter("lbns_udp_xdp_total ") - 8,
+        counter("lbns_udp_xdp_total ") - 10,
         counter("lbns_udp_xdp_dropped_total "),
     );
     assert!(dropped > 0, "no drops counted:\n{flood}");

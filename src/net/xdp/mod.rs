@@ -18,7 +18,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -38,10 +38,14 @@ const BATCH: u32 = 64;
 const STATS_EVERY: Duration = Duration::from_secs(1);
 /// Under constant load (no sleep), look at the clock for them once in this many rounds.
 const STATS_BATCHES: u32 = 1024;
+/// How often the interface's MTU is read again (an operator may change it while lbns runs).
+const MTU_EVERY: Duration = Duration::from_secs(1);
 
 /// AF_XDP sockets bound and the program attached, not yet answering.
 pub struct Opened {
     iface: String,
+    /// Kept to read the MTU again while running.
+    ifsock: IfSock,
     mtu: usize,
     sockets: Vec<Xsk>,
     attached: bpf::Attached,
@@ -65,7 +69,10 @@ pub fn open(iface: &str, listen: &[SocketAddr]) -> Result<Opened, NetError> {
     }
     // Asked of the kernel, not /sys/class/net: sysfs shows the namespace it was mounted in,
     // which need not be ours.
-    let info = Iface::query(iface).map_err(|e| err("interface settings", e.to_string()))?;
+    let ifsock = IfSock::new(iface).map_err(|e| err("interface settings", e.to_string()))?;
+    let info = ifsock
+        .settings()
+        .map_err(|e| err("interface settings", e.to_string()))?;
     let (mtu, loopback, queues) = (info.mtu, info.loopback, info.queues);
     if loopback && listen.iter().any(SocketAddr::is_ipv4) {
         // A frame sent through AF_XDP carries no route, so on loopback the kernel routes our
@@ -105,6 +112,7 @@ pub fn open(iface: &str, listen: &[SocketAddr]) -> Result<Opened, NetError> {
     }
     Ok(Opened {
         iface: iface.to_owned(),
+        ifsock,
         mtu,
         sockets,
         attached,
@@ -134,33 +142,51 @@ union IfData {
     _size: [u8; 24],
 }
 
-impl Iface {
-    fn query(name: &str) -> io::Result<Iface> {
-        let fd = Socket::new(Domain::IPV4, Type::DGRAM, None)?;
-        let ioctl = |req: libc::c_ulong, data: IfData| -> io::Result<IfData> {
-            let mut r = IfReq {
-                name: [0; libc::IFNAMSIZ],
-                data,
-            };
-            let n = name.len().min(libc::IFNAMSIZ - 1);
-            r.name[..n].copy_from_slice(&name.as_bytes()[..n]);
-            // SAFETY: `r` is a valid ifreq for these requests and lives for the call.
-            if unsafe { libc::ioctl(fd.as_raw_fd(), req, &raw mut r) } < 0 {
-                return Err(io::Error::last_os_error());
-            }
-            Ok(r.data)
+/// A socket to ask the kernel about one interface (netdevice(7) ioctls).
+struct IfSock {
+    fd: Socket,
+    name: [u8; libc::IFNAMSIZ],
+}
+
+impl IfSock {
+    fn new(name: &str) -> io::Result<IfSock> {
+        let mut n = [0; libc::IFNAMSIZ];
+        let len = name.len().min(libc::IFNAMSIZ - 1);
+        n[..len].copy_from_slice(&name.as_bytes()[..len]);
+        Ok(IfSock {
+            fd: Socket::new(Domain::IPV4, Type::DGRAM, None)?,
+            name: n,
+        })
+    }
+
+    fn ioctl(&self, req: libc::c_ulong, data: IfData) -> io::Result<IfData> {
+        let mut r = IfReq {
+            name: self.name,
+            data,
         };
+        // SAFETY: `r` is a valid ifreq for these requests and lives for the call.
+        if unsafe { libc::ioctl(self.fd.as_raw_fd(), req, &raw mut r) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(r.data)
+    }
+
+    fn mtu(&self) -> io::Result<usize> {
         // SAFETY: the kernel filled the member the request names.
-        let mtu = unsafe { ioctl(libc::SIOCGIFMTU, IfData { int: 0 })?.int };
-        // SAFETY: as above.
-        let flags = unsafe { ioctl(libc::SIOCGIFFLAGS, IfData { short: 0 })?.short };
+        let mtu = unsafe { self.ioctl(libc::SIOCGIFMTU, IfData { int: 0 })?.int };
+        Ok(usize::try_from(mtu).unwrap_or(1500))
+    }
+
+    fn settings(&self) -> io::Result<Iface> {
+        // SAFETY: as in `mtu`.
+        let flags = unsafe { self.ioctl(libc::SIOCGIFFLAGS, IfData { short: 0 })?.short };
         // ETHTOOL_GCHANNELS: struct ethtool_channels is cmd then eight counts, of which
         // rx_count [5] and combined_count [8] (veth reports its queues as both); drivers
         // without channels (lo) have one queue. Counting short is safe: the program passes
         // what arrives on a queue without a socket to the kernel's UDP sockets.
         let mut ch = [0u32; 9];
         ch[0] = 0x3c;
-        let queues = match ioctl(
+        let queues = match self.ioctl(
             libc::SIOCETHTOOL,
             IfData {
                 ptr: ch.as_mut_ptr().cast(),
@@ -170,7 +196,7 @@ impl Iface {
             Err(_) => 1,
         };
         Ok(Iface {
-            mtu: usize::try_from(mtu).unwrap_or(1500),
+            mtu: self.mtu()?,
             loopback: flags as libc::c_int & libc::IFF_LOOPBACK != 0,
             queues,
         })
@@ -200,12 +226,21 @@ impl Opened {
         // SAFETY: a new descriptor nothing else owns.
         let wake = unsafe { OwnedFd::from_raw_fd(wake) };
         let stop = Arc::new(AtomicBool::new(false));
+        let mtu = Arc::new(AtomicUsize::new(self.mtu));
         tracing::info!(
             iface = %self.iface,
             queues = self.sockets.len(),
+            mtu = self.mtu,
             "answering UDP through AF_XDP"
         );
-        let threads = self
+        let watch = MtuWatch {
+            iface: self.iface,
+            ifsock: self.ifsock,
+            mtu: mtu.clone(),
+            stop: stop.clone(),
+            wake: wake.as_raw_fd(),
+        };
+        let mut threads: Vec<JoinHandle<()>> = self
             .sockets
             .into_iter()
             .enumerate()
@@ -216,7 +251,7 @@ impl Opened {
                     query_log: query_log.clone(),
                     stop: stop.clone(),
                     wake: wake.as_raw_fd(),
-                    mtu: self.mtu,
+                    mtu: mtu.clone(),
                 };
                 std::thread::Builder::new()
                     .name(format!("lbns-xdp-{i}"))
@@ -224,6 +259,12 @@ impl Opened {
                     .expect("spawning a thread")
             })
             .collect();
+        threads.push(
+            std::thread::Builder::new()
+                .name("lbns-xdp-mtu".into())
+                .spawn(move || watch.run())
+                .expect("spawning a thread"),
+        );
         Workers {
             threads,
             stop,
@@ -245,13 +286,48 @@ impl Workers {
     }
 }
 
+/// Reads the interface's MTU again every [`MTU_EVERY`], so that answers follow a change
+/// within a second: one raised is used (fewer answers truncated), one lowered is respected
+/// (a larger frame would be dropped on the link or beyond it).
+struct MtuWatch {
+    iface: String,
+    ifsock: IfSock,
+    mtu: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+    wake: std::os::fd::RawFd,
+}
+
+impl MtuWatch {
+    fn run(self) {
+        let mut fd = libc::pollfd {
+            fd: self.wake,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        while !self.stop.load(Ordering::Relaxed) {
+            // SAFETY: `fd` is live for the call; the eventfd becomes readable to stop us.
+            unsafe { libc::poll(&raw mut fd, 1, MTU_EVERY.as_millis() as libc::c_int) };
+            match self.ifsock.mtu() {
+                Ok(now) => {
+                    let was = self.mtu.swap(now, Ordering::Relaxed);
+                    if was != now {
+                        tracing::info!(iface = %self.iface, was, now, "interface MTU changed");
+                    }
+                }
+                // Gone or renamed: the last value stays, and so does the attached program.
+                Err(e) => tracing::debug!(iface = %self.iface, error = %e, "reading the MTU"),
+            }
+        }
+    }
+}
+
 struct Worker {
     cell: SnapshotCell,
     metrics: Arc<Metrics>,
     query_log: Arc<QueryLog>,
     stop: Arc<AtomicBool>,
     wake: std::os::fd::RawFd,
-    mtu: usize,
+    mtu: Arc<AtomicUsize>,
 }
 
 impl Worker {
@@ -315,6 +391,7 @@ impl Worker {
             let n = n.min(BATCH);
 
             let snapshot = self.cell.load();
+            let mtu = self.mtu.load(Ordering::Relaxed);
             let mut queued = false;
             for i in first..first.wrapping_add(n) {
                 let (addr, len, buf) = xsk.rx_frame(i);
@@ -323,7 +400,7 @@ impl Worker {
                     let query = &buf[d.payload.clone()];
                     answerer.answer(&snapshot, query, &mut out, || Some(d.src))?;
                     let room = buf.len() - d.headers();
-                    let fits = |o: &Vec<u8>| o.len() <= room && d.ip_len(o.len()) <= self.mtu;
+                    let fits = |o: &Vec<u8>| o.len() <= room && d.ip_len(o.len()) <= mtu;
                     if !fits(&out) {
                         // Never fragmented (RFC 9715 §3.1): TC=1, as the UDP workers do.
                         handle_truncated(&snapshot, query, &mut out)?;
