@@ -15,7 +15,8 @@
 #      give the same answers;
 #   5. runs dnsperf (pinned to CPU $CLIENT_CPU) at maximum throughput, interleaving the servers
 #      (lbns, knot, nsd, gdnsd, lbns, ...) for --rounds rounds of --duration seconds, per query set,
-#      and measures the server's CPU time (utime+stime from /proc, whole process tree) per run;
+#      and measures the server's CPU time (utime+stime from /proc, whole process tree) and its
+#      sleeps (voluntary context switches of all its threads) per run;
 #      on a shared machine it waits for quiet before each run and repeats runs that other
 #      processes disturbed (--noise-limit, --retries, --quiet-wait);
 #   6. runs dnsperf at a fixed 20k qps with per-query output (-v), in the same interleaved
@@ -680,6 +681,15 @@ machine_ticks() {
     echo "$(( user + nice + system + irq + softirq )) $steal"
 }
 
+# Voluntary context switches of every thread of a process and its descendants: each is a sleep
+# (waiting for a query), so a wake-up follows each one. Per query they show how well a server
+# batches: on a VM every sleep and every wake-up of the other side costs an exit to the hypervisor.
+sleeps() {
+    local p
+    for p in $(tree_pids "$1"); do cat /proc/"$p"/task/*/status 2>/dev/null; done |
+        awk '/^voluntary_ctxt_switches:/ { n += $2 } END { print n + 0 }'
+}
+
 # Value of a dnsperf statistics line, e.g. field "Queries per second:".
 stat_of() { # file label [field-number after the colon]
     awk -v l="$2" -v n="${3:-1}" 'index($0, l) { s = substr($0, index($0, l) + length(l)); split(s, a, " "); print a[n]; exit }' "$1"
@@ -693,15 +703,17 @@ DNSPERF_COMMON=(-s 127.0.0.1 -c "$CLIENTS" -T "$THREADS" -q "$OUTSTANDING" -t 2
 
 # One dnsperf run against server $1 with query set $2, raw output to $3, more dnsperf options
 # after that. Must run in its own subshell (it measures the subshell's reaped children).
-# Prints: answered lost qps runtime resp_bytes server_s client_s other_s steal_s
+# Prints: answered lost qps runtime resp_bytes server_s client_s other_s steal_s sleeps
 #   server_s  CPU of the server's process tree during the run
 #   client_s  CPU of dnsperf
 #   other_s   everything else the machine did meanwhile (other processes, interrupts not charged
 #             to ours): a measure of interference, should be near 0
 #   steal_s   time the hypervisor gave our CPUs to someone else
+#   sleeps    voluntary context switches of the server's threads during the run (see sleeps)
 measure() {
     local s="$1" set="$2" out="$3"; shift 3
-    local t0 t1 c0 c1 m0 m1
+    local t0 t1 c0 c1 m0 m1 v0 v1
+    v0="$(sleeps "${PID[$s]}")"
     t0="$(cpu_ticks "${PID[$s]}")"
     reaped_ticks; c0="$REAPED"
     m0="$(machine_ticks)"
@@ -711,6 +723,7 @@ measure() {
     m1="$(machine_ticks)"
     reaped_ticks; c1="$REAPED"
     t1="$(cpu_ticks "${PID[$s]}")"
+    v1="$(sleeps "${PID[$s]}")"
     kill -0 "${PID[$s]}" 2>/dev/null || { server_log "$s" >&2; die "$s died during the run"; }
     grep -q 'Queries per second:' "$out" || { tail -20 "$out" >&2; die "no statistics from dnsperf against $s"; }
     echo "$(stat_of "$out" "Queries completed:") $(stat_of "$out" "Queries lost:")" \
@@ -719,7 +732,7 @@ measure() {
          "$(awk -v s=$((t1 - t0)) -v c=$((c1 - c0)) -v m0="$m0" -v m1="$m1" -v hz="$CLK_TCK" 'BEGIN {
                split(m0, a, " "); split(m1, b, " "); busy = b[1] - a[1]; steal = b[2] - a[2]
                o = busy - s - c; if (o < 0) o = 0
-               printf "%.3f %.3f %.3f %.3f", s / hz, c / hz, o / hz, steal / hz }')"
+               printf "%.3f %.3f %.3f %.3f", s / hz, c / hz, o / hz, steal / hz }') $((v1 - v0))"
 }
 
 # Fixed-rate run with per-query output. dnsperf 2.10 prints no percentiles and has no
@@ -797,18 +810,19 @@ median() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "nan"; else if
 # 6. Runs.
 # ---------------------------------------------------------------------------------------------
 # Each row: server set round answered lost qps runtime resp server_s client_s other_s steal_s
-#           cpu_us_per_query server_cpu_pct [avg_us p50_us p99_us max_us]
+#           cpu_us_per_query server_cpu_pct sleeps_per_query [avg_us p50_us p99_us max_us]
 RESULTS="$TMP/results.tsv"     # throughput runs
 LATENCY="$TMP/latency.tsv"     # fixed-rate runs (round "lat")
 : >"$RESULTS"; : >"$LATENCY"
-row() { # round server set measured-fields... -> TSV, CPU µs/query and CPU % after the 9th field
+row() { # round server set measured-fields... -> TSV: the first 9 fields, then CPU µs/query, CPU %
+      # and sleeps per query (from the 10th), then the rest
     local round="$1" s="$2" set="$3"; shift 3
     awk -v r="$round" -v s="$s" -v q="$set" '{
         a = $1; rt = $4; cpu = $6
         printf "%s\t%s\t%s", s, q, r
         for (i = 1; i <= 9; i++) printf "\t%s", $i
-        printf "\t%.3f\t%.1f", (a > 0 ? cpu * 1e6 / a : 0), (rt > 0 ? cpu / rt * 100 : 0)
-        for (i = 10; i <= NF; i++) printf "\t%s", $i
+        printf "\t%.3f\t%.1f\t%.3f", (a > 0 ? cpu * 1e6 / a : 0), (rt > 0 ? cpu / rt * 100 : 0), (a > 0 ? $10 / a : 0)
+        for (i = 11; i <= NF; i++) printf "\t%s", $i
         print ""
     }' <<<"$*"
 }
@@ -839,8 +853,8 @@ for round in $(seq 1 "$ROUNDS"); do
             guarded_run "$s" measure_latency "$s" "$set" "$TMP/runs/$s.$set.latency.$round.txt"
             take_down "$s"
             row "$round" "$s" "$set" "$m" | tee -a "$LATENCY" | awk -F'\t' '{
-                printf "   round %s %-6s %-5s %6.0f qps  lost %5d  avg %5d us  p50 %5d us  p99 %6d us  max %6d us  server %6.2f us/query  (other %4.2fs, steal %4.2fs)\n",
-                    $3, $2, $1, $6, $5, $15, $16, $17, $18, $13, $11, $12 }' >&2
+                printf "   round %s %-6s %-5s %6.0f qps  lost %5d  avg %5d us  p50 %5d us  p99 %6d us  max %6d us  server %6.2f us/query, %4.2f sleeps/query  (other %4.2fs, steal %4.2fs)\n",
+                    $3, $2, $1, $6, $5, $16, $17, $18, $19, $13, $15, $11, $12 }' >&2
         done
     done
 done
@@ -855,17 +869,19 @@ col() { # file server set column
         $1 == s && $2 == q { all[++n] = $c; if ($11 / $7 * 100 <= lim) clean[++k] = $c }
         END { if (k) for (i = 1; i <= k; i++) print clean[i]; else for (i = 1; i <= n; i++) print all[i] }' "$1"
 }
-declare -A MQPS MCPU MLOST MPCT MRESP LCPU LAT MFLAG
+declare -A MQPS MCPU MLOST MPCT MRESP LCPU LAT MFLAG MSLEEP LSLEEP
 for set in $SETS; do
     for s in $SERVERS; do
         MQPS[$s.$set]="$(col "$RESULTS" "$s" "$set" 6 | median)"
         MCPU[$s.$set]="$(col "$RESULTS" "$s" "$set" 13 | median)"
         MPCT[$s.$set]="$(col "$RESULTS" "$s" "$set" 14 | median)"
         MRESP[$s.$set]="$(col "$RESULTS" "$s" "$set" 8 | median)"
+        MSLEEP[$s.$set]="$(col "$RESULTS" "$s" "$set" 15 | median)"
+        LSLEEP[$s.$set]="$(col "$LATENCY" "$s" "$set" 15 | median)"
         MLOST[$s.$set]="$(awk -F'\t' -v s="$s" -v q="$set" '$1 == s && $2 == q { t += $5 } END { print t + 0 }' "$RESULTS")"
         LCPU[$s.$set]="$(col "$LATENCY" "$s" "$set" 13 | median)"
         # Median avg / median p99 over the (undisturbed) rounds; ⚠ when every round was disturbed.
-        LAT[$s.$set]="$(printf '%.0f / %.0f' "$(col "$LATENCY" "$s" "$set" 15 | median)" "$(col "$LATENCY" "$s" "$set" 17 | median)")$(
+        LAT[$s.$set]="$(printf '%.0f / %.0f' "$(col "$LATENCY" "$s" "$set" 16 | median)" "$(col "$LATENCY" "$s" "$set" 18 | median)")$(
             awk -F'\t' -v s="$s" -v q="$set" -v lim="$NOISE_LIMIT" '
                 $1 == s && $2 == q && $11 / $7 * 100 <= lim { k++ } END { if (!k) printf " ⚠" }' "$LATENCY")"
         # ⚠ on the qps when every round of this server and set was disturbed.
@@ -889,33 +905,33 @@ ratio() { [ -n "$2" ] && awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2
 
 K="$((LAT_QPS / 1000))k"
 table() {
-    echo "| server | query set | median qps | median CPU µs/query | CPU vs best peer | lost (all rounds) | server CPU % | avg resp bytes | CPU µs/query at $K qps (vs best peer) | avg / p99 latency at $K qps (µs) |"
-    echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+    echo "| server | query set | median qps | median CPU µs/query | CPU vs best peer | lost (all rounds) | server CPU % | server sleeps/query (full load / $K qps) | avg resp bytes | CPU µs/query at $K qps (vs best peer) | avg / p99 latency at $K qps (µs) |"
+    echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     local set s best lbest
     for set in $SETS; do
         best="$(best_peer MCPU "$set")"
         lbest="$(best_peer LCPU "$set")"
         for s in $SERVERS; do
-            printf '| %s | %s | %.0f%s | %.2f | %s | %s | %.0f | %.0f | %.2f (%s) | %s |\n' "$s" "$set" \
+            printf '| %s | %s | %.0f%s | %.2f | %s | %s | %.0f | %.2f / %.2f | %.0f | %.2f (%s) | %s |\n' "$s" "$set" \
                 "${MQPS[$s.$set]}" "${MFLAG[$s.$set]}" "${MCPU[$s.$set]}" "$(ratio "${MCPU[$s.$set]}" "$best")" \
-                "${MLOST[$s.$set]}" "${MPCT[$s.$set]}" "${MRESP[$s.$set]}" \
+                "${MLOST[$s.$set]}" "${MPCT[$s.$set]}" "${MSLEEP[$s.$set]}" "${LSLEEP[$s.$set]}" "${MRESP[$s.$set]}" \
                 "${LCPU[$s.$set]}" "$(ratio "${LCPU[$s.$set]}" "$lbest")" "${LAT[$s.$set]}"
         done
     done
 }
 
 runs_table() {
-    echo "| round | query set | server | answered | lost | qps | server CPU s | CPU µs/query | server CPU % | dnsperf CPU s | other CPU s | steal s |"
-    echo "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
-    awk -F'\t' -v lim="$NOISE_LIMIT" '{ printf "| %s | %s | %s | %s | %s | %.0f | %s | %s | %s | %s | %s%s | %s |\n",
-                  $3, $2, $1, $4, $5, $6, $9, $13, $14, $10, $11, ($11 / $7 * 100 > lim ? " ⚠" : ""), $12 }' "$RESULTS"
+    echo "| round | query set | server | answered | lost | qps | server CPU s | CPU µs/query | server CPU % | server sleeps/query | dnsperf CPU s | other CPU s | steal s |"
+    echo "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    awk -F'\t' -v lim="$NOISE_LIMIT" '{ printf "| %s | %s | %s | %s | %s | %.0f | %s | %s | %s | %s | %s | %s%s | %s |\n",
+                  $3, $2, $1, $4, $5, $6, $9, $13, $14, $15, $10, $11, ($11 / $7 * 100 > lim ? " ⚠" : ""), $12 }' "$RESULTS"
 }
 
 latency_table() {
-    echo "| round | server | query set | achieved qps | answered | lost | avg µs | p50 µs | p99 µs | max µs | server CPU µs/query | other CPU s | steal s |"
-    echo "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
-    awk -F'\t' -v lim="$NOISE_LIMIT" '{ printf "| %s | %s | %s | %.0f | %s | %s | %s | %s | %s | %s | %s | %s%s | %s |\n",
-                  $3, $1, $2, $6, $4, $5, $15, $16, $17, $18, $13, $11, ($11 / $7 * 100 > lim ? " ⚠" : ""), $12 }' "$LATENCY"
+    echo "| round | server | query set | achieved qps | answered | lost | avg µs | p50 µs | p99 µs | max µs | server CPU µs/query | server sleeps/query | other CPU s | steal s |"
+    echo "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    awk -F'\t' -v lim="$NOISE_LIMIT" '{ printf "| %s | %s | %s | %.0f | %s | %s | %s | %s | %s | %s | %s | %s | %s%s | %s |\n",
+                  $3, $1, $2, $6, $4, $5, $16, $17, $18, $19, $13, $15, $11, ($11 / $7 * 100 > lim ? " ⚠" : ""), $12 }' "$LATENCY"
 }
 
 # Interference: the largest share of a core that something else used during any run.
@@ -968,6 +984,7 @@ if [ "$WRITE" -eq 1 ]; then
         echo "- Medians are over the undisturbed rounds (see *other CPU s* below) when there is at least one, else over all; *lost* sums all rounds."
         echo "- *CPU µs/query*: the server process tree's utime+stime (/proc/PID/stat, $CLK_TCK ticks/s, read before and after the run) divided by the answered queries. *CPU vs best peer*: divided by the lowest of the peers ($(for s in $SERVERS; do is_peer "$s" && printf '%s ' "$s"; done | sed 's/ $//; s/ /, /g')) for the same query set."
         echo "- *server CPU %*: that CPU time over the run time. Well under 100 % means the server was not the bottleneck — dnsperf on its one core was — so its qps is a lower bound, and its CPU µs/query is measured at a lower load than a saturated server's (less batching per wake-up); the fixed-rate column compares every server at the same $K qps."
+        echo "- *server sleeps/query*: voluntary context switches of all the server's threads (/proc/PID/task/*/status) per answered query, medians at full load and at $K qps: how often the server went to sleep waiting for queries, each sleep followed by a wake-up. Where a sleep and a wake-up cost an exit to the hypervisor, as on this VM, fewer per query means less CPU per query."
         echo "- *avg resp bytes*: dnsperf's average response size, to show the servers sent comparable answers."
         echo "- Query sets: **static** = $(paste -sd';' "$TMP/queries/static" | sed 's/;/; /g'). **pools** = $(paste -sd';' "$TMP/queries/pools" | sed 's/;/; /g'). The peers serve the pool names as static RRsets with the same addresses and TTL; lbns answers \`api\` with at most 2 of its 3 addresses (\`answers = 2\`), the peers with all 3."
         echo "- *other CPU s* below is everything the machine ran besides the server and dnsperf during the run (other processes, unattributed interrupts); *steal* is time the hypervisor took. Before each run the script waits (up to ${QUIET_WAIT}s) for a quiet machine, and repeats a run (up to $RETRIES times) whose other load exceeded $NOISE_LIMIT % of a core; runs kept over that are marked ⚠ — their qps and latency are unreliable, their CPU µs/query much less affected."
