@@ -12,14 +12,12 @@ fn signal(child: &Child, sig: libc::c_int) {
 
 /// Copies the bundled example to a temp dir, listening (DNS and status) on free ports.
 fn example_dir() -> (tempfile::TempDir, std::net::SocketAddr) {
-    let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let config = std::fs::read_to_string("zones/lbns.toml")
         .unwrap()
         .replace("127.0.0.1:5353", &format!("127.0.0.1:{port}"))
         .replace("127.0.0.1:8053", &format!("127.0.0.1:{}", free_port()));
-    std::fs::write(dir.path().join("lbns.toml"), config).unwrap();
-    std::fs::write(dir.path().join("cluster.example.zone"), EXAMPLE_ZONE).unwrap();
+    let dir = config_dir(&config, EXAMPLE_ZONE);
     (dir, format!("127.0.0.1:{port}").parse().unwrap())
 }
 
@@ -171,19 +169,16 @@ fn killed_backend_process_leaves_dig_answers_within_the_ttl() {
             )
         })
         .collect();
-    let dir = tempfile::tempdir().unwrap();
     let dns_port = free_port();
-    std::fs::write(dir.path().join("cluster.example.zone"), EXAMPLE_ZONE).unwrap();
-    std::fs::write(
-        dir.path().join("lbns.toml"),
-        format!(
+    let dir = config_dir(
+        &format!(
             "[server]\nlisten = [\"127.0.0.1:{dns_port}\"]\n\
              [[zone]]\norigin = \"cluster.example.\"\nfile = \"cluster.example.zone\"\n\
              [[pool]]\nname = \"www.cluster.example.\"\nttl = 5\nbackends = [\"127.0.0.2\", \"127.0.0.3\"]\n\
              probe = {{ kind = \"http\", port = {port}, url = \"http://{{address}}:{{port}}/health\", body_contains = \"ok\" }}\n"
         ),
-    )
-    .unwrap();
+        EXAMPLE_ZONE,
+    );
     let addr: std::net::SocketAddr = format!("127.0.0.1:{dns_port}").parse().unwrap();
     // Wait for both backends to be up and answered.
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -223,19 +218,12 @@ fn answers_larger_than_the_mtu_are_truncated_not_fragmented() {
     let ip = require_tool("ip");
     let dig = require_tool("dig");
     let curl = require_tool("curl");
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("cluster.example.zone"),
-        zone_with_large_txt(),
-    )
-    .unwrap();
-    std::fs::write(
-        dir.path().join("lbns.toml"),
+    let dir = config_dir(
         "[server]\nlisten = [\"127.0.0.1:5353\", \"[::1]:5353\"]\nudp_workers = 1\n\
          edns_udp_size = 4096\n\n[[zone]]\norigin = \"cluster.example.\"\n\
          file = \"cluster.example.zone\"\n\n[status]\nlisten = \"127.0.0.1:8053\"\n",
-    )
-    .unwrap();
+        &zone_with_large_txt(),
+    );
     let script = format!(
         r#"set -e
 {ip} link set lo mtu 1300 up

@@ -240,13 +240,11 @@ async fn drain_is_immediate_survives_a_restart_and_undrain_restores() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn state_file_entries_for_unknown_backends_are_kept() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("cluster.example.zone"), EXAMPLE_ZONE).unwrap();
     let config = named_config("").replace(
         "udp_workers = 1",
         "udp_workers = 1\nstate_file = \"run/drained.json\"",
     ) + "\n[status]\nlisten = \"127.0.0.1:0\"\n";
-    std::fs::write(dir.path().join("lbns.toml"), config).unwrap();
+    let dir = config_dir(&config, EXAMPLE_ZONE);
     std::fs::create_dir(dir.path().join("run")).unwrap();
     // Hand-written: one entry without the final dot, one for a backend that is gone.
     std::fs::write(
@@ -459,14 +457,12 @@ async fn wait_healthy(addr: std::net::SocketAddr, proc: &mut Proc) {
 
 /// Writes the example as a child process would run it: DNS and status on free ports.
 fn child_dir(server_extra: &str) -> (tempfile::TempDir, String, String) {
-    let dir = tempfile::tempdir().unwrap();
     let (dns, status) = (free_port(), free_port());
     let config = named_config("").replace(
         "listen = [\"127.0.0.1:0\"]\nudp_workers = 1",
         &format!("listen = [\"127.0.0.1:{dns}\"]\nudp_workers = 1\n{server_extra}"),
     ) + &format!("\n[status]\nlisten = \"127.0.0.1:{status}\"\n");
-    std::fs::write(dir.path().join("lbns.toml"), config).unwrap();
-    std::fs::write(dir.path().join("cluster.example.zone"), EXAMPLE_ZONE).unwrap();
+    let dir = config_dir(&config, EXAMPLE_ZONE);
     (
         dir,
         format!("127.0.0.1:{dns}"),

@@ -17,22 +17,15 @@ fn udp_is_answered_through_af_xdp_and_the_program_goes_with_lbns() {
     let curl = require_tool("curl");
     let setpriv = require_tool("setpriv");
     let python3 = require_tool("python3");
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("cluster.example.zone"),
-        zone_with_large_txt(),
-    )
-    .unwrap();
-    std::fs::write(
-        dir.path().join("lbns.toml"),
+    let dir = config_dir(
         "[server]\nlisten = [\"127.0.0.1:5353\", \"[::1]:5353\"]\nudp_workers = 1\n\
          edns_udp_size = 4096\nidentity = \"xdp-test\"\nxdp = \"lo\"\n\n\
          [[zone]]\norigin = \"cluster.example.\"\nfile = \"cluster.example.zone\"\n\n\
          [[pool]]\nname = \"www.cluster.example.\"\nttl = 5\n\
          backends = [\"127.0.0.2\", \"127.0.0.3\", \"::1\"]\n\n\
          [status]\nlisten = \"127.0.0.1:8053\"\n",
-    )
-    .unwrap();
+        &zone_with_large_txt(),
+    );
     let script = format!(
         r#"
 {ip} link set lo mtu 1300 up
@@ -177,17 +170,14 @@ fn a_client_across_a_veth_pair_is_answered_through_af_xdp() {
     let curl = require_tool("curl");
     let nsenter = require_tool("nsenter");
     let unshare = require_tool("unshare");
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("cluster.example.zone"), EXAMPLE_ZONE).unwrap();
-    std::fs::write(
-        dir.path().join("lbns.toml"),
+    let dir = config_dir(
         "[server]\nlisten = [\"127.99.0.1:53\"]\nudp_workers = 1\n\
          xdp = \"veth0\"\n\n[[zone]]\norigin = \"cluster.example.\"\n\
          file = \"cluster.example.zone\"\n\n[[pool]]\nname = \"www.cluster.example.\"\n\
          ttl = 5\nbackends = [\"127.99.0.5\", \"127.99.0.6\"]\n\n\
          [status]\nlisten = \"127.0.0.1:8053\"\n",
-    )
-    .unwrap();
+        EXAMPLE_ZONE,
+    );
     let script = format!(
         r#"
 # In both namespaces only 127.0.0.1 stays local to lo, so the rest of 127/8 can be routed

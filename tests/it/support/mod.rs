@@ -222,6 +222,15 @@ pub fn dig(server: SocketAddr, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// A fresh directory holding `lbns.toml` (`config`) and `cluster.example.zone` (`zone`), for
+/// tests that run lbns as a process.
+pub fn config_dir(config: &str, zone: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("lbns.toml"), config).unwrap();
+    std::fs::write(dir.path().join("cluster.example.zone"), zone).unwrap();
+    dir
+}
+
 /// The bundled zone plus `large.cluster.example. TXT`: ten 200-octet strings, about 2 KB, an
 /// answer larger than a small MTU.
 pub fn zone_with_large_txt() -> String {
