@@ -33,15 +33,22 @@
 # these two is started just before each of its runs and stopped after it (start-up is not
 # measured); the others run throughout as without --xdp. knot-xdp counts as a peer.
 #
+# --floor (with --xdp) adds lbns-floor (port 5306): lbns built with `--features bench-floor`
+# (into target/floor), whose AF_XDP worker sends every query back as it came, QR set, without
+# answering it. It does everything lbns-xdp does per query but the DNS work, so its CPU per query
+# is the floor under any AF_XDP server on this machine and kernel; what lbns-xdp spends above it
+# is lbns's own. It is not a peer, its answers are checked only for being echoes, and it is not
+# measured by the criterion benches or the tests.
+#
 # Usage: benches/dnsperf.sh [--rounds N] [--duration S] [--no-build] [--only lbns,knot,nsd,gdnsd]
 #                           [--latency-qps Q] [--latency-duration S] [--clients C]
 #                           [--outstanding Q] [--threads T] [--buffer KB] [--edns] [--keep-tmp]
 #                           [--no-write] [--verify-only] [--noise-limit PCT] [--retries N]
-#                           [--quiet-wait S] [--xdp]
+#                           [--quiet-wait S] [--xdp [--floor]]
 # Environment: SERVER_CPU (default 1) and CLIENT_CPU (default 0) choose the pinning.
 #
 # The servers listen on 127.0.0.1:5300 (lbns), 5301 (knot), 5302 (nsd), 5303 (gdnsd), UDP and TCP
-# (with --xdp also 5304 (lbns-xdp) and 5305 (knot-xdp)).
+# (with --xdp also 5304 (lbns-xdp) and 5305 (knot-xdp); with --floor 5306 (lbns-floor)).
 # Needs bash (arrays), root only to install missing packages. Nothing is written outside the temp
 # dir except target/ (cargo), benches/results/latest.md and, when packages are missing, what
 # apt-get installs (and /usr/sbin/policy-rc.d if it did not refuse service starts).
@@ -55,6 +62,7 @@ DURATION=10         # seconds per dnsperf run
 BUILD=1             # cargo build --release first
 ONLY=""            # default: every server
 XDP=0              # --xdp: add lbns-xdp and knot-xdp, in a private network namespace
+FLOOR=0            # --floor: add lbns-floor (needs --xdp)
 LAT_QPS=20000       # fixed rate of the latency run
 LAT_DURATION=""     # seconds of the latency run (default: --duration)
 CLIENTS=4           # dnsperf -c: UDP sockets (source ports) it uses
@@ -104,6 +112,7 @@ while [ $# -gt 0 ]; do
         --quiet-wait) QUIET_WAIT="${2:?}"; shift 2 ;;
         --no-write) WRITE=0; shift ;;
         --xdp) XDP=1; shift ;;
+        --floor) FLOOR=1; shift ;;
         -h|--help) usage; exit 0 ;;
         *) usage >&2; die "unknown option: $1" ;;
     esac
@@ -114,10 +123,12 @@ for v in ROUNDS DURATION LAT_QPS LAT_DURATION CLIENTS OUTSTANDING THREADS SERVER
     case "${!v}" in ''|*[!0-9]*) die "$v must be a non-negative integer, got '${!v}'" ;; esac
 done
 [ "$ROUNDS" -ge 1 ] && [ "$DURATION" -ge 1 ] || die "--rounds and --duration must be >= 1"
+[ "$FLOOR" -eq 0 ] || [ "$XDP" -eq 1 ] || die "--floor needs --xdp"
 
 # Servers in interleaving order, filtered by --only (which may list them in any order).
 ALL_SERVERS="lbns knot nsd gdnsd"
 [ "$XDP" -eq 1 ] && ALL_SERVERS="lbns lbns-xdp knot knot-xdp nsd gdnsd"
+[ "$FLOOR" -eq 1 ] && ALL_SERVERS="lbns lbns-xdp lbns-floor knot knot-xdp nsd gdnsd"
 : "${ONLY:=${ALL_SERVERS// /,}}"
 SERVERS=""
 for s in $ALL_SERVERS; do
@@ -131,11 +142,11 @@ done
 
 port_of() {
     case "$1" in lbns) echo 5300 ;; knot) echo 5301 ;; nsd) echo 5302 ;; gdnsd) echo 5303 ;;
-                 lbns-xdp) echo 5304 ;; knot-xdp) echo 5305 ;; esac
+                 lbns-xdp) echo 5304 ;; knot-xdp) echo 5305 ;; lbns-floor) echo 5306 ;; esac
 }
-is_peer() { case "$1" in lbns|lbns-xdp) return 1 ;; *) return 0 ;; esac; }
+is_peer() { case "$1" in lbns|lbns-xdp|lbns-floor) return 1 ;; *) return 0 ;; esac; }
 # Servers that attach an XDP program to lo: one at a time, so started around each run.
-is_exclusive() { case "$1" in *-xdp) return 0 ;; *) return 1 ;; esac; }
+is_exclusive() { case "$1" in *-xdp|lbns-floor) return 0 ;; *) return 1 ;; esac; }
 
 cd "$(dirname "$0")/.."
 REPO="$(pwd)"
@@ -145,6 +156,8 @@ ZONE_SRC="$REPO/zones/cluster.example.zone"
 CONF_SRC="$REPO/zones/lbns.toml"
 ORIGIN="cluster.example."
 LBNS="$REPO/target/release/lbns"
+# --floor: its own target dir, so that the ordinary build is neither replaced nor rebuilt.
+LBNS_FLOOR="$REPO/target/floor/release/lbns"
 
 # ---------------------------------------------------------------------------------------------
 # 1. Packages. Installed only when missing; never started.
@@ -191,8 +204,13 @@ fi
 if [ "$BUILD" -eq 1 ]; then
     log "cargo build --release"
     cargo build --release
+    if [ "$FLOOR" -eq 1 ]; then
+        log "cargo build --release --features bench-floor --target-dir target/floor"
+        cargo build --release --features bench-floor --target-dir "$REPO/target/floor"
+    fi
 fi
 case " $SERVERS " in *" lbns "*|*" lbns-xdp "*) [ -x "$LBNS" ] || die "$LBNS missing: build it or drop --no-build" ;; esac
+case " $SERVERS " in *" lbns-floor "*) [ -x "$LBNS_FLOOR" ] || die "$LBNS_FLOOR missing: build it or drop --no-build" ;; esac
 
 # --xdp: the rest runs in a private network namespace with its own loopback, so the XDP programs
 # and the sysctls below touch nothing of the machine's.
@@ -310,6 +328,12 @@ cp "$ZONE_SRC" "$TMP/lbns-xdp/cluster.example.zone"
 sed -e "0,/^listen = .*/s//listen = [\"127.0.0.1:$(port_of lbns-xdp)\"]\nxdp = \"lo\"/" \
     -e 's/^\(listen = .*127\.0\.0\.1:\)8053/\18054/' \
     "$TMP/lbns/lbns.toml" >"$TMP/lbns-xdp/lbns.toml"
+# lbns-floor: lbns-xdp's config on the next ports (it runs alone, but beside the shared servers).
+mkdir -p "$TMP/lbns-floor"
+cp "$ZONE_SRC" "$TMP/lbns-floor/cluster.example.zone"
+sed -e "s/127\.0\.0\.1:$(port_of lbns-xdp)/127.0.0.1:$(port_of lbns-floor)/" \
+    -e 's/^\(listen = .*127\.0\.0\.1:\)8054/\18055/' \
+    "$TMP/lbns-xdp/lbns.toml" >"$TMP/lbns-floor/lbns.toml"
 
 # Peers: the bundled zone plus every pool as static RRsets with the pool TTL. The zone file has
 # no A/AAAA/CNAME at pool names (lbns rejects that), so this adds no conflicting data.
@@ -421,6 +445,7 @@ for s in $SERVERS; do
               check knot-zone knotc -c "$TMP/knot/knot.conf" zone-check ;;
         knot-xdp) check knot-xdp knotc -c "$TMP/knot-xdp/knot.conf" conf-check ;;
         lbns-xdp) check lbns-xdp "$LBNS" check --config "$TMP/lbns-xdp/lbns.toml" ;;
+        lbns-floor) check lbns-floor "$LBNS_FLOOR" check --config "$TMP/lbns-floor/lbns.toml" ;;
         nsd) check nsd nsd-checkconf "$TMP/nsd/nsd.conf"
              check nsd-zone nsd-checkzone "$ORIGIN" "$PEER_ZONE" ;;
         gdnsd) check gdnsd gdnsd -c "$TMP/gdnsd" checkconf ;;
@@ -445,6 +470,8 @@ start_server() {
         lbns-xdp) taskset -c "$SERVER_CPU" "$LBNS" serve --config "$TMP/lbns-xdp/lbns.toml" \
                       >"$TMP/lbns-xdp.log" 2>&1 & ;;
         knot-xdp) taskset -c "$SERVER_CPU" knotd -c "$TMP/knot-xdp/knot.conf" >"$TMP/knot-xdp.log" 2>&1 & ;;
+        lbns-floor) taskset -c "$SERVER_CPU" "$LBNS_FLOOR" serve --config "$TMP/lbns-floor/lbns.toml" \
+                        >"$TMP/lbns-floor.log" 2>&1 & ;;
         nsd) taskset -c "$SERVER_CPU" nsd -d -c "$TMP/nsd/nsd.conf" >"$TMP/nsd.stderr.log" 2>&1 & ;;
         gdnsd) taskset -c "$SERVER_CPU" gdnsd -c "$TMP/gdnsd" start >"$TMP/gdnsd.log" 2>&1 & ;;
     esac
@@ -618,13 +645,31 @@ verify() {
     [ "$bad" -eq 0 ] || die "servers do not answer alike; see above (logs in $TMP, use --keep-tmp)"
     log "all servers answer alike"
 }
+# lbns-floor answers nothing: every query must come back as itself with only QR added (no AA,
+# no records, rcode 0), or the floor would be measuring something else.
+verify_floor() {
+    local bad=0 name type out
+    log "verifying that lbns-floor sends every query back unanswered"
+    while read -r name type; do
+        out="$("${DIG[@]}" @127.0.0.1 -p "$(port_of lbns-floor)" +noedns +noadflag "$name" "$type")" \
+            || { echo "  lbns-floor: no reply to $name $type" >&2; bad=1; continue; }
+        if ! grep -q '^;; flags: qr; QUERY: 1, ANSWER: 0, AUTHORITY: 0, ADDITIONAL: 0$' <<<"$out" \
+            || ! grep -q 'status: NOERROR,' <<<"$out" \
+            || ! grep -qi "^;$name[[:space:]]*IN[[:space:]]*$type\$" <<<"$out"; then
+            echo "  lbns-floor: $name $type: not the query sent back:" >&2
+            sed 's/^/    /' <<<"$out" >&2
+            bad=1
+        fi
+    done < <(cat "$TMP/queries/static" "$TMP/queries/pools")
+    [ "$bad" -eq 0 ] || die "lbns-floor does not echo queries (built without --features bench-floor?)"
+}
 # The shared servers together, then each exclusive one beside them (the SERVERS=... prefix
 # holds for that one call only).
 [ -z "$SHARED" ] || SERVERS="$SHARED" verify
 for s in $SERVERS; do
     is_exclusive "$s" || continue
     bring_up "$s"
-    SERVERS="$SHARED $s" verify
+    if [ "$s" = lbns-floor ]; then verify_floor; else SERVERS="$SHARED $s" verify; fi
     take_down "$s"
 done
 if [ "$VERIFY_ONLY" -eq 1 ]; then
@@ -946,6 +991,7 @@ versions() {
             lbns) echo "- lbns $LBNS_VERSION, release build" ;;
             lbns-xdp) echo "- lbns-xdp: the same lbns binary with \`xdp = \"lo\"\` (AF_XDP, generic XDP on loopback)" ;;
             knot) echo "- $(knotd --version 2>&1 | head -1)" ;;
+            lbns-floor) echo "- lbns-floor: lbns built with \`--features bench-floor\`, with lbns-xdp's configuration: its AF_XDP worker sends every query back unanswered (QR set), so it does all lbns-xdp does per query but the DNS work — the floor of the AF_XDP path on this machine; not a peer" ;;
             knot-xdp) echo "- knot-xdp: the same knotd with \`xdp: listen: lo@$(port_of knot-xdp)\`, \`route-check: off\` (AF_XDP, Knot's \"emulated mode\" on loopback)" ;;
             nsd) echo "- $(nsd -v 2>&1 | head -1)" ;;
             gdnsd) echo "- $(gdnsd -h 2>&1 | grep -m1 'gdnsd version')" ;;
@@ -986,6 +1032,7 @@ if [ "$WRITE" -eq 1 ]; then
         echo "- *server CPU %*: that CPU time over the run time. Well under 100 % means the server was not the bottleneck — dnsperf on its one core was — so its qps is a lower bound, and its CPU µs/query is measured at a lower load than a saturated server's (less batching per wake-up); the fixed-rate column compares every server at the same $K qps."
         echo "- *server sleeps/query*: voluntary context switches of all the server's threads (/proc/PID/task/*/status) per answered query, medians at full load and at $K qps: how often the server went to sleep waiting for queries, each sleep followed by a wake-up. Where a sleep and a wake-up cost an exit to the hypervisor, as on this VM, fewer per query means less CPU per query."
         echo "- *avg resp bytes*: dnsperf's average response size, to show the servers sent comparable answers."
+        [ "$FLOOR" -eq 1 ] && echo "- *lbns-floor* answers nothing (its responses are the queries, hence the smaller size): its CPU µs/query is what the AF_XDP path costs here before any DNS work — frame checks, rings, and the kernel's send path, which on loopback delivers each reply into dnsperf's socket in the sender's context. Its ratio to the best peer is the lowest any AF_XDP server could reach in this setup; lbns-xdp minus lbns-floor is what lbns's answering costs."
         echo "- Query sets: **static** = $(paste -sd';' "$TMP/queries/static" | sed 's/;/; /g'). **pools** = $(paste -sd';' "$TMP/queries/pools" | sed 's/;/; /g'). The peers serve the pool names as static RRsets with the same addresses and TTL; lbns answers \`api\` with at most 2 of its 3 addresses (\`answers = 2\`), the peers with all 3."
         echo "- *other CPU s* below is everything the machine ran besides the server and dnsperf during the run (other processes, unattributed interrupts); *steal* is time the hypervisor took. Before each run the script waits (up to ${QUIET_WAIT}s) for a quiet machine, and repeats a run (up to $RETRIES times) whose other load exceeded $NOISE_LIMIT % of a core; runs kept over that are marked ⚠ — their qps and latency are unreliable, their CPU µs/query much less affected."
         echo

@@ -303,6 +303,12 @@ impl Server {
             Some(iface) => Some(xdp::open(iface, &udp_addrs)?),
             None => None,
         };
+        if cfg!(feature = "bench-floor") && xdp.is_some() {
+            tracing::warn!(
+                "built with the bench-floor feature: queries through AF_XDP are sent back \
+                 unanswered (benches/dnsperf.sh --floor); do not serve with this binary"
+            );
+        }
 
         // Every socket is bound: nothing below needs root.
         match &identity {

@@ -397,6 +397,9 @@ impl Worker {
                 let (addr, len, buf) = xsk.rx_frame(i);
                 let reply = (|| {
                     let d = frame::parse(&buf[..len.min(buf.len())])?;
+                    if cfg!(feature = "bench-floor") {
+                        return Some(floor_echo(buf, &d));
+                    }
                     let query = &buf[d.payload.clone()];
                     answerer.answer(&snapshot, query, &mut out, || Some(d.src))?;
                     let room = buf.len() - d.headers();
@@ -428,4 +431,14 @@ impl Worker {
             }
         }
     }
+}
+
+/// `--features bench-floor`: the query sent back unanswered, with only QR set, for the floor
+/// under any answer that benches/dnsperf.sh `--floor` measures (frame checks, rings, the
+/// kernel's send path, no DNS work).
+fn floor_echo(buf: &mut [u8], d: &frame::Datagram) -> usize {
+    let len = d.payload.len();
+    // RFC 1035 §4.1.1: QR is the top bit of the third octet.
+    buf[d.headers() + 2] |= 0x80;
+    frame::reply(buf, d, len)
 }
