@@ -158,6 +158,7 @@ ORIGIN="cluster.example."
 LBNS="$REPO/target/release/lbns"
 # --floor: its own target dir, so that the ordinary build is neither replaced nor rebuilt.
 LBNS_FLOOR="$REPO/target/floor/release/lbns"
+lbns_bin() { case "$1" in lbns-floor) echo "$LBNS_FLOOR" ;; *) echo "$LBNS" ;; esac; }
 
 # ---------------------------------------------------------------------------------------------
 # 1. Packages. Installed only when missing; never started.
@@ -209,8 +210,9 @@ if [ "$BUILD" -eq 1 ]; then
         cargo build --release --features bench-floor --target-dir "$REPO/target/floor"
     fi
 fi
-case " $SERVERS " in *" lbns "*|*" lbns-xdp "*) [ -x "$LBNS" ] || die "$LBNS missing: build it or drop --no-build" ;; esac
-case " $SERVERS " in *" lbns-floor "*) [ -x "$LBNS_FLOOR" ] || die "$LBNS_FLOOR missing: build it or drop --no-build" ;; esac
+for s in $SERVERS; do
+    case "$s" in lbns*) [ -x "$(lbns_bin "$s")" ] || die "$(lbns_bin "$s") missing: build it or drop --no-build" ;; esac
+done
 
 # --xdp: the rest runs in a private network namespace with its own loopback, so the XDP programs
 # and the sysctls below touch nothing of the machine's.
@@ -440,12 +442,10 @@ check() {
 }
 for s in $SERVERS; do
     case "$s" in
-        lbns) check lbns "$LBNS" check --config "$TMP/lbns/lbns.toml" ;;
+        lbns|lbns-xdp|lbns-floor) check "$s" "$(lbns_bin "$s")" check --config "$TMP/$s/lbns.toml" ;;
         knot) check knot knotc -c "$TMP/knot/knot.conf" conf-check
               check knot-zone knotc -c "$TMP/knot/knot.conf" zone-check ;;
         knot-xdp) check knot-xdp knotc -c "$TMP/knot-xdp/knot.conf" conf-check ;;
-        lbns-xdp) check lbns-xdp "$LBNS" check --config "$TMP/lbns-xdp/lbns.toml" ;;
-        lbns-floor) check lbns-floor "$LBNS_FLOOR" check --config "$TMP/lbns-floor/lbns.toml" ;;
         nsd) check nsd nsd-checkconf "$TMP/nsd/nsd.conf"
              check nsd-zone nsd-checkzone "$ORIGIN" "$PEER_ZONE" ;;
         gdnsd) check gdnsd gdnsd -c "$TMP/gdnsd" checkconf ;;
@@ -464,14 +464,10 @@ start_server() {
     fi
     # taskset execs the daemon, so $! is the daemon's own PID.
     case "$s" in
-        lbns) taskset -c "$SERVER_CPU" "$LBNS" serve --config "$TMP/lbns/lbns.toml" \
-                  >"$TMP/lbns.log" 2>&1 & ;;
+        lbns|lbns-xdp|lbns-floor) taskset -c "$SERVER_CPU" "$(lbns_bin "$s")" serve --config "$TMP/$s/lbns.toml" \
+                                    >"$TMP/$s.log" 2>&1 & ;;
         knot) taskset -c "$SERVER_CPU" knotd -c "$TMP/knot/knot.conf" >"$TMP/knot.log" 2>&1 & ;;
-        lbns-xdp) taskset -c "$SERVER_CPU" "$LBNS" serve --config "$TMP/lbns-xdp/lbns.toml" \
-                      >"$TMP/lbns-xdp.log" 2>&1 & ;;
         knot-xdp) taskset -c "$SERVER_CPU" knotd -c "$TMP/knot-xdp/knot.conf" >"$TMP/knot-xdp.log" 2>&1 & ;;
-        lbns-floor) taskset -c "$SERVER_CPU" "$LBNS_FLOOR" serve --config "$TMP/lbns-floor/lbns.toml" \
-                        >"$TMP/lbns-floor.log" 2>&1 & ;;
         nsd) taskset -c "$SERVER_CPU" nsd -d -c "$TMP/nsd/nsd.conf" >"$TMP/nsd.stderr.log" 2>&1 & ;;
         gdnsd) taskset -c "$SERVER_CPU" gdnsd -c "$TMP/gdnsd" start >"$TMP/gdnsd.log" 2>&1 & ;;
     esac
