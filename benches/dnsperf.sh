@@ -4,7 +4,7 @@
 # What it does, in order:
 #   1. installs what is missing from Debian (knot, nsd, gdnsd, dnsperf, bind9-dnsutils), with
 #      /usr/sbin/policy-rc.d refusing service starts, so no packaged daemon is ever auto-started;
-#   2. builds lbns (`cargo build --release`) unless --no-build;
+#   2. builds lbns (`cargo build --release`, with --xdp `--features xdp`) unless --no-build;
 #   3. generates, in a temp dir, one zone `cluster.example.` for every server: lbns gets the
 #      bundled zones/cluster.example.zone plus the pools of zones/lbns.toml; the peers have no
 #      pools, so each pool name becomes static A/AAAA RRsets (same addresses, same TTL) appended to
@@ -29,7 +29,8 @@
 # With --xdp, everything runs in a private network namespace (unshare -n: the XDP programs never
 # touch the machine's own loopback), and two more servers join: lbns-xdp (lbns with
 # `xdp = "lo"`, port 5304) and knot-xdp (knotd with `xdp: listen: lo@5305`), both answering UDP
-# through AF_XDP in generic mode. One interface holds one XDP program at a time, so each of
+# through AF_XDP in generic mode (lbns is then built with `--features xdp`, and lbns and lbns-xdp
+# are the same binary). One interface holds one XDP program at a time, so each of
 # these two is started just before each of its runs and stopped after it (start-up is not
 # measured); the others run throughout as without --xdp. knot-xdp counts as a peer.
 #
@@ -203,8 +204,11 @@ fi
 # 2. Build lbns.
 # ---------------------------------------------------------------------------------------------
 if [ "$BUILD" -eq 1 ]; then
-    log "cargo build --release"
-    cargo build --release
+    # AF_XDP is behind the `xdp` feature (default builds refuse `[server] xdp`).
+    LBNS_FEATURES=()
+    [ "$XDP" -eq 1 ] && LBNS_FEATURES=(--features xdp)
+    log "cargo build --release ${LBNS_FEATURES[*]}"
+    cargo build --release "${LBNS_FEATURES[@]}"
     if [ "$FLOOR" -eq 1 ]; then
         log "cargo build --release --features bench-floor --target-dir target/floor"
         cargo build --release --features bench-floor --target-dir "$REPO/target/floor"
@@ -984,7 +988,7 @@ versions() {
     local s
     for s in $SERVERS; do
         case "$s" in
-            lbns) echo "- lbns $LBNS_VERSION, release build" ;;
+            lbns) echo "- lbns $LBNS_VERSION, release build$([ "$XDP" -eq 1 ] && echo ' with `--features xdp`')" ;;
             lbns-xdp) echo "- lbns-xdp: the same lbns binary with \`xdp = \"lo\"\` (AF_XDP, generic XDP on loopback)" ;;
             knot) echo "- $(knotd --version 2>&1 | head -1)" ;;
             lbns-floor) echo "- lbns-floor: lbns built with \`--features bench-floor\`, with lbns-xdp's configuration: its AF_XDP worker sends every query back unanswered (QR set), so it does all lbns-xdp does per query but the DNS work — the floor of the AF_XDP path on this machine; not a peer" ;;

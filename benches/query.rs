@@ -7,35 +7,32 @@ use std::hint::black_box;
 use std::net::IpAddr;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Instant;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};
 use hickory_proto::rr::{Name, RecordType};
-use lbns::config::{AllDown, Config, Place, Policy, PoolConfig};
+use lbns::config::{Config, Place};
 use lbns::dns::fast::FastPath;
 use lbns::dns::{Transport, handle};
-use lbns::health::Health;
-use lbns::pool::Snapshot;
-use lbns::select::{Candidate, select};
+use lbns::domain::{AllDown, Backend, Model, Policy, Pool, Verdict};
+use lbns::select::select;
+use lbns::snapshot::Snapshot;
 use lbns::zones::ZoneSet;
 
 fn snapshot() -> Snapshot {
     let config = Config::load(Path::new("zones/lbns.toml")).expect("bundled config");
-    let (zones, _) = ZoneSet::load(&config.zones, &config.pools).expect("bundled zone");
-    let health: Vec<Vec<Health>> = config
+    let model = Model::new(&config);
+    let (zones, _) = ZoneSet::load(&config.zones, &model.pools).expect("bundled zone");
+    let up = Verdict {
+        usable: true,
+        ..Verdict::default()
+    };
+    let verdicts: Vec<Vec<Verdict>> = model
         .pools
         .iter()
-        .map(|p| p.backends.iter().map(|_| Health::always_up()).collect())
+        .map(|p| vec![up; p.backends.len()])
         .collect();
-    Snapshot::compile(
-        &config,
-        Arc::new(zones),
-        1,
-        &health,
-        Instant::now(),
-        &mut |_| Default::default(),
-    )
+    Snapshot::compile(&model, Arc::new(zones), 1, &verdicts)
 }
 
 fn query(name: &str, rtype: RecordType) -> Vec<u8> {
@@ -77,11 +74,17 @@ fn query_path(c: &mut Criterion) {
 
 fn selection(c: &mut Criterion) {
     for n in [10usize, 1000] {
-        let candidates: Vec<Candidate> = (0..n)
-            .map(|i| Candidate {
+        let backends: Vec<Backend> = (0..n)
+            .map(|i| Backend {
+                name: i.to_string(),
                 address: IpAddr::from([10, (i >> 16) as u8, (i >> 8) as u8, i as u8]),
                 weight: 1 + (i % 5) as u32,
                 tier: 1 + (i % 2) as u32,
+                probe: None,
+            })
+            .collect();
+        let verdicts: Vec<Verdict> = (0..n)
+            .map(|i| Verdict {
                 usable: i % 7 != 0,
                 load: Some((i % 13) as f64 / 4.0),
                 lbcd: None,
@@ -96,11 +99,11 @@ fn selection(c: &mut Criterion) {
             Policy::Priority { min_healthy: 2 },
             Policy::Best,
         ] {
-            let pool = PoolConfig {
+            let pool = Pool {
                 name: Name::from_ascii("p.example.").unwrap(),
                 ttl: 5,
-                answers: 4,
-                backends: Vec::new(),
+                max_answers: 4,
+                backends: backends.clone(),
                 policy: policy.clone(),
                 all_down: AllDown::ServeAll,
                 all_down_ttl: 1,
@@ -112,7 +115,7 @@ fn selection(c: &mut Criterion) {
                 },
             };
             c.bench_function(&format!("select {policy:?} over {n} backends"), |b| {
-                b.iter(|| black_box(select(&pool, black_box(&candidates), false, 1)))
+                b.iter(|| black_box(select(&pool, black_box(&verdicts), false, 1)))
             });
         }
     }

@@ -1,39 +1,37 @@
-//! The running server: loads a [`Config`], publishes snapshots, owns the listeners, and reloads
-//! or stops on request. `main` drives it from signals, the status listener from HTTP
-//! ([`Control`]); tests drive it in-process.
+//! The running server: binds every listener, starts the monitor and [`Control`], and stops
+//! on request. `main` drives it from signals; tests drive it in-process.
 
-use std::collections::HashSet;
-use std::fmt;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
 
-use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Config, ConfigErrors};
+use crate::config::{Config, ServerConfig, StatusConfig};
+use crate::control::{self, Control, LoadError, Loaded};
+use crate::domain::Model;
 use crate::metrics::Metrics;
 use crate::monitor::Monitor;
-use crate::net::{NetError, tcp, udp, xdp};
-use crate::pool::Snapshot;
+#[cfg(feature = "xdp")]
+use crate::net::xdp;
+use crate::net::{NetError, tcp, udp};
 use crate::privdrop::{self, PrivError};
 use crate::querylog::QueryLog;
-use crate::state::{State, StateError};
-use crate::status::{self, Report};
-use crate::zones::{ZoneError, ZoneSet, ZoneWarning};
+use crate::snapshot::Snapshot;
+use crate::state::{SavedState, StateError};
+use crate::status;
+use crate::zones::ZoneWarning;
 
 /// Raises the open-file limit and lets TCP probes keep a socket each within it; says so when
 /// some backends will have to open a socket per probe instead.
-fn set_probe_socket_budget(config: &Config) {
+fn set_probe_socket_budget(model: &Model, tcp_max_connections: usize) {
     let nofile = crate::limits::raise_nofile();
-    let budget = crate::limits::probe_socket_budget(nofile, config.server.tcp_max_connections);
+    let budget = crate::limits::probe_socket_budget(nofile, tcp_max_connections);
     crate::probe::tcp::set_keep_budget(budget);
-    let tcp_probed = config
+    let tcp_probed = model
         .pools
         .iter()
         .flat_map(|p| &p.backends)
-        .filter(|b| matches!(b.probe.kind, crate::config::ProbeKind::Tcp { .. }))
+        .filter(|b| b.probe.as_ref().is_some_and(|p| p.kind == "tcp"))
         .count();
     if tcp_probed > budget {
         tracing::warn!(
@@ -46,205 +44,21 @@ fn set_probe_socket_budget(config: &Config) {
     }
 }
 
-/// Why the server could not start or a reload was rejected.
+/// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
-    #[error("{0}")]
-    Config(#[from] ConfigErrors),
-    #[error("{}", ZoneErrors(.0))]
-    Zones(Vec<ZoneError>),
+    /// The config, its probes or its zones.
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    /// A listener could not be bound or set up.
     #[error(transparent)]
     Net(#[from] NetError),
+    /// The state file could not be read.
     #[error(transparent)]
     State(#[from] StateError),
+    /// The user or group could not be resolved or switched to.
     #[error(transparent)]
     Privileges(#[from] PrivError),
-}
-
-/// Why a drain or undrain was refused or only half done.
-#[derive(Debug, thiserror::Error)]
-pub enum DrainError {
-    #[error("no pool `{pool}`")]
-    NoPool { pool: String },
-    #[error("no backend `{backend}` in pool `{pool}`")]
-    NoBackend { pool: String, backend: String },
-    /// Applied to answers, but it would not survive a restart.
-    #[error("{backend} in {pool} is {verb} in answers, but not saved: {source}")]
-    Persist {
-        pool: String,
-        backend: String,
-        verb: &'static str,
-        #[source]
-        source: StateError,
-    },
-}
-
-struct ZoneErrors<'a>(&'a [ZoneError]);
-
-impl fmt::Display for ZoneErrors<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        crate::config::write_lines(f, self.0)
-    }
-}
-
-/// Everything `lbns check` verifies: the config and every zone it names.
-pub fn check(config: &Config) -> Result<(ZoneSet, Vec<ZoneWarning>), AppError> {
-    ZoneSet::load(&config.zones, &config.pools).map_err(AppError::Zones)
-}
-
-/// What signals and the status listener act on: reload, drain, status. Shared by the server
-/// and every HTTP handler.
-pub struct Control {
-    monitor: Arc<Monitor>,
-    metrics: Arc<Metrics>,
-    query_log: Arc<QueryLog>,
-    /// The file `reload_from_file` reads: the one the server started with.
-    config_path: PathBuf,
-    /// Fixed at start, like the listeners.
-    state_file: PathBuf,
-    /// Serializes reloads.
-    reload_lock: Mutex<()>,
-    /// Serializes drain changes with their state-file write, so that the file always ends up
-    /// holding the latest set, never an older one written last.
-    drain_lock: std::sync::Mutex<()>,
-    started: Instant,
-    started_at: SystemTime,
-}
-
-impl Control {
-    pub fn monitor(&self) -> &Arc<Monitor> {
-        &self.monitor
-    }
-
-    pub fn metrics(&self) -> &Arc<Metrics> {
-        &self.metrics
-    }
-
-    pub fn query_log(&self) -> &Arc<QueryLog> {
-        &self.query_log
-    }
-
-    pub fn config_path(&self) -> &Path {
-        &self.config_path
-    }
-
-    pub fn state_file(&self) -> &Path {
-        &self.state_file
-    }
-
-    pub fn uptime(&self) -> Duration {
-        self.started.elapsed()
-    }
-
-    /// The status page's data.
-    pub fn report(&self) -> Report {
-        let pools = self.monitor.status();
-        let generation = self.monitor.cell().load().generation;
-        Report::new(
-            &pools,
-            &self.metrics,
-            generation,
-            self.uptime(),
-            &self.config_path,
-        )
-    }
-
-    /// `/metrics`.
-    pub fn prometheus(&self) -> String {
-        let pools = self.monitor.status();
-        let generation = self.monitor.cell().load().generation;
-        status::prom::render(&pools, &self.metrics, generation, self.started_at)
-    }
-
-    /// Replaces config and zones. Everything is built beside the running snapshot; on any error
-    /// the old one keeps serving and the error is returned. Of `[server]` only
-    /// `query_log_sample` applies at once; listeners, privileges and the state file need a
-    /// restart.
-    pub async fn reload(&self, config: Config) -> Result<Vec<ZoneWarning>, AppError> {
-        let _guard = self.reload_lock.lock().await;
-        let (zones, warnings) = check(&config)?;
-        let old = self.monitor.config();
-        let restart_only = |c: &Config| {
-            let mut server = c.server.clone();
-            server.query_log_sample = 0;
-            (server, c.status.clone())
-        };
-        if restart_only(&old) != restart_only(&config) {
-            tracing::warn!(
-                "[server] or [status] changed; only query_log_sample applies now, the rest at the next restart"
-            );
-        }
-        self.query_log.set_every(config.server.query_log_sample);
-        let (zones_n, pools_n) = (config.zones.len(), config.pools.len());
-        self.monitor.reload(config, zones).await;
-        log_unknown_drained(&self.monitor, &self.monitor.drained());
-        tracing::info!(
-            generation = self.monitor.cell().load().generation,
-            zones = zones_n,
-            pools = pools_n,
-            "reloaded"
-        );
-        Ok(warnings)
-    }
-
-    /// Reloads from the config file the server started with (SIGHUP and `lbns reload`).
-    pub async fn reload_from_file(&self) -> Result<Vec<ZoneWarning>, AppError> {
-        let config = Config::load(&self.config_path)?;
-        self.reload(config).await
-    }
-
-    /// Drains (or undrains) a backend: out of (back into) answers at once, and saved to the
-    /// state file. `pool` may omit the final dot; `backend` is a name or an address. Returns
-    /// the pool and backend as the config names them.
-    pub fn set_drained(
-        &self,
-        pool: &str,
-        backend: &str,
-        drained: bool,
-    ) -> Result<(String, String), DrainError> {
-        let _guard = self.drain_lock.lock().expect("drain lock");
-        let Some((pool, backend)) = self.monitor.drain_key(pool, backend) else {
-            return Err(if self.monitor.has_pool(pool) {
-                DrainError::NoBackend {
-                    pool: pool.to_owned(),
-                    backend: backend.to_owned(),
-                }
-            } else {
-                DrainError::NoPool {
-                    pool: pool.to_owned(),
-                }
-            });
-        };
-        let verb = if drained { "drained" } else { "undrained" };
-        // A reload between the lookup and here could remove the backend; then say so.
-        if !self.monitor.set_drained(&pool, &backend, drained) {
-            return Err(DrainError::NoBackend { pool, backend });
-        }
-        tracing::info!(pool = %pool, backend = %backend, "{verb}");
-        State::from_drained(&self.monitor.drained())
-            .save(&self.state_file)
-            .map_err(|source| DrainError::Persist {
-                pool: pool.clone(),
-                backend: backend.clone(),
-                verb,
-                source,
-            })?;
-        Ok((pool, backend))
-    }
-}
-
-/// Warns about drained entries that name no backend of the current config. They are kept: a
-/// backend removed by one reload and added back by the next should still be drained.
-fn log_unknown_drained(monitor: &Monitor, drained: &HashSet<(String, String)>) {
-    for (pool, backend) in drained {
-        if monitor.drain_key(pool, backend).as_ref() != Some(&(pool.clone(), backend.clone())) {
-            tracing::warn!(
-                pool = %pool,
-                backend = %backend,
-                "drained backend is not in the configuration; kept in the state file"
-            );
-        }
-    }
 }
 
 /// A running lbns: listeners bound and answering.
@@ -255,6 +69,8 @@ pub struct Server {
     status_addrs: Vec<SocketAddr>,
     cancel: CancellationToken,
     udp: udp::Workers,
+    /// AF_XDP workers (`[server] xdp`), only in a build with the `xdp` feature.
+    #[cfg(feature = "xdp")]
     xdp: Option<xdp::Workers>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -264,33 +80,54 @@ impl Server {
     /// privileges if configured, and starts answering. Must run inside a tokio runtime (TCP
     /// and the status listener run on it).
     pub async fn start(config: Config) -> Result<Server, AppError> {
-        let (zones, warnings) = check(&config)?;
+        let Loaded {
+            config,
+            model,
+            zones,
+            warnings,
+        } = control::check(config)?;
         for w in &warnings {
             tracing::warn!("{w}");
         }
+        // Every key of `[server]` and `[status]` is named here, with no `..`: one added to the
+        // config that nobody wires in does not compile. Those marked `_` reach the query path
+        // through the model.
+        let ServerConfig {
+            listen,
+            udp_workers,
+            tcp_idle_timeout,
+            tcp_max_connections,
+            edns_udp_size: _,
+            identity: _,
+            version: _,
+            nsid: _,
+            state_file,
+            query_log_sample,
+            user,
+            group,
+            xdp: xdp_iface,
+        } = config.server.clone();
+        let StatusConfig {
+            listen: status_listen,
+            allow,
+        } = config.status.clone();
         // Everything that can fail on a typo fails here, before a socket is opened.
-        let identity = privdrop::resolve(
-            config.server.user.as_deref(),
-            config.server.group.as_deref(),
-        )?;
-        let state_file = config.server.state_file.clone();
-        let state = State::load(&state_file)?;
+        let identity = privdrop::resolve(user.as_deref(), group.as_deref())?;
+        let saved = SavedState::load(&state_file)?;
 
         // Bind first (a busy port fails fast), answer only after the first probe round.
         let mut udp_sockets = Vec::new();
         let mut tcp_listeners = Vec::new();
         let mut udp_addrs = Vec::new();
         let mut tcp_addrs = Vec::new();
-        for &addr in &config.server.listen {
-            let (sockets, listener) = bind_pair(addr, config.server.udp_workers)?;
+        for &addr in &listen {
+            let (sockets, listener) = bind_pair(addr, udp_workers)?;
             udp_addrs.push(sockets[0].local_addr().expect("bound"));
             tcp_addrs.push(listener.local_addr().expect("bound"));
             udp_sockets.extend(sockets);
             tcp_listeners.push(listener);
         }
-        let status_listeners = config
-            .status
-            .listen
+        let status_listeners = status_listen
             .iter()
             .map(|&a| status::bind(a))
             .collect::<Result<Vec<_>, _>>()?;
@@ -299,15 +136,27 @@ impl Server {
             .map(|l| l.local_addr().expect("bound"))
             .collect();
         // Needs CAP_NET_ADMIN and CAP_BPF: before privileges go.
-        let xdp = match &config.server.xdp {
+        #[cfg(feature = "xdp")]
+        let xdp = match &xdp_iface {
             Some(iface) => Some(xdp::open(iface, &udp_addrs)?),
             None => None,
         };
+        #[cfg(feature = "xdp")]
         if cfg!(feature = "bench-floor") && xdp.is_some() {
             tracing::warn!(
                 "built with the bench-floor feature: queries through AF_XDP are sent back \
                  unanswered (benches/dnsperf.sh --floor); do not serve with this binary"
             );
+        }
+        // Config::parse refuses the key in such a build; this is for a Config made in code.
+        #[cfg(not(feature = "xdp"))]
+        if let Some(iface) = &xdp_iface {
+            return Err(NetError::Xdp {
+                iface: iface.clone(),
+                reason: "this lbns was built without AF_XDP support (cargo build --features xdp)"
+                    .to_owned(),
+            }
+            .into());
         }
 
         // Every socket is bound: nothing below needs root.
@@ -319,53 +168,34 @@ impl Server {
             None => {}
         }
 
-        let server_config = config.server.clone();
-        let allow: Arc<[status::Cidr]> = config.status.allow.clone().into();
-        let config_path = config.path.clone();
+        let allow: Arc<[ipnet::IpNet]> = allow.into();
         let (zones_n, pools_n) = (config.zones.len(), config.pools.len());
-        set_probe_socket_budget(&config);
-        let monitor = Arc::new(Monitor::start(config, zones).await);
-        // Before any listener runs, so no query ever sees a drained backend.
-        let drained: HashSet<(String, String)> = state
-            .drained_set()
-            .into_iter()
-            .map(|(p, b)| monitor.drain_key(&p, &b).unwrap_or((p, b)))
-            .collect();
-        if !drained.is_empty() {
-            log_unknown_drained(&monitor, &drained);
-            tracing::info!(
-                count = drained.len(),
-                state_file = %state_file.display(),
-                "restored drained backends"
-            );
-            monitor.restore_drained(drained);
-        }
+        set_probe_socket_budget(&model, tcp_max_connections);
+        let monitor = Arc::new(Monitor::start(model, zones).await);
         let cell = monitor.cell();
 
         let cancel = CancellationToken::new();
         let metrics = Arc::new(Metrics::default());
-        let query_log = Arc::new(QueryLog::new(server_config.query_log_sample));
-        let control = Arc::new(Control {
+        let query_log = Arc::new(QueryLog::new(query_log_sample));
+        let control = Arc::new(Control::new(
             monitor,
-            metrics: metrics.clone(),
-            query_log: query_log.clone(),
-            config_path,
-            state_file,
-            reload_lock: Mutex::new(()),
-            drain_lock: std::sync::Mutex::new(()),
-            started: Instant::now(),
-            started_at: SystemTime::now(),
-        });
+            metrics.clone(),
+            query_log.clone(),
+            config,
+        ));
+        // Before any listener runs, so no query ever sees a drained backend.
+        control.restore_drained(&saved);
         let udp = udp::Workers::spawn(
             udp_sockets,
             cell.clone(),
             metrics.clone(),
             query_log.clone(),
         );
+        #[cfg(feature = "xdp")]
         let xdp = xdp.map(|x| x.spawn(cell.clone(), metrics.clone(), query_log.clone()));
         let limits = tcp::Limits {
-            idle_timeout: server_config.tcp_idle_timeout,
-            max_connections: server_config.tcp_max_connections,
+            idle_timeout: tcp_idle_timeout,
+            max_connections: tcp_max_connections,
         };
         let mut tasks: Vec<_> = tcp_listeners
             .into_iter()
@@ -403,6 +233,7 @@ impl Server {
             status_addrs,
             cancel,
             udp,
+            #[cfg(feature = "xdp")]
             xdp,
             tasks,
         })
@@ -424,17 +255,17 @@ impl Server {
 
     /// The published snapshot, for inspection.
     pub fn snapshot(&self) -> Arc<Snapshot> {
-        self.control.monitor.cell().load_full()
+        self.control.monitor().cell().load_full()
     }
 
     /// Query counters.
     pub fn metrics(&self) -> &Arc<Metrics> {
-        &self.control.metrics
+        self.control.metrics()
     }
 
     /// The probe side: health, drain, status.
     pub fn monitor(&self) -> &Arc<Monitor> {
-        &self.control.monitor
+        self.control.monitor()
     }
 
     /// Reload, drain and status, as the status listener uses them.
@@ -443,20 +274,23 @@ impl Server {
     }
 
     /// See [`Control::reload`].
-    pub async fn reload(&self, config: Config) -> Result<Vec<ZoneWarning>, AppError> {
+    pub async fn reload(&self, config: Config) -> Result<Vec<ZoneWarning>, LoadError> {
         self.control.reload(config).await
     }
 
     /// Stops accepting, lets in-flight TCP answers and status requests finish, and joins the
     /// UDP workers.
     pub async fn shutdown(self) {
-        self.control.monitor.stop();
+        self.control.monitor().stop();
         self.cancel.cancel();
         for t in self.tasks {
             let _ = t.await;
         }
-        let (udp, xdp) = (self.udp, self.xdp);
+        let udp = self.udp;
+        #[cfg(feature = "xdp")]
+        let xdp = self.xdp;
         let _ = tokio::task::spawn_blocking(move || {
+            #[cfg(feature = "xdp")]
             if let Some(x) = xdp {
                 x.stop();
             }

@@ -1,5 +1,5 @@
 //! Process limits: the open-file limit raised to its hard cap at start, and the share of it
-//! that probes may keep open between runs (see [`crate::probe::tcp`]).
+//! that probes may keep open between runs (the TCP probe keeps one per backend).
 
 /// Open files kept back from probes: listeners, TCP clients, status connections, in-flight
 /// probes and whatever the runtime needs.

@@ -8,9 +8,10 @@ use clap::Parser;
 use tokio::signal::unix::{SignalKind, signal};
 use tracing_subscriber::EnvFilter;
 
-use lbns::app::{self, Server};
+use lbns::app::Server;
 use lbns::cli::{Cli, Command, LogFormat, StatusTarget};
 use lbns::config::{Config, DEFAULT_STATUS_LISTEN};
+use lbns::control;
 use lbns::status::client::{self, Client};
 
 fn main() -> ExitCode {
@@ -73,19 +74,19 @@ fn check(path: &Path) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::FAILURE);
         }
     };
-    match app::check(&config) {
-        Ok((zones, warnings)) => {
-            for w in &warnings {
+    match control::check(config) {
+        Ok(loaded) => {
+            for w in &loaded.warnings {
                 eprintln!("{w}");
             }
-            for z in zones.zones() {
+            for z in loaded.zones.zones() {
                 println!("zone {}: loaded, {} names", z.origin, z.len());
             }
             println!(
                 "{}: OK ({} zones, {} pools)",
                 path.display(),
-                config.zones.len(),
-                config.pools.len()
+                loaded.config.zones.len(),
+                loaded.config.pools.len()
             );
             Ok(ExitCode::SUCCESS)
         }

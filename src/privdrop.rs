@@ -7,8 +7,10 @@
 //! already running drop too. Users and groups are resolved before binding, so a typo fails the
 //! start before any socket is opened.
 
-use std::ffi::{CStr, CString};
 use std::io;
+
+use nix::errno::Errno;
+use nix::unistd::{self, Gid, Uid};
 
 /// Why the switch could not be made. Every case stops the start: running with more privileges
 /// than the operator asked for is not a safe fallback.
@@ -92,15 +94,8 @@ pub fn resolve(user: Option<&str>, group: Option<&str>) -> Result<Option<Target>
 /// Switches the whole process to `target`. A no-op when it already runs as that user and
 /// group (systemd's `User=` did it); an error when it is not root and would have to change.
 pub fn drop_to(target: &Target) -> Result<(), PrivError> {
-    // SAFETY: get*id(2) cannot fail and touch no memory.
-    let (uid, euid, gid, egid) = unsafe {
-        (
-            libc::getuid(),
-            libc::geteuid(),
-            libc::getgid(),
-            libc::getegid(),
-        )
-    };
+    let (uid, euid) = (unistd::getuid().as_raw(), unistd::geteuid().as_raw());
+    let (gid, egid) = (unistd::getgid().as_raw(), unistd::getegid().as_raw());
     let want_uid = target.user.as_ref().map(|u| u.uid);
     let user_ok = want_uid.is_none_or(|w| uid == w && euid == w);
     if user_ok && gid == target.group.gid && egid == target.group.gid {
@@ -113,35 +108,26 @@ pub fn drop_to(target: &Target) -> Result<(), PrivError> {
         });
     }
     let fail = |call| {
-        let source = io::Error::last_os_error();
-        PrivError::Switch {
+        move |errno: Errno| PrivError::Switch {
             target: target.to_string(),
             call,
-            source,
+            source: errno.into(),
         }
     };
-    let gid = target.group.gid;
-    // SAFETY: plain syscalls with a valid one-element group list.
-    unsafe {
-        // Root's supplementary groups (often `root` and more) must not survive the switch.
-        if libc::setgroups(1, &gid) != 0 {
-            return Err(fail("setgroups"));
-        }
-        if libc::setgid(gid) != 0 {
-            return Err(fail("setgid"));
-        }
-        if let Some(uid) = want_uid
-            && libc::setuid(uid) != 0
-        {
-            return Err(fail("setuid"));
-        }
+    let gid = Gid::from_raw(target.group.gid);
+    // Root's supplementary groups (often `root` and more) must not survive the switch.
+    unistd::setgroups(&[gid]).map_err(fail("setgroups"))?;
+    unistd::setgid(gid).map_err(fail("setgid"))?;
+    if let Some(uid) = want_uid {
+        unistd::setuid(Uid::from_raw(uid)).map_err(fail("setuid"))?;
     }
     // Belt and braces: a non-root user must not be able to get root back.
     if let Some(uid) = want_uid
         && uid != 0
     {
-        // SAFETY: as above; setuid(0) is expected to fail with EPERM.
-        let regained = unsafe { libc::setuid(0) == 0 || libc::geteuid() != uid };
+        // setuid(0) is expected to fail with EPERM.
+        let regained =
+            unistd::setuid(Uid::from_raw(0)).is_ok() || unistd::geteuid().as_raw() != uid;
         if regained {
             return Err(PrivError::Switch {
                 target: target.to_string(),
@@ -156,114 +142,50 @@ pub fn drop_to(target: &Target) -> Result<(), PrivError> {
 
 /// True when running as root (effective uid 0).
 pub fn is_root() -> bool {
-    // SAFETY: geteuid(2) cannot fail.
-    unsafe { libc::geteuid() == 0 }
+    unistd::geteuid().is_root()
 }
 
 /// Looks `name` up in the password database (files, LDAP, whatever NSS is set up with).
 pub fn lookup_user(name: &str) -> Result<User, PrivError> {
-    let cname = CString::new(name).map_err(|_| PrivError::NoUser(name.to_owned()))?;
-    let mut buf = vec![0u8; 1024];
-    loop {
-        // SAFETY: `pwd` is written by getpwnam_r; `buf` outlives every use of the strings it
-        // points into (we copy what we need before leaving the loop).
-        let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
-        let mut result: *mut libc::passwd = std::ptr::null_mut();
-        let rc = unsafe {
-            libc::getpwnam_r(
-                cname.as_ptr(),
-                &mut pwd,
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-                &mut result,
-            )
-        };
-        match rc {
-            0 if result.is_null() => return Err(PrivError::NoUser(name.to_owned())),
-            0 => {
-                return Ok(User {
-                    name: name.to_owned(),
-                    uid: pwd.pw_uid,
-                    gid: pwd.pw_gid,
-                });
-            }
-            libc::ERANGE if buf.len() < 1 << 20 => buf.resize(buf.len() * 4, 0),
-            // Some NSS modules report "no such entry" as an errno rather than a null result.
-            libc::ENOENT | libc::ESRCH => return Err(PrivError::NoUser(name.to_owned())),
-            e => {
-                return Err(PrivError::Lookup {
-                    what: "user",
-                    name: name.to_owned(),
-                    source: io::Error::from_raw_os_error(e),
-                });
-            }
-        }
+    match unistd::User::from_name(name) {
+        Ok(Some(u)) => Ok(User {
+            name: name.to_owned(),
+            uid: u.uid.as_raw(),
+            gid: u.gid.as_raw(),
+        }),
+        // A name with a NUL byte is `Ok(None)` too. Some NSS modules report "no such entry" as
+        // an errno rather than a null result.
+        Ok(None) | Err(Errno::ENOENT | Errno::ESRCH) => Err(PrivError::NoUser(name.to_owned())),
+        Err(e) => Err(PrivError::Lookup {
+            what: "user",
+            name: name.to_owned(),
+            source: e.into(),
+        }),
     }
 }
 
 /// Looks `name` up in the group database.
 pub fn lookup_group(name: &str) -> Result<Group, PrivError> {
-    let cname = CString::new(name).map_err(|_| PrivError::NoGroup(name.to_owned()))?;
-    match group_entry(|grp, buf, result| {
-        // SAFETY: see `group_entry`.
-        unsafe {
-            libc::getgrnam_r(
-                cname.as_ptr(),
-                grp,
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-                result,
-            )
-        }
-    }) {
-        Ok(Some((_, gid))) => Ok(Group {
+    match unistd::Group::from_name(name) {
+        Ok(Some(g)) => Ok(Group {
             name: name.to_owned(),
-            gid,
+            gid: g.gid.as_raw(),
         }),
-        Ok(None) => Err(PrivError::NoGroup(name.to_owned())),
-        Err(source) => Err(PrivError::Lookup {
+        Ok(None) | Err(Errno::ENOENT | Errno::ESRCH) => Err(PrivError::NoGroup(name.to_owned())),
+        Err(e) => Err(PrivError::Lookup {
             what: "group",
             name: name.to_owned(),
-            source,
+            source: e.into(),
         }),
     }
 }
 
 /// The name of group `gid`, for messages.
 fn group_name(gid: u32) -> Option<String> {
-    group_entry(|grp, buf, result| {
-        // SAFETY: see `group_entry`.
-        unsafe { libc::getgrgid_r(gid, grp, buf.as_mut_ptr().cast(), buf.len(), result) }
-    })
-    .ok()
-    .flatten()
-    .map(|(name, _)| name)
-}
-
-/// Runs a `getgr*_r` call with a growing buffer; the entry's name and gid, or `None` if none.
-fn group_entry(
-    call: impl Fn(&mut libc::group, &mut [u8], &mut *mut libc::group) -> libc::c_int,
-) -> io::Result<Option<(String, u32)>> {
-    let mut buf = vec![0u8; 1024];
-    loop {
-        // SAFETY: `grp` is plain data the call fills in; its strings point into `buf`, which is
-        // alive while we copy the name out.
-        let mut grp: libc::group = unsafe { std::mem::zeroed() };
-        let mut result: *mut libc::group = std::ptr::null_mut();
-        match call(&mut grp, &mut buf, &mut result) {
-            0 if result.is_null() => return Ok(None),
-            0 => {
-                // SAFETY: on success gr_name is a NUL-terminated string inside `buf`.
-                let name = unsafe { CStr::from_ptr(grp.gr_name) }
-                    .to_string_lossy()
-                    .into_owned();
-                return Ok(Some((name, grp.gr_gid)));
-            }
-            libc::ERANGE if buf.len() < 1 << 20 => buf.resize(buf.len() * 4, 0),
-            libc::ENOENT | libc::ESRCH => return Ok(None),
-            e => return Err(io::Error::from_raw_os_error(e)),
-        }
-    }
+    unistd::Group::from_gid(Gid::from_raw(gid))
+        .ok()
+        .flatten()
+        .map(|g| g.name)
 }
 
 #[cfg(test)]
@@ -305,12 +227,15 @@ mod tests {
             lookup_user("nul\0byte"),
             Err(PrivError::NoUser(_))
         ));
+        assert!(matches!(
+            lookup_group("nul\0byte"),
+            Err(PrivError::NoGroup(_))
+        ));
     }
 
     #[test]
     fn switching_to_who_we_already_are_is_a_no_op() {
-        // SAFETY: get*id(2) cannot fail.
-        let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
+        let (uid, gid) = (unistd::geteuid().as_raw(), unistd::getegid().as_raw());
         let me = Target {
             user: Some(User {
                 name: "me".into(),

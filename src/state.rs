@@ -37,7 +37,7 @@ pub enum StateError {
 /// The file's contents.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct State {
+pub struct SavedState {
     pub version: u32,
     /// Backends kept out of answers by `lbns drain`, sorted so the file diffs cleanly.
     pub drained: BTreeSet<Drained>,
@@ -51,19 +51,19 @@ pub struct Drained {
     pub backend: String,
 }
 
-impl Default for State {
-    fn default() -> State {
-        State {
+impl Default for SavedState {
+    fn default() -> SavedState {
+        SavedState {
             version: VERSION,
             drained: BTreeSet::new(),
         }
     }
 }
 
-impl State {
+impl SavedState {
     /// The state holding `drained` (the monitor's `(pool, backend)` pairs).
-    pub fn from_drained(drained: &HashSet<(String, String)>) -> State {
-        State {
+    pub fn from_drained(drained: &HashSet<(String, String)>) -> SavedState {
+        SavedState {
             version: VERSION,
             drained: drained
                 .iter()
@@ -84,10 +84,10 @@ impl State {
     }
 
     /// Reads `path`; a missing file is an empty state (the first start).
-    pub fn load(path: &Path) -> Result<State, StateError> {
+    pub fn load(path: &Path) -> Result<SavedState, StateError> {
         let text = match std::fs::read_to_string(path) {
             Ok(t) => t,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(State::default()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(SavedState::default()),
             Err(source) => {
                 return Err(StateError::Read {
                     path: path.to_owned(),
@@ -99,7 +99,7 @@ impl State {
             path: path.to_owned(),
             message,
         };
-        let state: State = serde_json::from_str(&text).map_err(|e| invalid(e.to_string()))?;
+        let state: SavedState = serde_json::from_str(&text).map_err(|e| invalid(e.to_string()))?;
         if state.version > VERSION {
             return Err(invalid(format!(
                 "version {} is newer than this lbns understands ({VERSION})",
@@ -157,14 +157,14 @@ mod tests {
     fn round_trip_missing_and_bad_files() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("lbns.state");
-        assert_eq!(State::load(&path).unwrap(), State::default());
+        assert_eq!(SavedState::load(&path).unwrap(), SavedState::default());
 
         let set: HashSet<(String, String)> = [
             ("www.example.".to_owned(), "web2".to_owned()),
             ("api.example.".to_owned(), "127.0.0.5".to_owned()),
         ]
         .into();
-        State::from_drained(&set).save(&path).unwrap();
+        SavedState::from_drained(&set).save(&path).unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(text.contains("\"version\": 1"), "{text}");
         // Sorted: api before www.
@@ -172,7 +172,7 @@ mod tests {
             text.find("api.example.") < text.find("www.example."),
             "{text}"
         );
-        assert_eq!(State::load(&path).unwrap().drained_set(), set);
+        assert_eq!(SavedState::load(&path).unwrap().drained_set(), set);
         // No temporary file is left behind.
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
 
@@ -181,20 +181,20 @@ mod tests {
             "{ \"version\": 1, \"drained\": [ { \"pool\": 3 } ] }",
         )
         .unwrap();
-        let err = State::load(&path).unwrap_err().to_string();
+        let err = SavedState::load(&path).unwrap_err().to_string();
         assert!(
             err.contains("lbns.state:") && err.contains("fix or remove it"),
             "{err}"
         );
         std::fs::write(&path, "{ \"version\": 9, \"drained\": [] }").unwrap();
-        let err = State::load(&path).unwrap_err().to_string();
+        let err = SavedState::load(&path).unwrap_err().to_string();
         assert!(err.contains("version 9 is newer"), "{err}");
     }
 
     #[test]
     fn unwritable_directory_is_an_error_naming_the_file() {
         let path = Path::new("/nonexistent-lbns-dir/lbns.state");
-        let err = State::default().save(path).unwrap_err().to_string();
+        let err = SavedState::default().save(path).unwrap_err().to_string();
         assert!(
             err.starts_with("state file /nonexistent-lbns-dir/lbns.state: cannot write"),
             "{err}"

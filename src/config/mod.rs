@@ -5,6 +5,7 @@
 //! problem found is returned together, each with `file:line:col`, so `lbns check` can list them
 //! all the way `named-checkconf` does.
 
+mod cidr;
 mod pool;
 mod raw;
 
@@ -16,14 +17,14 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use hickory_proto::rr::{LowerName, Name};
+use ipnet::IpNet;
 use serde::Deserialize;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
 
+pub use cidr::{CidrError, parse_cidr};
 pub use pool::*;
 pub use raw::{OneOrMany, RawBackend, RawPool, RawProbe, RawServer, RawStatus, RawZone};
-
-use crate::status::Cidr;
 
 /// Default listen address: loopback on an unprivileged port, so a first run needs no root.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:5353";
@@ -89,7 +90,7 @@ pub struct StatusConfig {
     /// Addresses to listen on; empty when the listener is off.
     pub listen: Vec<SocketAddr>,
     /// Clients outside every one of these get 403.
-    pub allow: Vec<Cidr>,
+    pub allow: Vec<IpNet>,
 }
 
 /// A zone to serve, from `[[zone]]`.
@@ -224,6 +225,18 @@ fn host_name() -> String {
         .unwrap_or_else(|| "lbns".to_owned())
 }
 
+/// A key as written: its value, if given, and where a problem with it points: the value, or
+/// `table` (its table's header) when the key is absent.
+fn key<T>(value: Option<Spanned<T>>, table: &Range<usize>) -> (Option<T>, Range<usize>) {
+    match value {
+        Some(v) => {
+            let span = v.span();
+            (Some(v.into_inner()), span)
+        }
+        None => (None, table.clone()),
+    }
+}
+
 /// Parse context: the source (for turning spans into places) and the problems found so far.
 struct Cx<'a> {
     text: &'a str,
@@ -291,9 +304,15 @@ impl Cx<'_> {
         if !had_syntax_errors {
             for (key, value) in doc.into_inner() {
                 let key_span = key.span();
+                // A table's span is its header: where problems about the table as a whole point.
+                let table = value.span();
                 match key.get_ref().as_ref() {
-                    "server" => server = self.section::<RawServer>(value, "[server]"),
-                    "status" => status = self.section::<RawStatus>(value, "[status]"),
+                    "server" => {
+                        server = self.section::<RawServer>(value, "[server]").map(|s| (s, table));
+                    }
+                    "status" => {
+                        status = self.section::<RawStatus>(value, "[status]").map(|s| (s, table));
+                    }
                     "zone" => zones = self.array(value, "[[zone]]"),
                     "pool" => pools = self.array(value, "[[pool]]"),
                     other => self.errors.push(ConfigError::Toml {
@@ -306,8 +325,10 @@ impl Cx<'_> {
             }
         }
 
-        let server = self.server(server.unwrap_or_default());
-        let status = self.status(status.unwrap_or_default(), &server);
+        let (server, table) = server.unwrap_or_default();
+        let server = self.server(server, table);
+        let (status, table) = status.unwrap_or_default();
+        let status = self.status(status, table, &server);
         let zones = self.zones(zones);
         let pools = self.pools(pools, &zones);
         Config {
@@ -341,16 +362,7 @@ impl Cx<'_> {
         out
     }
 
-    /// Where a `[table]` header sits, for problems with its keys: once deserialized into a
-    /// struct the table has no span of its own, so they point at the header (or the top).
-    fn header_span(&self, header: &str) -> Range<usize> {
-        self.text
-            .find(header)
-            .map_or(0..0, |start| start..start + header.len())
-    }
-
-    fn server(&mut self, raw: RawServer) -> ServerConfig {
-        let span = self.header_span("[server]");
+    fn server(&mut self, raw: RawServer, table: Range<usize>) -> ServerConfig {
         let RawServer {
             listen,
             udp_workers,
@@ -367,13 +379,14 @@ impl Cx<'_> {
             xdp,
         } = raw;
 
+        let (listen, at) = key(listen, &table);
         let mut addrs = Vec::new();
         for text in listen.unwrap_or_else(|| vec![DEFAULT_LISTEN.to_owned()]) {
             match text.parse::<SocketAddr>() {
                 Ok(a) if !addrs.contains(&a) => addrs.push(a),
-                Ok(a) => self.invalid(span.clone(), format!("listen address {a} given twice")),
+                Ok(a) => self.invalid(at.clone(), format!("listen address {a} given twice")),
                 Err(_) => self.invalid(
-                    span.clone(),
+                    at.clone(),
                     format!("listen: `{text}` is not an address:port such as 127.0.0.1:5353"),
                 ),
             }
@@ -384,7 +397,7 @@ impl Cx<'_> {
                 .iter()
                 .any(|e| matches!(e, ConfigError::Invalid { .. }))
         {
-            self.invalid(span.clone(), "listen: at least one address is needed");
+            self.invalid(at, "listen: at least one address is needed");
         }
 
         let udp_workers = match udp_workers.unwrap_or(0) {
@@ -392,17 +405,18 @@ impl Cx<'_> {
             n => n,
         };
 
+        let (tcp_idle_timeout, at) = key(tcp_idle_timeout, &table);
         let tcp_idle_timeout = match tcp_idle_timeout {
             None => DEFAULT_TCP_IDLE_TIMEOUT,
             Some(t) => match humantime::parse_duration(&t) {
                 Ok(d) if !d.is_zero() => d,
                 Ok(_) => {
-                    self.invalid(span.clone(), "tcp_idle_timeout must be more than 0");
+                    self.invalid(at, "tcp_idle_timeout must be more than 0");
                     DEFAULT_TCP_IDLE_TIMEOUT
                 }
                 Err(e) => {
                     self.invalid(
-                        span.clone(),
+                        at,
                         format!("tcp_idle_timeout: `{t}` is not a duration such as \"10s\": {e}"),
                     );
                     DEFAULT_TCP_IDLE_TIMEOUT
@@ -410,29 +424,45 @@ impl Cx<'_> {
             },
         };
 
+        let (tcp_max_connections, at) = key(tcp_max_connections, &table);
         let tcp_max_connections = tcp_max_connections.unwrap_or(DEFAULT_TCP_MAX_CONNECTIONS);
         if tcp_max_connections == 0 {
-            self.invalid(span.clone(), "tcp_max_connections must be at least 1");
+            self.invalid(at, "tcp_max_connections must be at least 1");
         }
 
+        let (edns_udp_size, at) = key(edns_udp_size, &table);
         let edns_udp_size = edns_udp_size.unwrap_or(DEFAULT_EDNS_UDP_SIZE);
         if !(512..=4096).contains(&edns_udp_size) {
             self.invalid(
-                span.clone(),
+                at,
                 format!("edns_udp_size {edns_udp_size} is outside 512..=4096"),
             );
         }
 
+        let (state_file, at) = key(state_file, &table);
         let state_file = state_file.unwrap_or_else(|| DEFAULT_STATE_FILE.to_owned());
         if state_file.is_empty() {
-            self.invalid(span.clone(), "state_file must not be empty");
+            self.invalid(at, "state_file must not be empty");
         }
         let state_file = self.relative_to_config(&state_file);
 
-        for (key, value) in [("user", &user), ("group", &group), ("xdp", &xdp)] {
+        let (user, user_at) = key(user, &table);
+        let (group, group_at) = key(group, &table);
+        let (xdp, xdp_at) = key(xdp, &table);
+        for (name, value, at) in [
+            ("user", &user, &user_at),
+            ("group", &group, &group_at),
+            ("xdp", &xdp, &xdp_at),
+        ] {
             if value.as_deref().is_some_and(str::is_empty) {
-                self.invalid(span.clone(), format!("{key} must not be empty"));
+                self.invalid(at.clone(), format!("{name} must not be empty"));
             }
+        }
+        if xdp.is_some() && !cfg!(feature = "xdp") {
+            self.invalid(
+                xdp_at,
+                "xdp: this lbns was built without AF_XDP support (cargo build --features xdp)",
+            );
         }
 
         ServerConfig {
@@ -452,28 +482,33 @@ impl Cx<'_> {
         }
     }
 
-    fn status(&mut self, raw: RawStatus, server: &ServerConfig) -> StatusConfig {
-        let span = self.header_span("[status]");
+    fn status(
+        &mut self,
+        raw: RawStatus,
+        table: Range<usize>,
+        server: &ServerConfig,
+    ) -> StatusConfig {
         let RawStatus {
             enabled,
             listen,
             allow,
         } = raw;
+        let (listen, at) = key(listen, &table);
         let listen = listen.map_or_else(|| vec![DEFAULT_STATUS_LISTEN.to_owned()], |l| l.0);
         let mut addrs = Vec::new();
         for text in listen {
             match text.parse::<SocketAddr>() {
                 Ok(a) if addrs.contains(&a) => {
-                    self.invalid(span.clone(), format!("status listen {a} given twice"))
+                    self.invalid(at.clone(), format!("status listen {a} given twice"))
                 }
                 // Same port and address as a DNS listener: the DNS side binds TCP there first.
                 Ok(a) if a.port() != 0 && server.listen.contains(&a) => self.invalid(
-                    span.clone(),
+                    at.clone(),
                     format!("status listen {a} is also a [server] listen address"),
                 ),
                 Ok(a) => addrs.push(a),
                 Err(_) => self.invalid(
-                    span.clone(),
+                    at.clone(),
                     format!(
                         "status listen: `{text}` is not an address:port such as {DEFAULT_STATUS_LISTEN}"
                     ),
@@ -483,7 +518,8 @@ impl Cx<'_> {
         if enabled == Some(false) {
             addrs.clear();
         }
-        let allow_text = allow.unwrap_or_else(|| {
+        let (allow_text, at) = key(allow, &table);
+        let allow_text = allow_text.unwrap_or_else(|| {
             DEFAULT_STATUS_ALLOW
                 .iter()
                 .map(|s| (*s).to_owned())
@@ -491,9 +527,9 @@ impl Cx<'_> {
         });
         let mut allow = Vec::new();
         for text in allow_text {
-            match text.parse::<Cidr>() {
-                Ok(c) => allow.push(c),
-                Err(e) => self.invalid(span.clone(), format!("status allow: `{text}`: {e}")),
+            match parse_cidr(&text) {
+                Ok(net) => allow.push(net),
+                Err(e) => self.invalid(at.clone(), format!("status allow: `{text}`: {e}")),
             }
         }
         StatusConfig {
@@ -510,12 +546,13 @@ impl Cx<'_> {
     fn zones(&mut self, raw: Vec<(RawZone, Range<usize>)>) -> Vec<ZoneConfig> {
         let mut out: Vec<ZoneConfig> = Vec::new();
         for (RawZone { origin, file }, span) in raw {
-            let Some(origin) = self.name(&origin, span.clone(), "zone origin") else {
+            let at = origin.span();
+            let Some(origin) = self.name(origin.get_ref(), at.clone(), "zone origin") else {
                 continue;
             };
             if let Some(first) = out.iter().find(|z| z.origin == origin) {
                 let message = format!("zone {origin} is already defined at {}", first.place);
-                self.invalid(span, message);
+                self.invalid(at, message);
                 continue;
             }
             out.push(ZoneConfig {
@@ -554,13 +591,14 @@ impl Cx<'_> {
                 max_age,
                 probe,
             } = pool;
-            let Some(name) = self.name(&name, span.clone(), "pool name") else {
+            let name_at = name.span();
+            let Some(name) = self.name(name.get_ref(), name_at.clone(), "pool name") else {
                 continue;
             };
             let what = format!("pool {name}");
             if let Some(first) = out.iter().find(|p| p.name == name) {
                 let message = format!("{what} is already defined at {}", first.place);
-                self.invalid(span, message);
+                self.invalid(name_at, message);
                 continue;
             }
             let lower = LowerName::new(&name);
@@ -569,33 +607,34 @@ impl Cx<'_> {
                 .any(|z| LowerName::new(&z.origin).zone_of(&lower))
             {
                 self.invalid(
-                    span.clone(),
+                    name_at.clone(),
                     format!("{what} is not inside any configured zone"),
                 );
             }
 
+            let (ttl, at) = key(ttl, &span);
             let ttl = ttl.unwrap_or(DEFAULT_POOL_TTL);
             if ttl == 0 {
                 // A zero TTL defeats every cache and multiplies load on lbns (RFC 1035 §3.2.1
                 // allows it, but no operator wants it for a pool).
-                self.invalid(
-                    span.clone(),
-                    format!("{what}: ttl must be at least 1 second"),
-                );
+                self.invalid(at, format!("{what}: ttl must be at least 1 second"));
             }
 
-            if backends.is_empty() {
-                self.invalid(span.clone(), format!("{what}: backends is empty"));
+            if backends.get_ref().is_empty() {
+                self.invalid(backends.span(), format!("{what}: backends is empty"));
             }
             let mut members: Vec<BackendConfig> = Vec::new();
             let mut seen = HashSet::new();
-            for (i, b) in backends.into_iter().enumerate() {
+            for (i, b) in backends.into_inner().into_iter().enumerate() {
                 let n = i + 1;
+                // Problems with a backend point at it in the list.
+                let at = b.span();
+                let b = b.into_inner();
                 let address = match b.address.parse::<IpAddr>() {
                     Ok(a) => a,
                     Err(_) => {
                         self.invalid(
-                            span.clone(),
+                            at.clone(),
                             format!(
                                 "{what}: backend #{n}: `{}` is not an IPv4 or IPv6 address",
                                 b.address
@@ -606,7 +645,7 @@ impl Cx<'_> {
                 };
                 if !seen.insert(address) {
                     self.invalid(
-                        span.clone(),
+                        at.clone(),
                         format!("{what}: backend #{n}: address {address} is listed twice"),
                     );
                     continue;
@@ -614,21 +653,21 @@ impl Cx<'_> {
                 let weight = b.weight.unwrap_or(1);
                 if weight == 0 {
                     self.invalid(
-                        span.clone(),
+                        at.clone(),
                         format!("{what}: backend #{n} ({address}): weight must be at least 1"),
                     );
                 }
                 let name = b.name.unwrap_or_else(|| address.to_string());
                 if members.iter().any(|m| m.name == name) {
                     self.invalid(
-                        span.clone(),
+                        at.clone(),
                         format!("{what}: backend #{n}: name `{name}` is used twice"),
                     );
                 }
                 let tier = b.tier.unwrap_or(1);
                 if tier == 0 {
                     self.invalid(
-                        span.clone(),
+                        at.clone(),
                         format!("{what}: backend {name}: tier must be at least 1"),
                     );
                 }
@@ -638,13 +677,7 @@ impl Cx<'_> {
                     (None, Some(o)) => o.clone(),
                     (None, None) => RawProbe::default(),
                 };
-                let probe = self.probe(
-                    &span,
-                    &format!("{what}: backend {name}"),
-                    &raw_probe,
-                    address,
-                    ttl,
-                );
+                let probe = self.probe(&at, &format!("{what}: backend {name}"), &raw_probe, ttl);
                 members.push(BackendConfig {
                     name,
                     address,
@@ -655,25 +688,23 @@ impl Cx<'_> {
             }
             let policy = self.policy(&span, &what, policy, scale_by_load, min_healthy);
             let all_down = self.all_down(&span, &what, all_down, fallback);
+            let (all_down_ttl, at) = key(all_down_ttl, &span);
             let all_down_ttl = all_down_ttl.unwrap_or(DEFAULT_ALL_DOWN_TTL.min(ttl));
             if all_down_ttl > ttl {
                 self.invalid(
-                    span.clone(),
+                    at,
                     format!("{what}: all_down_ttl {all_down_ttl} exceeds ttl {ttl}"),
                 );
             }
             let bound = members
                 .iter()
-                .filter(|b| b.probe.kind != ProbeKind::None)
-                .map(|b| b.probe.detection_bound())
+                .filter(|b| b.probe.is_probed())
+                .map(|b| b.probe.timing.detection_bound())
                 .max()
                 .unwrap_or(Duration::from_secs(u64::from(ttl)));
-            let max_age = self.duration(
-                &span,
-                &format!("{what}: max_age"),
-                max_age.as_deref(),
-                bound,
-            );
+            let (max_age, at) = key(max_age, &span);
+            let max_age =
+                self.duration(&at, &format!("{what}: max_age"), max_age.as_deref(), bound);
 
             out.push(PoolConfig {
                 name,
@@ -785,13 +816,14 @@ file = "cluster.example.zone"
              [status]\nlisten = [\"127.0.0.1:5353\", \"localhost\"]\nallow = [\"10.1.2.3/8\", \"::1/129\"]\n{MINIMAL}"
         );
         let err = parse(&text).unwrap_err();
+        // Each at the value of its key: `user = ""` is line 3, its value at column 8.
         for expected in [
-            "t.toml:1:1: user must not be empty",
-            "t.toml:1:1: state_file must not be empty",
-            "t.toml:6:1: status listen 127.0.0.1:5353 is also a [server] listen address",
-            "t.toml:6:1: status listen: `localhost` is not an address:port such as 127.0.0.1:8053",
-            "t.toml:6:1: status allow: `10.1.2.3/8`: host bits are set; the network is 10.0.0.0/8",
-            "t.toml:6:1: status allow: `::1/129`: prefix /129 is longer than 128 bits",
+            "t.toml:3:8: user must not be empty",
+            "t.toml:4:14: state_file must not be empty",
+            "t.toml:7:10: status listen 127.0.0.1:5353 is also a [server] listen address",
+            "t.toml:7:10: status listen: `localhost` is not an address:port such as 127.0.0.1:8053",
+            "t.toml:8:9: status allow: `10.1.2.3/8`: host bits are set; the network is 10.0.0.0/8",
+            "t.toml:8:9: status allow: `::1/129`: prefix /129 is longer than 128 bits",
         ] {
             assert!(
                 err.lines().any(|l| l == expected),
@@ -808,6 +840,88 @@ file = "cluster.example.zone"
             err.contains("expected an address string or a list of them"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn problems_point_at_the_key_not_a_comment() {
+        // The comment names both tables before either header: nothing may point at it.
+        let text = format!(
+            "# [server] and [status] are below\n{MINIMAL}\n[server]\nedns_udp_size = 100\nlisten = []\n\n\
+             [[pool]]\nname = \"www.elsewhere.example.\"\nttl = 0\npolicy = \"fastest\"\n\
+             all_down = \"fallback\"\nbackends = [\"127.0.0.2\", {{ address = \"127.0.0.2\" }}]\n"
+        );
+        let err = parse(&text).unwrap_err();
+        let pool = "pool www.elsewhere.example.";
+        let expected = [
+            "t.toml:9:10: listen: at least one address is needed".to_owned(),
+            "t.toml:8:17: edns_udp_size 100 is outside 512..=4096".to_owned(),
+            format!("t.toml:12:8: {pool} is not inside any configured zone"),
+            format!("t.toml:13:7: {pool}: ttl must be at least 1 second"),
+            // The second backend of the list.
+            format!("t.toml:16:26: {pool}: backend #2: address 127.0.0.2 is listed twice"),
+            format!(
+                "t.toml:14:10: {pool}: policy `fastest` is not one of round-robin, random, \
+                 least-loaded, weighted, priority, best"
+            ),
+            // No fallback list: the problem is with `all_down`.
+            format!(
+                "t.toml:15:12: {pool}: all_down = \"fallback\" needs a non-empty fallback list"
+            ),
+        ];
+        assert_eq!(err.lines().collect::<Vec<_>>(), expected, "{err}");
+
+        let pool = |keys: &str| {
+            format!(
+                "{MINIMAL}\n[[pool]]\nname = \"www.cluster.example.\"\nbackends = [\"127.0.0.2\"]\n{keys}\n"
+            )
+        };
+        // Line 9 holds the keys; a type error on a kept-place key still names the type.
+        let err = parse(&pool("ttl = \"x\"")).unwrap_err();
+        assert!(
+            err.starts_with("t.toml:9:7: [[pool]] #1: invalid type: string \"x\", expected u32"),
+            "{err}"
+        );
+        let err = parse(&pool("ttl = 2\nall_down_ttl = 3")).unwrap_err();
+        assert!(err.starts_with("t.toml:10:16: "), "{err}");
+        let err = parse(&pool("policy = \"weighted\"\nmin_healthy = 2")).unwrap_err();
+        assert!(
+            err.starts_with("t.toml:10:15: ")
+                && err.ends_with("applies only to policy = \"priority\""),
+            "{err}"
+        );
+        let err = parse(&pool("fallback = [\"x\"]")).unwrap_err();
+        assert!(
+            err.contains("t.toml:9:12: pool www.cluster.example.: fallback `x`"),
+            "{err}"
+        );
+        let err = parse(&pool("max_age = \"soon\"")).unwrap_err();
+        assert!(err.starts_with("t.toml:9:11: "), "{err}");
+        let err = parse("[[zone]]\norigin = \"\"\nfile = \"z\"\n").unwrap_err();
+        assert_eq!(err, "t.toml:2:10: zone origin is empty");
+        let err = parse("[[zone]]\nfile = \"z\"\n").unwrap_err();
+        assert!(err.contains("missing field `origin`"), "{err}");
+    }
+
+    /// `[server] xdp` parses in every build; one built without AF_XDP refuses it with one line.
+    #[test]
+    #[cfg(not(feature = "xdp"))]
+    fn xdp_is_refused_without_the_feature() {
+        let err = parse(&format!("[server]\nxdp = \"lo\"\n{MINIMAL}")).unwrap_err();
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(
+            err.starts_with("t.toml:")
+                && err.ends_with(
+                    ": xdp: this lbns was built without AF_XDP support (cargo build --features xdp)"
+                ),
+            "{err}"
+        );
+    }
+
+    #[test]
+    #[cfg(feature = "xdp")]
+    fn xdp_parses_with_the_feature() {
+        let c = parse(&format!("[server]\nxdp = \"lo\"\n{MINIMAL}")).unwrap();
+        assert_eq!(c.server.xdp.as_deref(), Some("lo"));
     }
 
     #[test]
@@ -897,7 +1011,10 @@ backends = [{ address = "127.0.0.2", wieght = 2 }]
         // Defaults: (1s + 200ms) × 2 + 1s = 3.4s ≤ 5s.
         let c = parse(&pool("kind = \"tcp\", port = 80")).unwrap();
         let b = &c.pools[0].backends[0];
-        assert_eq!(b.probe.detection_bound(), Duration::from_millis(3400));
+        assert_eq!(
+            b.probe.timing.detection_bound(),
+            Duration::from_millis(3400)
+        );
         assert_eq!(c.pools[0].max_age, Duration::from_millis(3400));
         let err = parse(&pool(
             "kind = \"tcp\", port = 80, interval = \"2s\", fall = 3",
@@ -921,10 +1038,8 @@ backends = [{ address = "127.0.0.2", wieght = 2 }]
         let err = parse(&text).unwrap_err();
         assert!(err.contains("policy `fastest` is not one of"), "{err}");
         assert!(err.contains("needs a non-empty fallback list"), "{err}");
-        assert!(
-            err.contains("probe key `version` does not apply to kind = \"http\""),
-            "{err}"
-        );
+        // The kind's own keys are the probe layer's to check (`lbns check`), not the parser's.
+        assert!(!err.contains("version"), "{err}");
         assert!(
             err.contains("probe timeout must not exceed the interval"),
             "{err}"
@@ -939,9 +1054,12 @@ backends = [{ address = "127.0.0.2", wieght = 2 }]
         let b = &c.pools[0].backends;
         assert_eq!(c.pools[0].policy, Policy::Priority { min_healthy: 2 });
         assert_eq!(b[1].tier, 2);
-        let ProbeKind::Http(h) = &b[1].probe.kind else {
-            panic!("http")
-        };
-        assert_eq!(h.url, "http://127.0.0.3:8080/ping");
+        // The kind's own keys are kept as written; the probe layer checks them.
+        assert_eq!(b[1].probe.kind, "http");
+        assert_eq!(b[1].probe.settings["port"].as_integer(), Some(8080));
+        assert_eq!(
+            b[1].probe.settings["url"].as_str(),
+            Some("http://{address}:{port}/ping")
+        );
     }
 }

@@ -6,8 +6,10 @@ use std::net::IpAddr;
 use std::ops::Range;
 use std::time::Duration;
 
-use super::Cx;
+use toml::Spanned;
+
 use super::raw::RawProbe;
+use super::{Cx, key};
 
 /// Default probe timing. With the default pool TTL of 5 s the worst-case detection is
 /// 1 s × 2 + 1 s + 0.2 s = 3.2 s, inside one TTL.
@@ -17,8 +19,6 @@ pub const DEFAULT_JITTER: Duration = Duration::from_millis(200);
 pub const DEFAULT_RISE: u32 = 2;
 pub const DEFAULT_FALL: u32 = 2;
 pub const DEFAULT_ALL_DOWN_TTL: u32 = 1;
-pub const DEFAULT_HTTP_MAX_BODY: usize = 64 * 1024;
-pub const DEFAULT_LBCD_PORT: u16 = 4330;
 
 /// How a pool orders its healthy backends (see docs/config.md).
 #[derive(Debug, Clone, PartialEq)]
@@ -66,24 +66,53 @@ pub enum AllDown {
     Fallback(Vec<IpAddr>),
 }
 
-/// How one backend is probed.
+/// The kind name of "never probed, always up".
+pub const PROBE_NONE: &str = "none";
+
+/// How one backend is probed, as configured: the kind and its own keys are checked by the probe
+/// layer (`src/probe/`), which alone knows each kind; the timing is checked here.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProbeConfig {
-    pub kind: ProbeKind,
-    pub interval: Duration,
-    pub timeout: Duration,
-    /// Each wait is `interval` plus a random part of up to `jitter`, so probes of many
-    /// backends do not fire in lockstep.
-    pub jitter: Duration,
-    pub rise: u32,
-    pub fall: u32,
+    /// `none` or a probe kind's name.
+    pub kind: String,
+    /// The kind's own keys (pool keys overlaid by the backend's), as written.
+    pub settings: toml::Table,
+    pub timing: ProbeTiming,
 }
 
 impl ProbeConfig {
     /// Always up, never probed.
     pub fn none() -> ProbeConfig {
         ProbeConfig {
-            kind: ProbeKind::None,
+            kind: PROBE_NONE.to_owned(),
+            settings: toml::Table::new(),
+            timing: ProbeTiming::default(),
+        }
+    }
+
+    /// Whether this backend is probed at all.
+    pub fn is_probed(&self) -> bool {
+        self.kind != PROBE_NONE
+    }
+}
+
+/// When a backend is probed and how many results flip it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ProbeTiming {
+    pub interval: Duration,
+    pub timeout: Duration,
+    /// Each wait is `interval` plus a random part of up to `jitter`, so probes of many
+    /// backends do not fire in lockstep.
+    pub jitter: Duration,
+    /// Successes in a row that bring a down backend up.
+    pub rise: u32,
+    /// Failures in a row that take an up backend down.
+    pub fall: u32,
+}
+
+impl Default for ProbeTiming {
+    fn default() -> Self {
+        ProbeTiming {
             interval: DEFAULT_INTERVAL,
             timeout: DEFAULT_TIMEOUT,
             jitter: DEFAULT_JITTER,
@@ -91,7 +120,9 @@ impl ProbeConfig {
             fall: DEFAULT_FALL,
         }
     }
+}
 
+impl ProbeTiming {
     /// Worst-case time from a backend's death to its removal from answers: it dies just after
     /// a good probe; `fall` more probes must fail, each up to `interval + jitter` apart, the
     /// last taking the full `timeout`.
@@ -100,51 +131,18 @@ impl ProbeConfig {
     }
 }
 
-#[derive(Debug, Clone, PartialEq)]
-pub enum ProbeKind {
-    None,
-    Tcp {
-        port: u16,
-    },
-    Http(HttpProbe),
-    Lbcd {
-        port: u16,
-        version: u8,
-        service: Option<String>,
-    },
-}
-
-impl fmt::Display for ProbeKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ProbeKind::None => f.write_str("none"),
-            ProbeKind::Tcp { port } => write!(f, "tcp:{port}"),
-            ProbeKind::Http(h) => write!(f, "http {}", h.url),
-            ProbeKind::Lbcd { port, version, .. } => write!(f, "lbcd v{version}:{port}"),
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct HttpProbe {
-    /// The URL with `{address}` and `{port}` filled in for this backend.
-    pub url: String,
-    pub host: Option<String>,
-    pub expect_status: Vec<u16>,
-    pub body_contains: Option<String>,
-    pub load_header: Option<String>,
-    pub max_body: usize,
-}
-
 impl Cx<'_> {
     pub(super) fn policy(
         &mut self,
         span: &Range<usize>,
         what: &str,
-        policy: Option<String>,
-        scale_by_load: Option<bool>,
-        min_healthy: Option<usize>,
+        policy: Option<Spanned<String>>,
+        scale_by_load: Option<Spanned<bool>>,
+        min_healthy: Option<Spanned<usize>>,
     ) -> Policy {
+        let (policy, policy_at) = key(policy, span);
+        let (scale_by_load, scale_by_load_at) = key(scale_by_load, span);
+        let (min_healthy, min_healthy_at) = key(min_healthy, span);
         let policy = match policy.as_deref().unwrap_or("round-robin") {
             "round-robin" => Policy::RoundRobin,
             "random" => Policy::Random,
@@ -158,7 +156,7 @@ impl Cx<'_> {
             "best" => Policy::Best,
             other => {
                 self.invalid(
-                    span.clone(),
+                    policy_at,
                     format!(
                         "{what}: policy `{other}` is not one of round-robin, random, \
                          least-loaded, weighted, priority, best"
@@ -169,19 +167,19 @@ impl Cx<'_> {
         };
         if scale_by_load.is_some() && !matches!(policy, Policy::Weighted { .. }) {
             self.invalid(
-                span.clone(),
+                scale_by_load_at,
                 format!("{what}: scale_by_load applies only to policy = \"weighted\""),
             );
         }
         if let Some(n) = min_healthy {
             if !matches!(policy, Policy::Priority { .. }) {
                 self.invalid(
-                    span.clone(),
+                    min_healthy_at,
                     format!("{what}: min_healthy applies only to policy = \"priority\""),
                 );
             } else if n == 0 {
                 self.invalid(
-                    span.clone(),
+                    min_healthy_at,
                     format!("{what}: min_healthy must be at least 1"),
                 );
             }
@@ -193,15 +191,18 @@ impl Cx<'_> {
         &mut self,
         span: &Range<usize>,
         what: &str,
-        all_down: Option<String>,
-        fallback: Option<Vec<String>>,
+        all_down: Option<Spanned<String>>,
+        fallback: Option<Spanned<Vec<String>>>,
     ) -> AllDown {
+        let (all_down, all_down_at) = key(all_down, span);
+        // A missing fallback list is a problem with `all_down = "fallback"`: point there.
+        let (fallback, fallback_at) = key(fallback, &all_down_at);
         let mut addrs = Vec::new();
         for a in fallback.iter().flatten() {
             match a.parse::<IpAddr>() {
                 Ok(ip) => addrs.push(ip),
                 Err(_) => self.invalid(
-                    span.clone(),
+                    fallback_at.clone(),
                     format!("{what}: fallback `{a}` is not an IPv4 or IPv6 address"),
                 ),
             }
@@ -209,7 +210,7 @@ impl Cx<'_> {
         match all_down.as_deref().unwrap_or("serve-all") {
             "serve-all" | "nodata" | "servfail" if fallback.is_some() => {
                 self.invalid(
-                    span.clone(),
+                    fallback_at,
                     format!("{what}: fallback needs all_down = \"fallback\""),
                 );
                 AllDown::ServeAll
@@ -220,7 +221,7 @@ impl Cx<'_> {
             "fallback" => {
                 if fallback.as_ref().is_none_or(|f| f.is_empty()) {
                     self.invalid(
-                        span.clone(),
+                        fallback_at,
                         format!("{what}: all_down = \"fallback\" needs a non-empty fallback list"),
                     );
                 }
@@ -228,7 +229,7 @@ impl Cx<'_> {
             }
             other => {
                 self.invalid(
-                    span.clone(),
+                    all_down_at,
                     format!("{what}: all_down `{other}` is not one of serve-all, nodata, servfail, fallback"),
                 );
                 AllDown::ServeAll
@@ -262,7 +263,6 @@ impl Cx<'_> {
         span: &Range<usize>,
         what: &str,
         raw: &RawProbe,
-        address: IpAddr,
         ttl: u32,
     ) -> ProbeConfig {
         let interval = self.duration(
@@ -305,129 +305,28 @@ impl Cx<'_> {
                 format!("{what}: probe rise and fall must be at least 1"),
             );
         }
-        let kind_name = raw.kind.as_deref().unwrap_or("none");
-        let http_only = [
-            ("url", raw.url.is_some()),
-            ("host", raw.host.is_some()),
-            ("expect_status", raw.expect_status.is_some()),
-            ("body_contains", raw.body_contains.is_some()),
-            ("load_header", raw.load_header.is_some()),
-            ("max_body", raw.max_body.is_some()),
-        ];
-        let lbcd_only = [
-            ("version", raw.version.is_some()),
-            ("service", raw.service.is_some()),
-        ];
-        let misplaced = |keys: &[(&str, bool)], cx: &mut Self| {
-            for (k, set) in keys {
-                if *set {
-                    cx.invalid(
-                        span.clone(),
-                        format!("{what}: probe key `{k}` does not apply to kind = \"{kind_name}\""),
-                    );
-                }
-            }
-        };
-        let kind = match kind_name {
-            "none" => {
-                misplaced(&http_only, self);
-                misplaced(&lbcd_only, self);
-                ProbeKind::None
-            }
-            "tcp" => {
-                misplaced(&http_only, self);
-                misplaced(&lbcd_only, self);
-                match raw.port {
-                    Some(port) if port != 0 => ProbeKind::Tcp { port },
-                    _ => {
-                        self.invalid(span.clone(), format!("{what}: a tcp probe needs a port"));
-                        ProbeKind::None
-                    }
-                }
-            }
-            "lbcd" => {
-                misplaced(&http_only, self);
-                let version = raw.version.unwrap_or(3);
-                if !matches!(version, 2 | 3) {
-                    self.invalid(
-                        span.clone(),
-                        format!("{what}: lbcd version {version} is not 2 or 3"),
-                    );
-                }
-                if let Some(s) = &raw.service
-                    && (s.len() > 31 || version == 2)
-                {
-                    self.invalid(
-                        span.clone(),
-                        format!("{what}: lbcd service `{s}` needs version 3 and at most 31 bytes"),
-                    );
-                }
-                ProbeKind::Lbcd {
-                    port: raw.port.unwrap_or(DEFAULT_LBCD_PORT),
-                    version,
-                    service: raw.service.clone(),
-                }
-            }
-            "http" => {
-                misplaced(&lbcd_only, self);
-                let template = raw
-                    .url
-                    .clone()
-                    .unwrap_or_else(|| "http://{address}:{port}/".to_owned());
-                let host = match address {
-                    IpAddr::V4(a) => a.to_string(),
-                    IpAddr::V6(a) => format!("[{a}]"),
-                };
-                if template.contains("{port}") && raw.port.is_none() {
-                    self.invalid(
-                        span.clone(),
-                        format!(
-                            "{what}: http probe URL `{template}` uses {{port}} but no port is set"
-                        ),
-                    );
-                }
-                let url = template
-                    .replace("{address}", &host)
-                    .replace("{port}", &raw.port.unwrap_or(80).to_string());
-                match reqwest::Url::parse(&url) {
-                    Ok(u) if matches!(u.scheme(), "http" | "https") => {}
-                    Ok(_) => self.invalid(
-                        span.clone(),
-                        format!("{what}: probe URL `{url}` is not http or https"),
-                    ),
-                    Err(e) => self.invalid(
-                        span.clone(),
-                        format!("{what}: probe URL `{url}` is not a URL: {e}"),
-                    ),
-                }
-                ProbeKind::Http(HttpProbe {
-                    url,
-                    host: raw.host.clone(),
-                    expect_status: raw.expect_status.clone().unwrap_or_else(|| vec![200]),
-                    body_contains: raw.body_contains.clone(),
-                    load_header: raw.load_header.clone(),
-                    max_body: raw.max_body.unwrap_or(DEFAULT_HTTP_MAX_BODY),
-                })
-            }
-            other => {
-                self.invalid(
-                    span.clone(),
-                    format!("{what}: probe kind `{other}` is not one of none, tcp, http, lbcd"),
-                );
-                ProbeKind::None
-            }
+        let kind = raw.kind.clone().unwrap_or_else(|| PROBE_NONE.to_owned());
+        // A backend may switch its pool's probe off with `kind = "none"`; the pool's other
+        // keys then mean nothing for it and are dropped.
+        let settings = if kind == PROBE_NONE {
+            toml::Table::new()
+        } else {
+            raw.settings.clone()
         };
         let probe = ProbeConfig {
             kind,
-            interval,
-            timeout,
-            jitter,
-            rise,
-            fall,
+            settings,
+            timing: ProbeTiming {
+                interval,
+                timeout,
+                jitter,
+                rise,
+                fall,
+            },
         };
-        if probe.kind != ProbeKind::None {
-            // The failover bound (issue 3): a dead backend must leave the answers within one TTL.
-            let bound = probe.detection_bound();
+        if probe.is_probed() {
+            // The failover bound: a dead backend must leave the answers within one TTL.
+            let bound = probe.timing.detection_bound();
             if bound > Duration::from_secs(u64::from(ttl)) {
                 self.invalid(
                     span.clone(),

@@ -2,28 +2,30 @@
 //!
 //! Every struct mirrors one TOML table and rejects unknown keys. Values stay as the operator
 //! typed them (strings for names, addresses and durations) so that `Config::from_raw` can report
-//! every problem with its place instead of stopping at the first one serde meets.
+//! every problem with its place instead of stopping at the first one serde meets. Keys that are
+//! checked there keep their place (`Spanned`), so a problem points at the value as written.
 
 use std::fmt;
 
 use serde::Deserialize;
 use serde::de::{self, MapAccess, Visitor};
+use toml::Spanned;
 
 /// `[server]`: listeners and protocol limits. Every key is optional.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawServer {
     /// Addresses to answer on, UDP and TCP both (default `["127.0.0.1:5353"]`).
-    pub listen: Option<Vec<String>>,
+    pub listen: Option<Spanned<Vec<String>>>,
     /// UDP worker threads per listen address; 0 means one per CPU core (default 0).
     pub udp_workers: Option<usize>,
     /// How long an idle TCP connection stays open, e.g. `"10s"` (default 10 s, RFC 7766 §6.2.3).
-    pub tcp_idle_timeout: Option<String>,
+    pub tcp_idle_timeout: Option<Spanned<String>>,
     /// Concurrent TCP connections accepted before new ones are closed (default 256).
-    pub tcp_max_connections: Option<usize>,
+    pub tcp_max_connections: Option<Spanned<usize>>,
     /// Largest UDP response lbns sends and the size it advertises in EDNS (default 1232, the
     /// DNS Flag Day 2020 value that avoids IP fragmentation).
-    pub edns_udp_size: Option<u16>,
+    pub edns_udp_size: Option<Spanned<u16>>,
     /// Answer to CHAOS TXT id.server / hostname.bind and the NSID payload (default: the host
     /// name).
     pub identity: Option<String>,
@@ -32,15 +34,15 @@ pub struct RawServer {
     /// Send NSID (RFC 5001) with the identity when a query asks for it (default false).
     pub nsid: Option<bool>,
     /// Where the drained set is kept across restarts (default `lbns.state` beside the config).
-    pub state_file: Option<String>,
+    pub state_file: Option<Spanned<String>>,
     /// Log one query in N at info level; 0 (default) logs none, 1 logs every query.
     pub query_log_sample: Option<u64>,
     /// Switch to this user once every socket is bound (default: stay as started).
-    pub user: Option<String>,
+    pub user: Option<Spanned<String>>,
     /// Switch to this group once every socket is bound (default: the user's primary group).
-    pub group: Option<String>,
+    pub group: Option<Spanned<String>>,
     /// Answer UDP arriving on this network interface through AF_XDP (default: off).
-    pub xdp: Option<String>,
+    pub xdp: Option<Spanned<String>>,
 }
 
 /// `[status]`: the HTTP status and control listener. Every key is optional.
@@ -50,9 +52,9 @@ pub struct RawStatus {
     /// `false` turns the listener off (default `true`).
     pub enabled: Option<bool>,
     /// One address or a list (default `"127.0.0.1:8053"`); `[]` turns the listener off.
-    pub listen: Option<OneOrMany>,
+    pub listen: Option<Spanned<OneOrMany>>,
     /// Client networks allowed in, as CIDR (default `["127.0.0.0/8", "::1/128"]`).
-    pub allow: Option<Vec<String>>,
+    pub allow: Option<Spanned<Vec<String>>>,
 }
 
 /// A string or a list of strings: `listen = "127.0.0.1:8053"` and `listen = ["..."]` both work.
@@ -93,7 +95,7 @@ impl<'de> Deserialize<'de> for OneOrMany {
 #[serde(deny_unknown_fields)]
 pub struct RawZone {
     /// Zone apex, e.g. `"cluster.example."`. Names in the config are always absolute.
-    pub origin: String,
+    pub origin: Spanned<String>,
     /// Master file, relative to the directory of the config file.
     pub file: String,
 }
@@ -103,89 +105,64 @@ pub struct RawZone {
 #[serde(deny_unknown_fields)]
 pub struct RawPool {
     /// Owner name of the pool; must sit inside a served zone.
-    pub name: String,
+    pub name: Spanned<String>,
     /// TTL of pool answers in seconds (default 5).
-    pub ttl: Option<u32>,
+    pub ttl: Option<Spanned<u32>>,
     /// Most addresses per answer; 0 or absent means all of them.
     pub answers: Option<usize>,
     /// Members: an address string, or a table `{ address, name, weight, tier, probe }`.
-    pub backends: Vec<RawBackend>,
+    pub backends: Spanned<Vec<Spanned<RawBackend>>>,
     /// Selection policy: `round-robin` (default), `random`, `least-loaded`, `weighted`,
     /// `priority`, `best`.
-    pub policy: Option<String>,
+    pub policy: Option<Spanned<String>>,
     /// `weighted`: scale each weight by 1 / (1 + load) when the probe reports load.
-    pub scale_by_load: Option<bool>,
+    pub scale_by_load: Option<Spanned<bool>>,
     /// `priority`: serve a tier alone while at least this many of it are up (default 1).
-    pub min_healthy: Option<usize>,
+    pub min_healthy: Option<Spanned<usize>>,
     /// What to answer when no backend of a family is up: `serve-all` (default), `nodata`,
     /// `servfail`, `fallback`.
-    pub all_down: Option<String>,
+    pub all_down: Option<Spanned<String>>,
     /// Addresses answered under `all_down = "fallback"`.
-    pub fallback: Option<Vec<String>>,
+    pub fallback: Option<Spanned<Vec<String>>>,
     /// TTL of answers given while all backends are down (default 1).
-    pub all_down_ttl: Option<u32>,
+    pub all_down_ttl: Option<Spanned<u32>>,
     /// byAge: a backend whose last good report is older than this counts as down.
-    pub max_age: Option<String>,
+    pub max_age: Option<Spanned<String>>,
     /// How backends are probed; backends may override single keys.
     pub probe: Option<RawProbe>,
 }
 
 /// `probe = { ... }` on a pool or a backend. Every key is optional; a backend's keys override
-/// its pool's, the pool's override the defaults.
+/// its pool's, the pool's override the defaults. The timing keys are common to every kind; the
+/// rest belong to the kind, which checks them (`src/probe/`).
 #[derive(Debug, Default, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawProbe {
-    /// `none` (always up, the default), `tcp`, `http`, `lbcd`.
+    /// `none` (always up, the default) or a probe kind: `tcp`, `http`, `lbcd`, `exec`, `file`.
     pub kind: Option<String>,
     pub interval: Option<String>,
     pub timeout: Option<String>,
     pub jitter: Option<String>,
     pub rise: Option<u32>,
     pub fall: Option<u32>,
-    /// Port to probe (tcp and http: required unless in `url`; lbcd: default 4330).
-    pub port: Option<u16>,
-    /// http: URL template; `{address}` and `{port}` are filled in (default
-    /// `http://{address}:{port}/`).
-    pub url: Option<String>,
-    /// http: Host header to send instead of the address.
-    pub host: Option<String>,
-    /// http: status codes that mean up (default `[200]`).
-    pub expect_status: Option<Vec<u16>>,
-    /// http: the body must contain this text.
-    pub body_contains: Option<String>,
-    /// http: a response header carrying the backend's load as a number.
-    pub load_header: Option<String>,
-    /// http: most body bytes read (default 65536).
-    pub max_body: Option<usize>,
-    /// lbcd: protocol version 2 or 3 (default 3).
-    pub version: Option<u8>,
-    /// lbcd: service whose weight to ask for (v3); default is the host's own weight.
-    pub service: Option<String>,
+    /// The kind's own keys (`port`, `url`, `command`, ...).
+    #[serde(flatten)]
+    pub settings: toml::Table,
 }
 
 impl RawProbe {
     /// `self` with every key `over` sets replaced.
     pub fn overlay(&self, over: &RawProbe) -> RawProbe {
-        macro_rules! pick {
-            ($($f:ident),*) => { RawProbe { $($f: over.$f.clone().or_else(|| self.$f.clone()),)* } };
+        let mut settings = self.settings.clone();
+        settings.extend(over.settings.clone());
+        RawProbe {
+            kind: over.kind.clone().or_else(|| self.kind.clone()),
+            interval: over.interval.clone().or_else(|| self.interval.clone()),
+            timeout: over.timeout.clone().or_else(|| self.timeout.clone()),
+            jitter: over.jitter.clone().or_else(|| self.jitter.clone()),
+            rise: over.rise.or(self.rise),
+            fall: over.fall.or(self.fall),
+            settings,
         }
-        pick!(
-            kind,
-            interval,
-            timeout,
-            jitter,
-            rise,
-            fall,
-            port,
-            url,
-            host,
-            expect_status,
-            body_contains,
-            load_header,
-            max_body,
-            version,
-            service
-        )
     }
 }
 

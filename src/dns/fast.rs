@@ -19,7 +19,7 @@ use rustc_hash::FxHashMap;
 
 use super::Outcome;
 use super::resolve::resolve;
-use crate::pool::Snapshot;
+use crate::snapshot::Snapshot;
 use crate::zones::ZoneSet;
 
 /// Every fast answer fits plain DNS over UDP, whatever the client's EDNS size.
@@ -198,7 +198,7 @@ fn header(out: &mut Vec<u8>, q: &[u8], aa: bool, rcode: u8, counts: [u16; 3], ed
 fn opt(out: &mut Vec<u8>, snap: &Snapshot, edns: Option<(u16, bool)>) {
     if let Some((_, dnssec_ok)) = edns {
         out.extend_from_slice(&[0, 0, 41]);
-        out.extend_from_slice(&snap.edns_udp_size.to_be_bytes());
+        out.extend_from_slice(&snap.answering.edns_udp_size.to_be_bytes());
         out.extend_from_slice(&[0, 0, if dnssec_ok { 0x80 } else { 0 }, 0, 0, 0]);
     }
 }

@@ -1,6 +1,6 @@
 //! The general query handler: wire bytes in, wire bytes out, through hickory-proto's `Message`.
 //!
-//! Every query can be answered here; the UDP fast path (issue 6) answers the common ones without
+//! Every query can be answered here; the UDP fast path answers the common ones without
 //! parsing into a `Message` and must agree with this handler byte for byte. The handler never
 //! fails: a bad query gets FORMERR, an unsupported one NOTIMP or REFUSED, and a query that is
 //! itself a response is dropped (RFC 1035 §7.3 — answering responses invites loops).
@@ -12,7 +12,7 @@ use hickory_proto::rr::{DNSClass, RData, Record, RecordType};
 use hickory_proto::serialize::binary::{BinEncodable, BinEncoder};
 
 use super::resolve::{Answer, resolve};
-use crate::pool::Snapshot;
+use crate::snapshot::Snapshot;
 
 /// Which transport a query came in on; it decides the size limit of the response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,12 +75,12 @@ fn answer(
     // RFC 6891 §6.1.1: a query with OPT gets OPT back, advertising our own payload size.
     if let Some(req_edns) = &request.edns {
         let mut edns = Edns::new();
-        edns.set_max_payload(snap.edns_udp_size);
+        edns.set_max_payload(snap.answering.edns_udp_size);
         edns.set_version(0);
         // RFC 3225 §3: the DO bit is copied into the response.
         edns.set_dnssec_ok(req_edns.flags().dnssec_ok);
         // RFC 5001 §2.1: NSID only when asked for, and only if the operator enabled it.
-        if let Some(nsid) = &snap.nsid
+        if let Some(nsid) = &snap.answering.nsid
             && req_edns.option(EdnsCode::NSID).is_some()
             && let Ok(payload) = NSIDPayload::new(nsid.clone())
         {
@@ -91,7 +91,7 @@ fn answer(
     let limit = limit.unwrap_or(match transport {
         Transport::Tcp => TCP_MAX,
         Transport::Udp => match &request.edns {
-            Some(e) => usize::from(e.max_payload().clamp(512, snap.edns_udp_size)),
+            Some(e) => usize::from(e.max_payload().clamp(512, snap.answering.edns_udp_size)),
             None => UDP_PLAIN,
         },
     });
@@ -149,8 +149,8 @@ fn question(snap: &Snapshot, q: &Query) -> Answer {
 fn chaos(snap: &Snapshot, q: &Query) -> Answer {
     let name = q.name().to_ascii().to_ascii_lowercase();
     let text = match name.trim_end_matches('.') {
-        "id.server" | "hostname.bind" => Some(snap.identity.as_str()),
-        "version.bind" | "version.server" => snap.version.as_deref(),
+        "id.server" | "hostname.bind" => Some(snap.answering.identity.as_str()),
+        "version.bind" | "version.server" => snap.answering.version.as_deref(),
         _ => None,
     };
     let Some(text) = text else {
@@ -236,5 +236,641 @@ fn header_only(query: &[u8], rcode: ResponseCode, out: &mut Vec<u8>) -> Outcome 
         rcode,
         qtype: None,
         truncated: false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
+    use hickory_proto::rr::rdata::opt::{EdnsCode, EdnsOption, NSIDPayload};
+    use hickory_proto::rr::{DNSClass, Name, RecordType};
+
+    use super::{Outcome, Transport, handle_truncated};
+    use crate::dns::testing::{Reply, Snapshot, ask, query, reply, run, snapshot, wire};
+
+    const IDENTITY: &str = "ns-test.example";
+
+    /// The config with `server` added to its `[server]` table.
+    fn config(server: &str) -> String {
+        format!(
+            r#"
+[server]
+identity = "{IDENTITY}"
+edns_udp_size = 1232
+{server}
+
+[[zone]]
+origin = "cluster.example."
+file = "zone.db"
+
+[[pool]]
+name = "www.cluster.example."
+backends = ["192.0.2.2", "192.0.2.3"]
+"#
+        )
+    }
+
+    /// A small zone plus answers of known sizes: `big` (5 × 100-octet TXT, about 600
+    /// octets), `huge` (12 of them, about 1,400), `mx` (10 MX whose targets have A and AAAA:
+    /// the answer fits 512 octets, the additional section does not) and the delegation
+    /// `bigsub` (10 in-bailiwick servers, glue over 512 octets).
+    fn zone() -> String {
+        let mut z = String::from(
+            "$TTL 300\n@ 3600 SOA ns1 hostmaster 1 3600 600 86400 60\n  NS ns1\n\
+             ns1 A 192.0.2.1\nhost A 192.0.2.10\n",
+        );
+        let text = |i: usize| format!("{i:02}{}", "x".repeat(98));
+        for i in 0..5 {
+            z.push_str(&format!("big TXT \"{}\"\n", text(i)));
+        }
+        for i in 0..12 {
+            z.push_str(&format!("huge TXT \"{}\"\n", text(i)));
+        }
+        for i in 0..10 {
+            z.push_str(&format!(
+                "mx MX 10 m{i}\nm{i} A 192.0.2.{}\nm{i} AAAA 2001:db8::1:{i}\n",
+                100 + i
+            ));
+            z.push_str(&format!(
+                "bigsub NS ns{i}.bigsub\nns{i}.bigsub A 192.0.2.{}\nns{i}.bigsub AAAA 2001:db8::2:{i}\n",
+                200 + i
+            ));
+        }
+        z
+    }
+
+    fn snap() -> std::sync::Arc<Snapshot> {
+        snapshot(&config(""), &zone())
+    }
+
+    fn edns(payload: u16) -> Edns {
+        let mut e = Edns::new();
+        e.set_max_payload(payload);
+        e
+    }
+
+    fn with_edns(mut m: Message, e: Edns) -> Message {
+        m.edns = Some(e);
+        m
+    }
+
+    fn in_class(name: &str, qtype: RecordType, class: DNSClass) -> Message {
+        let mut m = query(name, qtype);
+        m.queries[0].set_query_class(class);
+        m
+    }
+
+    /// The response as lines: rcode, opcode and the flags set; the question; each record with
+    /// its section; the OPT record.
+    fn show(m: &Message) -> Vec<String> {
+        let h = &m.metadata;
+        // hickory decodes RCODE 16 as BADSIG (its TSIG meaning); with OPT it is BADVERS.
+        let rcode = match u16::from(h.response_code) {
+            16 => "BADVERS".to_owned(),
+            _ => format!("{:?}", h.response_code),
+        };
+        let mut head = format!("{rcode} {:?}", h.op_code);
+        for (on, flag) in [
+            (h.message_type == MessageType::Response, "qr"),
+            (h.authoritative, "aa"),
+            (h.truncation, "tc"),
+            (h.recursion_desired, "rd"),
+            (h.recursion_available, "ra"),
+            (h.authentic_data, "ad"),
+            (h.checking_disabled, "cd"),
+        ] {
+            if on {
+                head.push(' ');
+                head.push_str(flag);
+            }
+        }
+        let mut lines = vec![format!("{head} id={:#06x}", h.id)];
+        lines.extend(m.queries.iter().map(|q| format!("qd {q}")));
+        for (section, records) in [
+            ("an", &m.answers),
+            ("ns", &m.authorities),
+            ("ar", &m.additionals),
+        ] {
+            lines.extend(records.iter().map(|r| format!("{section} {r}")));
+        }
+        if let Some(e) = &m.edns {
+            let mut opt = format!("opt {} v{}", e.max_payload(), e.version());
+            if e.flags().dnssec_ok {
+                opt.push_str(" do");
+            }
+            if let Some(EdnsOption::NSID(p)) = e.option(EdnsCode::NSID) {
+                opt.push_str(&format!(" nsid={}", String::from_utf8_lossy(p.as_ref())));
+            }
+            lines.push(opt);
+        }
+        lines
+    }
+
+    fn outcome(rcode: ResponseCode, qtype: Option<RecordType>, truncated: bool) -> Outcome {
+        Outcome {
+            rcode,
+            qtype,
+            truncated,
+        }
+    }
+
+    fn udp(s: &Snapshot, m: &Message) -> Reply {
+        ask(s, m, Transport::Udp)
+    }
+
+    #[test]
+    fn answers_echo_the_header_and_question() {
+        let s = snap();
+        let mut q = query("HoSt.cluster.example.", RecordType::A);
+        q.metadata.checking_disabled = true;
+        let r = udp(&s, &q);
+        assert_eq!(
+            show(&r.message),
+            [
+                "NoError Query qr aa rd cd id=0x1234",
+                "qd HoSt.cluster.example. IN A",
+                "an HoSt.cluster.example. 300 IN A 192.0.2.10",
+            ]
+        );
+        assert_eq!(
+            r.outcome,
+            outcome(ResponseCode::NoError, Some(RecordType::A), false)
+        );
+        // RD clear stays clear; outside the zones: REFUSED, not authoritative.
+        let mut q = query("www.example.com.", RecordType::A);
+        q.metadata.recursion_desired = false;
+        let r = ask(&s, &q, Transport::Tcp);
+        assert_eq!(
+            show(&r.message),
+            ["Refused Query qr id=0x1234", "qd www.example.com. IN A"]
+        );
+        assert_eq!(
+            r.outcome,
+            outcome(ResponseCode::Refused, Some(RecordType::A), false)
+        );
+        // NXDOMAIN and its SOA go through unchanged.
+        let r = udp(&s, &query("nope.cluster.example.", RecordType::A));
+        assert_eq!(
+            show(&r.message),
+            [
+                "NXDomain Query qr aa rd id=0x1234",
+                "qd nope.cluster.example. IN A",
+                "ns cluster.example. 60 IN SOA ns1.cluster.example. \
+                 hostmaster.cluster.example. 1 3600 600 86400 60",
+            ]
+        );
+    }
+
+    #[test]
+    fn short_packets_and_responses_are_dropped() {
+        let s = snap();
+        for transport in [Transport::Udp, Transport::Tcp] {
+            assert!(run(&s, &[], transport).is_none());
+            assert!(run(&s, &[0x12, 0x34, 0x01, 0, 0, 1, 0, 0, 0, 0, 0], transport).is_none());
+            // A well-formed response (QR=1) is never answered (RFC 1035 §7.3).
+            let mut m = query("host.cluster.example.", RecordType::A);
+            m.metadata.message_type = MessageType::Response;
+            assert!(run(&s, &wire(&m), transport).is_none());
+            // QR=1 with garbage after the header: dropped, not FORMERR.
+            let garbage = [0x12, 0x34, 0x80, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0xff];
+            assert!(run(&s, &garbage, transport).is_none());
+        }
+    }
+
+    #[test]
+    fn unparsable_queries_get_a_bare_formerr_header() {
+        let s = snap();
+        // QDCOUNT 1 and no question: ID, opcode and RD echoed, QR set, counts zero.
+        let (o, out) = run(
+            &s,
+            &[0xab, 0xcd, 0x01, 0, 0, 1, 0, 0, 0, 0, 0, 0],
+            Transport::Udp,
+        )
+        .expect("FORMERR is sent");
+        assert_eq!(out, [0xab, 0xcd, 0x81, 0x01, 0, 0, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(o, outcome(ResponseCode::FormErr, None, false));
+        // Opcode 5 with AA and TC set in the query: opcode and RD kept, AA and TC cleared.
+        let (_, out) = run(
+            &s,
+            &[0xab, 0xcd, 0x2f, 0x10, 0, 1, 0, 0, 0, 0, 0, 0, 63],
+            Transport::Tcp,
+        )
+        .expect("FORMERR is sent");
+        assert_eq!(out, [0xab, 0xcd, 0xa9, 0x01, 0, 0, 0, 0, 0, 0, 0, 0]);
+        // A label running past the end of the packet.
+        let mut bad = wire(&query("host.cluster.example.", RecordType::A));
+        bad.truncate(20);
+        let (o, out) = run(&s, &bad, Transport::Udp).expect("FORMERR is sent");
+        assert_eq!(out, [0x12, 0x34, 0x81, 0x01, 0, 0, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(o, outcome(ResponseCode::FormErr, None, false));
+    }
+
+    #[test]
+    fn question_count_other_than_one_and_meta_qtypes_are_formerr() {
+        let s = snap();
+        let mut none = query("host.cluster.example.", RecordType::A);
+        none.queries.clear();
+        let r = udp(&s, &none);
+        assert_eq!(show(&r.message), ["FormErr Query qr rd id=0x1234"]);
+        assert_eq!(r.outcome, outcome(ResponseCode::FormErr, None, false));
+
+        let mut two = query("host.cluster.example.", RecordType::A);
+        two.add_query(Query::query(
+            Name::from_ascii("ns1.cluster.example.").unwrap(),
+            RecordType::AAAA,
+        ));
+        let r = udp(&s, &two);
+        assert_eq!(
+            show(&r.message),
+            [
+                "FormErr Query qr rd id=0x1234",
+                "qd host.cluster.example. IN A",
+                "qd ns1.cluster.example. IN AAAA",
+            ]
+        );
+        assert_eq!(
+            r.outcome,
+            outcome(ResponseCode::FormErr, Some(RecordType::A), false)
+        );
+
+        let r = udp(&s, &query("host.cluster.example.", RecordType::OPT));
+        assert_eq!(
+            show(&r.message),
+            [
+                "FormErr Query qr rd id=0x1234",
+                "qd host.cluster.example. IN OPT"
+            ]
+        );
+    }
+
+    #[test]
+    fn other_opcodes_are_notimp() {
+        let s = snap();
+        for (op, name) in [(OpCode::Status, "Status"), (OpCode::Notify, "Notify")] {
+            let mut q = query("cluster.example.", RecordType::SOA);
+            q.metadata.op_code = op;
+            let r = udp(&s, &q);
+            assert_eq!(
+                show(&r.message),
+                [
+                    format!("NotImp {name} qr rd id=0x1234"),
+                    "qd cluster.example. IN SOA".to_owned(),
+                ]
+            );
+            assert_eq!(
+                r.outcome,
+                outcome(ResponseCode::NotImp, Some(RecordType::SOA), false)
+            );
+        }
+        // NOTIMP wins over BADVERS.
+        let mut q = with_edns(query("cluster.example.", RecordType::SOA), {
+            let mut e = edns(1232);
+            e.set_version(1);
+            e
+        });
+        q.metadata.op_code = OpCode::Notify;
+        assert_eq!(udp(&s, &q).outcome.rcode, ResponseCode::NotImp);
+    }
+
+    #[test]
+    fn zone_transfers_are_refused() {
+        let s = snap();
+        for qtype in [RecordType::AXFR, RecordType::IXFR] {
+            for transport in [Transport::Udp, Transport::Tcp] {
+                let r = ask(&s, &query("cluster.example.", qtype), transport);
+                assert_eq!(
+                    show(&r.message),
+                    [
+                        "Refused Query qr rd id=0x1234".to_owned(),
+                        format!("qd cluster.example. IN {qtype}"),
+                    ]
+                );
+                assert_eq!(
+                    r.outcome,
+                    outcome(ResponseCode::Refused, Some(qtype), false)
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn edns_version_above_zero_is_badvers() {
+        let s = snap();
+        let mut e = edns(4096);
+        e.set_version(1);
+        let r = udp(
+            &s,
+            &with_edns(query("host.cluster.example.", RecordType::A), e),
+        );
+        assert_eq!(
+            show(&r.message),
+            [
+                "BADVERS Query qr rd id=0x1234",
+                "qd host.cluster.example. IN A",
+                "opt 1232 v0",
+            ]
+        );
+        assert_eq!(
+            r.outcome,
+            outcome(ResponseCode::BADVERS, Some(RecordType::A), false)
+        );
+        // BADVERS is 16: header RCODE 0, extended RCODE 1 in the OPT TTL (RFC 6891 §6.1.3).
+        assert_eq!(r.wire[3] & 0x0f, 0);
+        assert!(
+            r.wire.ends_with(&[0, 0, 41, 0x04, 0xd0, 1, 0, 0, 0, 0, 0]),
+            "{:x?}",
+            r.wire
+        );
+    }
+
+    #[test]
+    fn edns_answers_advertise_our_payload_and_copy_do() {
+        let s = snap();
+        let q = query("host.cluster.example.", RecordType::A);
+        // No OPT in, no OPT out.
+        assert!(udp(&s, &q).message.edns.is_none());
+        let mut e = edns(4096);
+        e.set_dnssec_ok(true);
+        // NSID asked for but not enabled: not sent.
+        e.options_mut()
+            .insert(EdnsOption::NSID(NSIDPayload::new(Vec::new()).unwrap()));
+        let r = udp(&s, &with_edns(q.clone(), e.clone()));
+        assert_eq!(
+            show(&r.message),
+            [
+                "NoError Query qr aa rd id=0x1234",
+                "qd host.cluster.example. IN A",
+                "an host.cluster.example. 300 IN A 192.0.2.10",
+                "opt 1232 v0 do",
+            ]
+        );
+        // A small payload is advertised back as ours all the same.
+        let r = udp(&s, &with_edns(q.clone(), edns(512)));
+        assert_eq!(r.message.edns.as_ref().unwrap().max_payload(), 1232);
+        assert!(!r.message.edns.as_ref().unwrap().flags().dnssec_ok);
+
+        // NSID enabled: sent with the identity when asked, and only then (RFC 5001 §2.1).
+        let s = snapshot(&config("nsid = true"), &zone());
+        let r = udp(&s, &with_edns(q.clone(), e));
+        assert_eq!(
+            show(&r.message).last().unwrap(),
+            &format!("opt 1232 v0 do nsid={IDENTITY}")
+        );
+        let r = udp(&s, &with_edns(q, edns(1232)));
+        assert_eq!(show(&r.message).last().unwrap(), "opt 1232 v0");
+    }
+
+    #[test]
+    fn chaos_answers_identity_and_configured_version() {
+        let s = snap();
+        let ch = |name: &str, qtype| udp(&s, &in_class(name, qtype, DNSClass::CH));
+        for name in ["id.server.", "HOSTNAME.bind."] {
+            let r = ch(name, RecordType::TXT);
+            assert_eq!(
+                show(&r.message),
+                [
+                    "NoError Query qr aa rd id=0x1234".to_owned(),
+                    format!("qd {name} CH TXT"),
+                    format!("an {name} 0 CH TXT {IDENTITY}"),
+                ]
+            );
+            assert_eq!(
+                r.outcome,
+                outcome(ResponseCode::NoError, Some(RecordType::TXT), false)
+            );
+        }
+        // ANY gets the TXT; another type gets an empty authoritative answer.
+        assert_eq!(
+            show(&ch("id.server.", RecordType::ANY).message)[2],
+            format!("an id.server. 0 CH TXT {IDENTITY}")
+        );
+        assert_eq!(
+            show(&ch("id.server.", RecordType::A).message),
+            ["NoError Query qr aa rd id=0x1234", "qd id.server. CH A"]
+        );
+        // No version configured: not disclosed. Unknown CHAOS names: refused.
+        for name in [
+            "version.bind.",
+            "version.server.",
+            "foo.example.",
+            "cluster.example.",
+        ] {
+            assert_eq!(
+                show(&ch(name, RecordType::TXT).message),
+                [
+                    "Refused Query qr rd id=0x1234".to_owned(),
+                    format!("qd {name} CH TXT"),
+                ],
+                "{name}"
+            );
+        }
+        let s = snapshot(&config("version = \"lbns-test\""), &zone());
+        let r = udp(
+            &s,
+            &in_class("version.bind.", RecordType::TXT, DNSClass::CH),
+        );
+        assert_eq!(show(&r.message)[2], "an version.bind. 0 CH TXT lbns-test");
+    }
+
+    #[test]
+    fn classes_other_than_in_any_and_ch_are_refused() {
+        let s = snap();
+        let r = udp(
+            &s,
+            &in_class("host.cluster.example.", RecordType::A, DNSClass::HS),
+        );
+        assert_eq!(
+            show(&r.message),
+            [
+                "Refused Query qr rd id=0x1234",
+                "qd host.cluster.example. HS A"
+            ]
+        );
+        // QCLASS ANY is answered from IN data.
+        let r = udp(
+            &s,
+            &in_class("host.cluster.example.", RecordType::A, DNSClass::ANY),
+        );
+        assert_eq!(
+            show(&r.message),
+            [
+                "NoError Query qr aa rd id=0x1234",
+                "qd host.cluster.example. ANY A",
+                "an host.cluster.example. 300 IN A 192.0.2.10",
+            ]
+        );
+    }
+
+    #[test]
+    fn udp_without_edns_truncates_at_512_to_question_only() {
+        let s = snap();
+        let q = query("big.cluster.example.", RecordType::TXT);
+        let full = ask(&s, &q, Transport::Tcp);
+        assert_eq!(full.message.answers.len(), 5);
+        assert!(
+            full.wire.len() > 512 && full.wire.len() < 1232,
+            "{}",
+            full.wire.len()
+        );
+        assert!(!full.message.metadata.truncation);
+        assert_eq!(
+            full.outcome,
+            outcome(ResponseCode::NoError, Some(RecordType::TXT), false)
+        );
+
+        let r = udp(&s, &q);
+        assert_eq!(
+            show(&r.message),
+            [
+                "NoError Query qr aa tc rd id=0x1234",
+                "qd big.cluster.example. IN TXT",
+            ]
+        );
+        assert_eq!(
+            r.outcome,
+            outcome(ResponseCode::NoError, Some(RecordType::TXT), true)
+        );
+    }
+
+    #[test]
+    fn edns_payload_is_clamped_to_512_and_edns_udp_size() {
+        let s = snap();
+        let big = query("big.cluster.example.", RecordType::TXT);
+        let huge = query("huge.cluster.example.", RecordType::TXT);
+        // 4096 asked, 1232 allowed: big fits, huge (which would fit 4096) is truncated.
+        let r = udp(&s, &with_edns(big.clone(), edns(4096)));
+        assert_eq!((r.message.answers.len(), r.outcome.truncated), (5, false));
+        let full = ask(&s, &with_edns(huge.clone(), edns(4096)), Transport::Tcp);
+        assert_eq!(full.message.answers.len(), 12);
+        assert!(
+            full.wire.len() > 1232 && full.wire.len() < 4096,
+            "{}",
+            full.wire.len()
+        );
+        let r = udp(&s, &with_edns(huge, edns(4096)));
+        assert_eq!(
+            show(&r.message),
+            [
+                "NoError Query qr aa tc rd id=0x1234",
+                "qd huge.cluster.example. IN TXT",
+                "opt 1232 v0",
+            ]
+        );
+        assert!(r.outcome.truncated);
+        // Below 512 counts as 512: big is truncated, keeping its OPT.
+        let r = udp(&s, &with_edns(big, edns(100)));
+        assert_eq!(
+            show(&r.message),
+            [
+                "NoError Query qr aa tc rd id=0x1234",
+                "qd big.cluster.example. IN TXT",
+                "opt 1232 v0",
+            ]
+        );
+        assert!(r.outcome.truncated);
+    }
+
+    #[test]
+    fn additional_data_is_dropped_before_truncating() {
+        let s = snap();
+        let q = query("mx.cluster.example.", RecordType::MX);
+        let full = ask(&s, &q, Transport::Tcp);
+        assert_eq!(
+            (full.message.answers.len(), full.message.additionals.len()),
+            (10, 20)
+        );
+        assert!(full.wire.len() > 512, "{}", full.wire.len());
+        // Over UDP without EDNS: every answer, no additional data, no TC.
+        let r = udp(&s, &q);
+        assert!(r.wire.len() <= 512);
+        assert_eq!(
+            (r.message.answers.len(), r.message.additionals.len()),
+            (10, 0)
+        );
+        assert!(!r.message.metadata.truncation);
+        assert_eq!(
+            r.outcome,
+            outcome(ResponseCode::NoError, Some(RecordType::MX), false)
+        );
+        assert_eq!(show(&r.message)[..3], show(&full.message)[..3]);
+        // With room for it, the additional section stays.
+        let r = udp(&s, &with_edns(q, edns(1232)));
+        assert_eq!(
+            (r.message.answers.len(), r.message.additionals.len()),
+            (10, 20)
+        );
+    }
+
+    #[test]
+    fn referral_glue_is_never_dropped() {
+        let s = snap();
+        let q = query("www.bigsub.cluster.example.", RecordType::A);
+        let full = ask(&s, &q, Transport::Tcp);
+        assert_eq!(
+            (
+                full.message.metadata.authoritative,
+                full.message.authorities.len(),
+                full.message.additionals.len()
+            ),
+            (false, 10, 20)
+        );
+        assert!(full.wire.len() > 512, "{}", full.wire.len());
+        // The referral does not fit 512 with its glue: TC, not a referral without glue.
+        let r = udp(&s, &q);
+        assert_eq!(
+            show(&r.message),
+            [
+                "NoError Query qr tc rd id=0x1234",
+                "qd www.bigsub.cluster.example. IN A",
+            ]
+        );
+        assert_eq!(
+            r.outcome,
+            outcome(ResponseCode::NoError, Some(RecordType::A), true)
+        );
+        let r = udp(&s, &with_edns(q, edns(1232)));
+        assert_eq!(
+            (r.message.authorities.len(), r.message.additionals.len()),
+            (10, 20)
+        );
+        assert!(!r.outcome.truncated);
+    }
+
+    #[test]
+    fn handle_truncated_sends_header_question_and_opt() {
+        let s = snap();
+        let mut out = Vec::new();
+        let q = with_edns(query("host.cluster.example.", RecordType::A), edns(4096));
+        let o = handle_truncated(&s, &wire(&q), &mut out).expect("an answer");
+        let r = reply(o, out);
+        assert_eq!(
+            show(&r.message),
+            [
+                "NoError Query qr aa tc rd id=0x1234",
+                "qd host.cluster.example. IN A",
+                "opt 1232 v0",
+            ]
+        );
+        assert_eq!(
+            r.outcome,
+            outcome(ResponseCode::NoError, Some(RecordType::A), true)
+        );
+        // The rcode survives; the SOA does not. Without EDNS, no OPT.
+        let mut out = Vec::new();
+        let q = query("nope.cluster.example.", RecordType::A);
+        let o = handle_truncated(&s, &wire(&q), &mut out).expect("an answer");
+        assert_eq!(
+            show(&reply(o, out).message),
+            [
+                "NXDomain Query qr aa tc rd id=0x1234",
+                "qd nope.cluster.example. IN A",
+            ]
+        );
+        // Responses are still dropped.
+        let mut m = q;
+        m.metadata.message_type = MessageType::Response;
+        let mut out = Vec::new();
+        assert!(handle_truncated(&s, &wire(&m), &mut out).is_none());
+        assert!(out.is_empty());
     }
 }

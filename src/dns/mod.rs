@@ -3,5 +3,7 @@
 pub mod fast;
 pub mod handler;
 pub mod resolve;
+#[cfg(test)]
+mod testing;
 
 pub use handler::{Outcome, Transport, handle, handle_truncated};

@@ -5,7 +5,7 @@
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType};
 
-use crate::pool::Snapshot;
+use crate::snapshot::Snapshot;
 use crate::zones::{Node, Zone};
 
 /// Longest CNAME chain followed inside our zones before answering with what we have (BIND
@@ -261,4 +261,434 @@ fn addresses(snap: &Snapshot, zone: &Zone, name: &LowerName, out: &mut Vec<Recor
         }
     }
     node.pool.is_some()
+}
+
+#[cfg(test)]
+mod tests {
+    use hickory_proto::op::ResponseCode;
+    use hickory_proto::rr::{Name, RecordType};
+
+    use super::{Answer, resolve};
+    use crate::dns::testing::{Snapshot, snapshot};
+
+    const CONFIG: &str = r#"
+[[zone]]
+origin = "cluster.example."
+file = "zone.db"
+
+[[pool]]
+name = "www.cluster.example."
+backends = ["192.0.2.2", "192.0.2.3", "192.0.2.4", "2001:db8::2", "2001:db8::3"]
+
+[[pool]]
+name = "v4only.cluster.example."
+backends = ["192.0.2.7"]
+"#;
+
+    const ZONE: &str = r#"$TTL 300
+@         3600 SOA ns1 hostmaster 1 3600 600 86400 60
+               NS  ns1
+               MX  10 mail
+ns1            A   192.0.2.1
+               AAAA 2001:db8::1
+mail           A   192.0.2.25
+host           A   192.0.2.10
+               TXT "hello"
+alias          CNAME host
+chain          CNAME alias
+lb             CNAME www
+out            CNAME www.example.net.
+dangling       CNAME nothere
+loop1          CNAME loop2
+loop2          CNAME loop1
+*.apps         A   192.0.2.80
+               TXT "wild"
+a.b.c          A   192.0.2.5
+sub            NS  ns.sub
+               NS  ns.elsewhere.example.
+ns.sub         A   192.0.2.53
+ext            NS  ns.elsewhere.example.
+tosub          CNAME x.sub
+"#;
+
+    /// The negative-answer SOA: TTL min(3600, MINIMUM 60) = 60 (RFC 2308 §3).
+    const NEG_SOA: &str = "ns cluster.example. 60 IN SOA ns1.cluster.example. \
+                           hostmaster.cluster.example. 1 3600 600 86400 60";
+
+    fn snap() -> std::sync::Arc<Snapshot> {
+        snapshot(CONFIG, ZONE)
+    }
+
+    fn ask(snap: &Snapshot, name: &str, qtype: RecordType) -> Answer {
+        resolve(snap, &Name::from_ascii(name).unwrap(), qtype)
+    }
+
+    /// The answer as lines: rcode and flags, then one line per record with its section
+    /// (an/ns/ar), TTL and the owner's case as sent.
+    fn show(a: &Answer) -> Vec<String> {
+        let mut head = format!("{:?}", a.rcode);
+        for (on, flag) in [
+            (a.authoritative, "aa"),
+            (a.glue_required, "glue"),
+            (a.volatile, "volatile"),
+        ] {
+            if on {
+                head.push(' ');
+                head.push_str(flag);
+            }
+        }
+        let mut lines = vec![head];
+        for (section, records) in [
+            ("an", &a.answers),
+            ("ns", &a.authorities),
+            ("ar", &a.additionals),
+        ] {
+            lines.extend(records.iter().map(|r| format!("{section} {r}")));
+        }
+        lines
+    }
+
+    #[test]
+    fn exact_match_is_authoritative_with_the_query_case() {
+        let s = snap();
+        assert_eq!(
+            show(&ask(&s, "host.cluster.example.", RecordType::A)),
+            ["NoError aa", "an host.cluster.example. 300 IN A 192.0.2.10"]
+        );
+        assert_eq!(
+            show(&ask(&s, "HOST.Cluster.example.", RecordType::TXT)),
+            ["NoError aa", "an HOST.Cluster.example. 300 IN TXT hello"]
+        );
+        // The apex SOA as in the file, TTL included.
+        assert_eq!(
+            show(&ask(&s, "cluster.example.", RecordType::SOA)),
+            [
+                "NoError aa",
+                "an cluster.example. 3600 IN SOA ns1.cluster.example. \
+                 hostmaster.cluster.example. 1 3600 600 86400 60"
+            ]
+        );
+    }
+
+    #[test]
+    fn ns_and_mx_answers_carry_target_addresses() {
+        let s = snap();
+        assert_eq!(
+            show(&ask(&s, "cluster.example.", RecordType::NS)),
+            [
+                "NoError aa",
+                "an cluster.example. 300 IN NS ns1.cluster.example.",
+                "ar ns1.cluster.example. 300 IN A 192.0.2.1",
+                "ar ns1.cluster.example. 300 IN AAAA 2001:db8::1",
+            ]
+        );
+        assert_eq!(
+            show(&ask(&s, "cluster.example.", RecordType::MX)),
+            [
+                "NoError aa",
+                "an cluster.example. 300 IN MX 10 mail.cluster.example.",
+                "ar mail.cluster.example. 300 IN A 192.0.2.25",
+            ]
+        );
+    }
+
+    #[test]
+    fn any_answers_one_rrset() {
+        let s = snap();
+        // RFC 8482: the RRset with the lowest type code (A before TXT).
+        assert_eq!(
+            show(&ask(&s, "host.cluster.example.", RecordType::ANY)),
+            ["NoError aa", "an host.cluster.example. 300 IN A 192.0.2.10"]
+        );
+        // A pool answers its addresses.
+        assert_eq!(
+            show(&ask(&s, "www.cluster.example.", RecordType::ANY)),
+            [
+                "NoError aa volatile",
+                "an www.cluster.example. 5 IN A 192.0.2.2",
+                "an www.cluster.example. 5 IN A 192.0.2.3",
+                "an www.cluster.example. 5 IN A 192.0.2.4",
+            ]
+        );
+    }
+
+    #[test]
+    fn cname_chains_are_followed_inside_the_zones() {
+        let s = snap();
+        assert_eq!(
+            show(&ask(&s, "alias.cluster.example.", RecordType::A)),
+            [
+                "NoError aa",
+                "an alias.cluster.example. 300 IN CNAME host.cluster.example.",
+                "an host.cluster.example. 300 IN A 192.0.2.10",
+            ]
+        );
+        assert_eq!(
+            show(&ask(&s, "chain.cluster.example.", RecordType::TXT)),
+            [
+                "NoError aa",
+                "an chain.cluster.example. 300 IN CNAME alias.cluster.example.",
+                "an alias.cluster.example. 300 IN CNAME host.cluster.example.",
+                "an host.cluster.example. 300 IN TXT hello",
+            ]
+        );
+        // Asking for the CNAME itself does not chase it.
+        assert_eq!(
+            show(&ask(&s, "alias.cluster.example.", RecordType::CNAME)),
+            [
+                "NoError aa",
+                "an alias.cluster.example. 300 IN CNAME host.cluster.example.",
+            ]
+        );
+        // The target has no data of the type: NODATA for the last name of the chain.
+        assert_eq!(
+            show(&ask(&s, "alias.cluster.example.", RecordType::MX)),
+            [
+                "NoError aa",
+                "an alias.cluster.example. 300 IN CNAME host.cluster.example.",
+                NEG_SOA,
+            ]
+        );
+        // A CNAME into a pool: the pool's rotation, so the answer is volatile.
+        assert_eq!(
+            show(&ask(&s, "lb.cluster.example.", RecordType::AAAA)),
+            [
+                "NoError aa volatile",
+                "an lb.cluster.example. 300 IN CNAME www.cluster.example.",
+                "an www.cluster.example. 5 IN AAAA 2001:db8::2",
+                "an www.cluster.example. 5 IN AAAA 2001:db8::3",
+            ]
+        );
+    }
+
+    #[test]
+    fn cname_ends_outside_the_zones_at_a_missing_name_or_at_a_loop() {
+        let s = snap();
+        // Not our zone: the resolver continues from the CNAME.
+        assert_eq!(
+            show(&ask(&s, "out.cluster.example.", RecordType::A)),
+            [
+                "NoError aa",
+                "an out.cluster.example. 300 IN CNAME www.example.net.",
+            ]
+        );
+        // The target does not exist: NXDOMAIN, with the CNAME (RFC 6604 §3).
+        assert_eq!(
+            show(&ask(&s, "dangling.cluster.example.", RecordType::A)),
+            [
+                "NXDomain aa",
+                "an dangling.cluster.example. 300 IN CNAME nothere.cluster.example.",
+                NEG_SOA,
+            ]
+        );
+        // A loop: the chain until it comes back, then stop.
+        assert_eq!(
+            show(&ask(&s, "loop1.cluster.example.", RecordType::A)),
+            [
+                "NoError aa",
+                "an loop1.cluster.example. 300 IN CNAME loop2.cluster.example.",
+                "an loop2.cluster.example. 300 IN CNAME loop1.cluster.example.",
+            ]
+        );
+    }
+
+    #[test]
+    fn cname_chain_stops_at_its_limit() {
+        // c0 → c1 → … → c20 → end: more links than MAX_CNAME_CHAIN allows.
+        let mut zone = ZONE.to_owned();
+        for i in 0..20 {
+            zone.push_str(&format!("c{i} CNAME c{}\n", i + 1));
+        }
+        zone.push_str("c20 CNAME host\n");
+        let s = snapshot(CONFIG, &zone);
+        let a = ask(&s, "c0.cluster.example.", RecordType::A);
+        assert_eq!((a.rcode, a.authoritative), (ResponseCode::NoError, true));
+        assert_eq!(a.answers.len(), super::MAX_CNAME_CHAIN + 1);
+        assert!(
+            a.answers
+                .iter()
+                .all(|r| r.record_type() == RecordType::CNAME),
+            "{:?}",
+            show(&a)
+        );
+        assert!(a.authorities.is_empty());
+    }
+
+    #[test]
+    fn wildcards_synthesize_with_the_query_name() {
+        let s = snap();
+        assert_eq!(
+            show(&ask(&s, "Foo.apps.cluster.example.", RecordType::A)),
+            [
+                "NoError aa",
+                "an Foo.apps.cluster.example. 300 IN A 192.0.2.80"
+            ]
+        );
+        // Several labels below the closest encloser (apps) still match *.apps.
+        assert_eq!(
+            show(&ask(&s, "x.y.apps.cluster.example.", RecordType::TXT)),
+            ["NoError aa", "an x.y.apps.cluster.example. 300 IN TXT wild"]
+        );
+        // A type the wildcard has no data for: NODATA.
+        assert_eq!(
+            show(&ask(&s, "foo.apps.cluster.example.", RecordType::MX)),
+            ["NoError aa", NEG_SOA]
+        );
+        // The wildcard's parent exists (an empty non-terminal): not synthesized.
+        assert_eq!(
+            show(&ask(&s, "apps.cluster.example.", RecordType::A)),
+            ["NoError aa", NEG_SOA]
+        );
+    }
+
+    #[test]
+    fn empty_non_terminals_are_nodata() {
+        let s = snap();
+        for name in ["b.c.cluster.example.", "c.cluster.example."] {
+            assert_eq!(
+                show(&ask(&s, name, RecordType::A)),
+                ["NoError aa", NEG_SOA],
+                "{name}"
+            );
+        }
+        // NODATA at a name with other data.
+        assert_eq!(
+            show(&ask(&s, "host.cluster.example.", RecordType::AAAA)),
+            ["NoError aa", NEG_SOA]
+        );
+    }
+
+    #[test]
+    fn nxdomain_carries_the_negative_soa() {
+        let s = snap();
+        for name in ["nope.cluster.example.", "x.b.c.cluster.example."] {
+            assert_eq!(
+                show(&ask(&s, name, RecordType::A)),
+                ["NXDomain aa", NEG_SOA],
+                "{name}"
+            );
+        }
+        // The other way round: SOA TTL 30 < MINIMUM 3600 gives 30.
+        let zone = ZONE.replace(
+            "@         3600 SOA ns1 hostmaster 1 3600 600 86400 60",
+            "@         30 SOA ns1 hostmaster 1 3600 600 86400 3600",
+        );
+        let s = snapshot(CONFIG, &zone);
+        assert_eq!(
+            show(&ask(&s, "nope.cluster.example.", RecordType::A)),
+            [
+                "NXDomain aa",
+                "ns cluster.example. 30 IN SOA ns1.cluster.example. \
+                 hostmaster.cluster.example. 1 3600 600 86400 3600"
+            ]
+        );
+    }
+
+    #[test]
+    fn delegations_refer_with_glue() {
+        let s = snap();
+        let referral = [
+            "NoError glue",
+            "ns sub.cluster.example. 300 IN NS ns.sub.cluster.example.",
+            "ns sub.cluster.example. 300 IN NS ns.elsewhere.example.",
+            "ar ns.sub.cluster.example. 300 IN A 192.0.2.53",
+        ];
+        // Below the cut, at the cut, and at the glue's own name: a referral, not authoritative.
+        for name in [
+            "www.sub.cluster.example.",
+            "sub.cluster.example.",
+            "ns.sub.cluster.example.",
+        ] {
+            assert_eq!(show(&ask(&s, name, RecordType::A)), referral, "{name}");
+        }
+        assert_eq!(
+            show(&ask(&s, "sub.cluster.example.", RecordType::NS)),
+            referral
+        );
+        // Servers outside the delegated zone need no glue.
+        assert_eq!(
+            show(&ask(&s, "a.ext.cluster.example.", RecordType::A)),
+            [
+                "NoError",
+                "ns ext.cluster.example. 300 IN NS ns.elsewhere.example.",
+            ]
+        );
+        // DS at the cut belongs to the parent (RFC 4035 §3.1.4.1): NODATA here.
+        assert_eq!(
+            show(&ask(&s, "sub.cluster.example.", RecordType::DS)),
+            ["NoError aa", NEG_SOA]
+        );
+        // A CNAME into the delegation: authoritative for the CNAME, then the referral.
+        assert_eq!(
+            show(&ask(&s, "tosub.cluster.example.", RecordType::A)),
+            [
+                "NoError aa glue",
+                "an tosub.cluster.example. 300 IN CNAME x.sub.cluster.example.",
+                "ns sub.cluster.example. 300 IN NS ns.sub.cluster.example.",
+                "ns sub.cluster.example. 300 IN NS ns.elsewhere.example.",
+                "ar ns.sub.cluster.example. 300 IN A 192.0.2.53",
+            ]
+        );
+    }
+
+    #[test]
+    fn pool_addresses_rotate_across_queries() {
+        let s = snap();
+        let a = |s: &Snapshot| show(&ask(s, "www.cluster.example.", RecordType::A));
+        let line = |ip: &str| format!("an www.cluster.example. 5 IN A {ip}");
+        for first in 0..3 {
+            let mut expected = vec!["NoError aa volatile".to_owned()];
+            expected.extend(
+                (0..3).map(|i| line(["192.0.2.2", "192.0.2.3", "192.0.2.4"][(first + i) % 3])),
+            );
+            assert_eq!(a(&s), expected, "query {first}");
+        }
+        // One counter per pool: AAAA continues at rotation 3 (3 % 2 = 1).
+        assert_eq!(
+            show(&ask(&s, "WWW.cluster.example.", RecordType::AAAA)),
+            [
+                "NoError aa volatile",
+                "an WWW.cluster.example. 5 IN AAAA 2001:db8::3",
+                "an WWW.cluster.example. 5 IN AAAA 2001:db8::2",
+            ]
+        );
+        assert_eq!(
+            show(&ask(&s, "www.cluster.example.", RecordType::AAAA)),
+            [
+                "NoError aa volatile",
+                "an www.cluster.example. 5 IN AAAA 2001:db8::2",
+                "an www.cluster.example. 5 IN AAAA 2001:db8::3",
+            ]
+        );
+    }
+
+    #[test]
+    fn pool_types_without_data_are_nodata() {
+        let s = snap();
+        assert_eq!(
+            show(&ask(&s, "www.cluster.example.", RecordType::MX)),
+            ["NoError aa volatile", NEG_SOA]
+        );
+        assert_eq!(
+            show(&ask(&s, "v4only.cluster.example.", RecordType::AAAA)),
+            ["NoError aa volatile", NEG_SOA]
+        );
+        assert_eq!(
+            show(&ask(&s, "v4only.cluster.example.", RecordType::A)),
+            [
+                "NoError aa volatile",
+                "an v4only.cluster.example. 5 IN A 192.0.2.7",
+            ]
+        );
+    }
+
+    #[test]
+    fn names_outside_every_zone_are_refused() {
+        let s = snap();
+        for name in ["www.example.com.", "example.", ".", "cluster.example.net."] {
+            let a = ask(&s, name, RecordType::A);
+            assert_eq!(a, Answer::refused(), "{name}");
+            assert_eq!(show(&a), ["Refused"], "{name}");
+        }
+    }
 }

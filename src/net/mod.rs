@@ -2,6 +2,7 @@
 
 pub mod tcp;
 pub mod udp;
+#[cfg(feature = "xdp")]
 pub mod xdp;
 
 use std::io;
@@ -13,8 +14,8 @@ use std::time::{Duration, Instant};
 use crate::dns::fast::FastPath;
 use crate::dns::{Outcome, Transport, handle};
 use crate::metrics::{LocalMetrics, Metrics};
-use crate::pool::Snapshot;
 use crate::querylog::QueryLog;
+use crate::snapshot::Snapshot;
 
 /// A listener that could not be set up.
 #[derive(Debug, thiserror::Error)]

@@ -14,8 +14,8 @@ use tokio_util::sync::CancellationToken;
 use super::NetError;
 use crate::dns::{Transport, handle};
 use crate::metrics::Metrics;
-use crate::pool::SnapshotCell;
 use crate::querylog::QueryLog;
+use crate::snapshot::SnapshotCell;
 
 /// Binds a TCP listener on `addr`.
 pub fn bind(addr: SocketAddr) -> Result<std::net::TcpListener, NetError> {

@@ -13,13 +13,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use socket2::{Domain, Protocol, Socket, Type};
+use socket2::{Domain, Protocol, SockAddr, SockAddrStorage, Socket, Type};
 
 use super::{Answerer, NetError, join_within};
 use crate::dns::handle_truncated;
 use crate::metrics::{LocalMetrics, Metrics};
-use crate::pool::SnapshotCell;
 use crate::querylog::QueryLog;
+use crate::snapshot::SnapshotCell;
 
 /// Binds `workers` sockets on `addr` (all on the port the first one got, if `addr` has port 0).
 pub fn bind(addr: SocketAddr, workers: usize) -> Result<Vec<UdpSocket>, NetError> {
@@ -211,7 +211,8 @@ fn worker(
             let len = hdrs[i].msg_len as usize;
             let query = &bufs[i][..len.min(QUERY_MAX)];
             let out = &mut outs[i];
-            let outcome = answerer.answer(&snapshot, query, out, || sockaddr_to_std(&addrs[i]));
+            let namelen = hdrs[i].msg_hdr.msg_namelen;
+            let outcome = answerer.answer(&snapshot, query, out, || client(&addrs[i], namelen));
             if outcome.is_none() {
                 continue;
             }
@@ -277,25 +278,34 @@ fn worker(
     }
 }
 
-/// The client address of a received datagram, for the query log.
-fn sockaddr_to_std(sa: &libc::sockaddr_storage) -> Option<SocketAddr> {
-    match libc::c_int::from(sa.ss_family) {
-        libc::AF_INET => {
-            // SAFETY: the family says this storage holds a sockaddr_in.
-            let a = unsafe { &*(sa as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
-            Some(SocketAddr::from((
-                u32::from_be(a.sin_addr.s_addr).to_be_bytes(),
-                u16::from_be(a.sin_port),
-            )))
+/// The client address of a received datagram, for the query log. Called only for a logged
+/// query: the copy into socket2's storage is not paid per datagram.
+fn client(sa: &libc::sockaddr_storage, len: libc::socklen_t) -> Option<SocketAddr> {
+    let mut storage = SockAddrStorage::zeroed();
+    // SAFETY: `SockAddrStorage` is a `sockaddr_storage`; recvmmsg filled `sa` and set `len`.
+    unsafe {
+        *storage.view_as::<libc::sockaddr_storage>() = *sa;
+        SockAddr::new(storage, len)
+    }
+    .as_socket()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_addresses_of_both_families() {
+        for text in ["127.0.0.1:53000", "[::1]:53000", "[fe80::1%2]:53"] {
+            let addr: SocketAddr = text.parse().unwrap();
+            let sa = SockAddr::from(addr);
+            // SAFETY: `as_ptr` points at a whole `sockaddr_storage`.
+            let storage: libc::sockaddr_storage = unsafe { std::ptr::read(sa.as_ptr().cast()) };
+            assert_eq!(client(&storage, sa.len()), Some(addr));
         }
-        libc::AF_INET6 => {
-            // SAFETY: the family says this storage holds a sockaddr_in6.
-            let a = unsafe { &*(sa as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
-            Some(SocketAddr::from((
-                a.sin6_addr.s6_addr,
-                u16::from_be(a.sin6_port),
-            )))
-        }
-        _ => None,
+        let unix = SockAddr::unix("/nonexistent").unwrap();
+        // SAFETY: as above.
+        let storage: libc::sockaddr_storage = unsafe { std::ptr::read(unix.as_ptr().cast()) };
+        assert_eq!(client(&storage, unix.len()), None);
     }
 }

@@ -1,9 +1,106 @@
 //! HTTP health probes with reqwest: status, optional body text and load header, redirects not
 //! followed (a redirect to a maintenance page is not "up"), body size capped.
 
+use std::net::IpAddr;
 use std::time::Duration;
 
-use crate::config::HttpProbe;
+use super::{Probe, ProbeFuture, Reading, Target};
+
+/// Most body bytes read when the body is checked, unless `max_body` says otherwise.
+pub const DEFAULT_MAX_BODY: usize = 64 * 1024;
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Settings {
+    /// Filled into `{port}`; required when the URL uses `{port}` (the default URL does).
+    port: Option<u16>,
+    /// URL template; `{address}` and `{port}` are filled in (default `http://{address}:{port}/`).
+    url: Option<String>,
+    /// Host header to send instead of the address.
+    host: Option<String>,
+    /// Status codes that mean up (default `[200]`).
+    expect_status: Option<Vec<u16>>,
+    /// The body must contain this text.
+    body_contains: Option<String>,
+    /// A response header carrying the backend's load as a number.
+    load_header: Option<String>,
+    /// Most body bytes read (default 65536).
+    max_body: Option<usize>,
+}
+
+/// `kind = "http"`: up when a GET answers with an expected status (and body text, and a load
+/// header, when asked for).
+pub fn build(table: &toml::Table, target: &Target<'_>) -> Result<Box<dyn Probe>, String> {
+    let Settings {
+        port,
+        url,
+        host,
+        expect_status,
+        body_contains,
+        load_header,
+        max_body,
+    } = super::settings("http", table)?;
+    let template = url.unwrap_or_else(|| "http://{address}:{port}/".to_owned());
+    if template.contains("{port}") && port.is_none() {
+        return Err(format!(
+            "http probe URL `{template}` uses {{port}} but no port is set"
+        ));
+    }
+    let address = match target.address {
+        IpAddr::V4(a) => a.to_string(),
+        IpAddr::V6(a) => format!("[{a}]"),
+    };
+    let url = template
+        .replace("{address}", &address)
+        .replace("{port}", &port.unwrap_or(80).to_string());
+    match reqwest::Url::parse(&url) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") => {}
+        Ok(_) => return Err(format!("probe URL `{url}` is not http or https")),
+        Err(e) => return Err(format!("probe URL `{url}` is not a URL: {e}")),
+    }
+    Ok(Box::new(HttpProbe {
+        client: target.shared.http.clone(),
+        timeout: target.timeout,
+        url,
+        host,
+        expect_status: expect_status.unwrap_or_else(|| vec![200]),
+        body_contains,
+        load_header,
+        max_body: max_body.unwrap_or(DEFAULT_MAX_BODY),
+    }))
+}
+
+/// One backend's HTTP probe, its URL filled in.
+#[derive(Debug)]
+struct HttpProbe {
+    client: reqwest::Client,
+    timeout: Duration,
+    /// The URL with `{address}` and `{port}` filled in for this backend.
+    url: String,
+    host: Option<String>,
+    expect_status: Vec<u16>,
+    body_contains: Option<String>,
+    load_header: Option<String>,
+    max_body: usize,
+}
+
+impl Probe for HttpProbe {
+    fn run(&mut self) -> ProbeFuture<'_> {
+        Box::pin(async move {
+            probe(&self.client, self, self.timeout)
+                .await
+                .map(|(load, detail)| Reading {
+                    load,
+                    lbcd: None,
+                    detail,
+                })
+        })
+    }
+
+    fn describe(&self) -> String {
+        format!("http {}", self.url)
+    }
+}
 
 /// The shared client: no redirects, no proxies from the environment (probes go straight to the
 /// backend), no connection reuse (a probe must see a fresh connect to notice a dead process).
@@ -18,7 +115,7 @@ pub fn client() -> reqwest::Client {
 }
 
 /// One HTTP probe. Ok carries the reported load (if `load_header` is set) and a note.
-pub async fn probe(
+async fn probe(
     client: &reqwest::Client,
     h: &HttpProbe,
     timeout: Duration,

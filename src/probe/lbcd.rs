@@ -25,6 +25,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::net::UdpSocket;
 
+use super::{Probe, ProbeFuture, Reading, Target};
+
 /// lbcd's default UDP port (`LBCD_PORTNUM` in protocol.h, `-p` in lbcd(8)).
 pub const DEFAULT_PORT: u16 = 4330;
 
@@ -50,10 +52,85 @@ const RECV_BUF: usize = 2048;
 
 /// One service's weight and increment: the load balancer should take `weight` as the host's
 /// load and add `increment` for each client it sends there until the next poll (lbcd(8)).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LbcdWeight {
-    pub weight: u32,
-    pub increment: u32,
+pub use crate::domain::LbcdWeight;
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Settings {
+    /// lbcd's UDP port (default 4330).
+    port: Option<u16>,
+    /// Protocol version 2 or 3 (default 3).
+    version: Option<u8>,
+    /// Service whose weight to ask for (v3); default: the host's own weight.
+    service: Option<String>,
+}
+
+/// `kind = "lbcd"`: up when lbcd answers; its load and weight order the `best` and
+/// `least-loaded` policies.
+pub fn build(table: &toml::Table, target: &Target<'_>) -> Result<Box<dyn Probe>, String> {
+    let Settings {
+        port,
+        version,
+        service,
+    } = super::settings("lbcd", table)?;
+    let version = version.unwrap_or(3);
+    if !matches!(version, 2 | 3) {
+        return Err(format!("lbcd version {version} is not 2 or 3"));
+    }
+    if let Some(s) = &service
+        && (s.len() >= NAME_LEN || version == 2)
+    {
+        return Err(format!(
+            "lbcd service `{s}` needs version 3 and at most {} bytes",
+            NAME_LEN - 1
+        ));
+    }
+    Ok(Box::new(LbcdProbe {
+        server: SocketAddr::new(target.address, port.unwrap_or(DEFAULT_PORT)),
+        version,
+        service,
+        timeout: target.timeout,
+    }))
+}
+
+/// One backend's lbcd probe.
+struct LbcdProbe {
+    server: SocketAddr,
+    version: u8,
+    service: Option<String>,
+    timeout: Duration,
+}
+
+impl Probe for LbcdProbe {
+    fn run(&mut self) -> ProbeFuture<'_> {
+        Box::pin(async move {
+            let addr = self.server;
+            let services: Vec<&str> = self.service.iter().map(String::as_str).collect();
+            let reply = query(addr, self.version, &services, self.timeout)
+                .await
+                .map_err(|e| format!("lbcd {addr}: {e}"))?;
+            // The last weight pair is the asked service's (or the host default).
+            let weight = reply.weights.last().copied();
+            // v2 replies carry lbcd's weight in the load fields (lbcd(8)), so only v3 reports
+            // a real load.
+            let load = (self.version >= 3).then(|| reply.load1());
+            let detail = match (load, weight) {
+                (Some(l), Some(w)) => format!("lbcd {addr}: load {l:.2}, weight {}", w.weight),
+                (Some(l), None) => format!("lbcd {addr}: load {l:.2}"),
+                (None, Some(w)) => format!("lbcd {addr}: weight {}", w.weight),
+                (None, None) => format!("lbcd {addr}: answered"),
+            };
+            Ok(Reading {
+                load,
+                lbcd: weight,
+                detail,
+            })
+        })
+    }
+
+    fn describe(&self) -> String {
+        format!("lbcd v{}:{}", self.version, self.server.port())
+    }
 }
 
 /// A decoded, validated lbcd reply.

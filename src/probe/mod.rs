@@ -1,126 +1,195 @@
 //! Probes: how lbns learns whether a backend is up and how loaded it is.
 //!
-//! One [`Prober`] runs any probe kind and turns the result into an [`Observation`]; it never
-//! returns an error — a failed probe is an observation with `ok = false` and the cause.
+//! Each kind is one file implementing [`Probe`] plus one line in [`KINDS`]: a `build` function
+//! that checks the kind's own keys (from `probe = { ... }`) for one backend and returns the
+//! probe that runs for it. A probe never returns an error to its caller: [`observe`] turns
+//! every outcome, timeouts included, into an [`Observation`].
 
+pub mod exec;
+pub mod file;
 pub mod http;
 pub mod lbcd;
 pub mod tcp;
 
-use std::net::{IpAddr, SocketAddr};
-use std::time::{Duration, Instant};
+use std::future::Future;
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::time::Duration;
 
-use crate::config::ProbeKind;
-use crate::health::Observation;
+use serde::de::DeserializeOwned;
+use tokio::time::Instant;
 
-/// What one backend's probes keep from one run to the next: its TCP socket (see [`tcp`]).
-#[derive(Debug, Default)]
-pub struct ProbeState {
-    tcp: tcp::TcpState,
+use crate::domain::{LbcdWeight, Observation, ProbeSpec};
+
+/// What a successful probe learned beyond "up".
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Reading {
+    /// Load the backend reported (lower = better).
+    pub load: Option<f64>,
+    /// lbcd's weight and increment for the asked service.
+    pub lbcd: Option<LbcdWeight>,
+    /// A short note for the status page, e.g. `http://127.0.0.2/: status 200`.
+    pub detail: String,
 }
 
-/// Runs probes. Cheap to clone (the HTTP client is shared).
+/// The future one probe run returns: a reading, or why the backend is not up.
+pub type ProbeFuture<'a> = Pin<Box<dyn Future<Output = Result<Reading, String>> + Send + 'a>>;
+
+/// One backend's probe of one kind. It lives as long as the backend's schedule and may keep
+/// state between runs (the TCP probe keeps its socket).
+pub trait Probe: Send {
+    /// Probes once. The caller bounds the run by the probe's timeout.
+    fn run(&mut self) -> ProbeFuture<'_>;
+
+    /// How the status page names this probe, e.g. `tcp:80`, `http http://127.0.0.2:80/`.
+    fn describe(&self) -> String;
+}
+
+/// What every kind's `build` gets: the backend and what probes share.
+pub struct Target<'a> {
+    pub address: IpAddr,
+    /// The probe's timeout (a kind may pass it on, as HTTP does to its client).
+    pub timeout: Duration,
+    pub shared: &'a Shared,
+}
+
+/// Checks a kind's keys for one backend and builds its probe; the error is one line naming the
+/// problem (the caller adds the pool and backend).
+pub type Build = fn(&toml::Table, &Target<'_>) -> Result<Box<dyn Probe>, String>;
+
+/// Every probe kind: its name in `kind = "..."` and its builder. A new kind is a file and a line
+/// here.
+pub const KINDS: &[(&str, Build)] = &[
+    ("tcp", tcp::build),
+    ("http", http::build),
+    ("lbcd", lbcd::build),
+    ("exec", exec::build),
+    ("file", file::build),
+];
+
+/// What probes of every backend share. Cheap to clone.
 #[derive(Clone)]
-pub struct Prober {
-    http: reqwest::Client,
+pub struct Shared {
+    /// One HTTP client for every HTTP probe (no connection reuse; see [`http::client`]).
+    pub http: reqwest::Client,
 }
 
-impl Default for Prober {
+impl Default for Shared {
     fn default() -> Self {
-        Prober::new()
+        Shared::new()
     }
 }
 
-impl Prober {
-    pub fn new() -> Prober {
-        Prober {
+impl Shared {
+    /// Builds the shared parts (the HTTP client).
+    pub fn new() -> Shared {
+        Shared {
             http: http::client(),
         }
     }
+}
 
-    /// Probes `address` once; the whole probe (connect, request, body) is bounded by `timeout`.
-    pub async fn probe(
-        &self,
-        kind: &ProbeKind,
-        address: IpAddr,
-        timeout: Duration,
-        state: &mut ProbeState,
-    ) -> Observation {
-        let start = Instant::now();
-        let result = tokio::time::timeout(timeout, self.run(kind, address, timeout, state)).await;
-        let latency = start.elapsed();
-        match result {
-            Ok(Ok((load, lbcd, detail))) => Observation {
-                ok: true,
-                load,
-                lbcd,
-                detail,
-                latency,
-            },
-            Ok(Err(detail)) => Observation {
-                ok: false,
-                load: None,
-                lbcd: None,
-                detail,
-                latency,
-            },
-            Err(_) => Observation {
-                ok: false,
-                load: None,
-                lbcd: None,
-                detail: format!("timed out after {}", humantime::format_duration(timeout)),
-                latency,
-            },
+/// Builds the probe `spec` describes for the backend at `address`.
+pub fn build(spec: &ProbeSpec, address: IpAddr, shared: &Shared) -> Result<Box<dyn Probe>, String> {
+    let target = Target {
+        address,
+        timeout: spec.timing.timeout,
+        shared,
+    };
+    let Some((_, build)) = KINDS.iter().find(|(name, _)| *name == spec.kind) else {
+        let names: Vec<&str> = KINDS.iter().map(|(n, _)| *n).collect();
+        return Err(format!(
+            "probe kind `{}` is not one of none, {}",
+            spec.kind,
+            names.join(", ")
+        ));
+    };
+    build(&spec.settings, &target)
+}
+
+/// Runs `probe` once, bounded by `timeout`, and says what it saw.
+pub async fn observe(probe: &mut dyn Probe, timeout: Duration) -> Observation {
+    let start = Instant::now();
+    let result = tokio::time::timeout(timeout, probe.run()).await;
+    let latency = start.elapsed();
+    match result {
+        Ok(Ok(r)) => Observation {
+            ok: true,
+            load: r.load,
+            lbcd: r.lbcd,
+            detail: r.detail,
+            latency,
+        },
+        Ok(Err(detail)) => Observation {
+            ok: false,
+            load: None,
+            lbcd: None,
+            detail,
+            latency,
+        },
+        Err(_) => Observation {
+            ok: false,
+            load: None,
+            lbcd: None,
+            detail: format!("timed out after {}", humantime::format_duration(timeout)),
+            latency,
+        },
+    }
+}
+
+/// Reads a kind's keys into its settings struct (`#[serde(deny_unknown_fields)]`), turning
+/// serde's message into one line such as ``probe key `version` does not apply to kind =
+/// "http"``.
+pub fn settings<T: DeserializeOwned>(kind: &str, table: &toml::Table) -> Result<T, String> {
+    T::deserialize(toml::Value::Table(table.clone())).map_err(|e| {
+        let message = e.message().trim().to_owned();
+        match message.strip_prefix("unknown field `") {
+            Some(rest) => {
+                let key = rest.split('`').next().unwrap_or(rest);
+                format!("probe key `{key}` does not apply to kind = \"{kind}\"")
+            }
+            None => format!("{kind} probe: {message}"),
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ProbeTiming;
+
+    fn spec(kind: &str, settings: &str) -> ProbeSpec {
+        ProbeSpec {
+            kind: kind.to_owned(),
+            settings: toml::from_str(settings).unwrap(),
+            timing: ProbeTiming::default(),
         }
     }
 
-    #[allow(clippy::type_complexity)]
-    async fn run(
-        &self,
-        kind: &ProbeKind,
-        address: IpAddr,
-        timeout: Duration,
-        state: &mut ProbeState,
-    ) -> Result<(Option<f64>, Option<(u32, u32)>, String), String> {
-        match kind {
-            ProbeKind::None => Ok((None, None, "not probed".into())),
-            ProbeKind::Tcp { port } => {
-                let addr = SocketAddr::new(address, *port);
-                tcp::connect(addr, &mut state.tcp)
-                    .await
-                    .map(|_| (None, None, format!("tcp {addr} connected")))
-                    .map_err(|e| format!("tcp {addr}: {e}"))
-            }
-            ProbeKind::Http(h) => http::probe(&self.http, h, timeout)
-                .await
-                .map(|(load, detail)| (load, None, detail)),
-            ProbeKind::Lbcd {
-                port,
-                version,
-                service,
-            } => {
-                let addr = SocketAddr::new(address, *port);
-                let services: Vec<&str> = service.iter().map(String::as_str).collect();
-                match lbcd::query(addr, *version, &services, timeout).await {
-                    Ok(reply) => {
-                        // The last weight pair is the asked service's (or the host default).
-                        let weight = reply.weights.last().map(|w| (w.weight, w.increment));
-                        // v2 replies carry lbcd's weight in the load fields (lbcd(8)), so only
-                        // v3 reports a real load.
-                        let load = (*version >= 3).then(|| reply.load1());
-                        let detail = match (load, weight) {
-                            (Some(l), Some((w, _))) => {
-                                format!("lbcd {addr}: load {l:.2}, weight {w}")
-                            }
-                            (Some(l), None) => format!("lbcd {addr}: load {l:.2}"),
-                            (None, Some((w, _))) => format!("lbcd {addr}: weight {w}"),
-                            (None, None) => format!("lbcd {addr}: answered"),
-                        };
-                        Ok((load, weight, detail))
-                    }
-                    Err(e) => Err(format!("lbcd {addr}: {e}")),
-                }
-            }
-        }
+    fn check(kind: &str, settings: &str) -> Result<(), String> {
+        build(&spec(kind, settings), [127, 0, 0, 2].into(), &Shared::new()).map(|_| ())
+    }
+
+    #[test]
+    fn each_kind_checks_its_own_keys() {
+        assert!(check("tcp", "port = 80").is_ok());
+        assert_eq!(
+            check("tcp", "").unwrap_err(),
+            "a tcp probe needs a port",
+            "tcp without a port"
+        );
+        assert_eq!(
+            check("http", "version = 2").unwrap_err(),
+            "probe key `version` does not apply to kind = \"http\""
+        );
+        assert_eq!(
+            check("ping", "").unwrap_err(),
+            "probe kind `ping` is not one of none, tcp, http, lbcd, exec, file"
+        );
+        assert!(
+            check("lbcd", "version = 4")
+                .unwrap_err()
+                .contains("lbcd version 4 is not 2 or 3")
+        );
     }
 }

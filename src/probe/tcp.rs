@@ -24,6 +24,8 @@ use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 
+use super::{Probe, ProbeFuture, Reading, Target};
+
 /// How many probe sockets may stay open between probes, and how many do.
 #[derive(Debug)]
 pub struct KeepBudget {
@@ -114,6 +116,48 @@ impl TcpState {
         if disconnect(&socket, was_open).is_ok() {
             self.socket = Some(socket);
         }
+    }
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Settings {
+    /// The port to connect to (required).
+    port: Option<u16>,
+}
+
+/// `kind = "tcp"`: up when a connect to `port` is accepted.
+pub fn build(table: &toml::Table, target: &Target<'_>) -> Result<Box<dyn Probe>, String> {
+    let Settings { port } = super::settings("tcp", table)?;
+    let port = port.filter(|&p| p != 0).ok_or("a tcp probe needs a port")?;
+    Ok(Box::new(TcpProbe {
+        addr: SocketAddr::new(target.address, port),
+        state: TcpState::default(),
+    }))
+}
+
+/// One backend's TCP probe and the socket it keeps between runs.
+struct TcpProbe {
+    addr: SocketAddr,
+    state: TcpState,
+}
+
+impl Probe for TcpProbe {
+    fn run(&mut self) -> ProbeFuture<'_> {
+        Box::pin(async move {
+            let addr = self.addr;
+            connect(addr, &mut self.state)
+                .await
+                .map(|()| Reading {
+                    detail: format!("tcp {addr} connected"),
+                    ..Reading::default()
+                })
+                .map_err(|e| format!("tcp {addr}: {e}"))
+        })
+    }
+
+    fn describe(&self) -> String {
+        format!("tcp:{}", self.addr.port())
     }
 }
 

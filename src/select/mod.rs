@@ -11,23 +11,22 @@ use rand::rngs::SmallRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 
-use crate::config::{AllDown, Policy, PoolConfig};
+use crate::domain::{AllDown, LbcdWeight, Policy, Pool, Verdict};
 
 /// Length of the precomputed cycle for policies that are not plain rotations. 120 is divisible
 /// by every weight sum up to 6 and by 8, 10, 12, so common weight ratios come out exact.
 pub const CYCLE: usize = 120;
 
-/// One backend as selection sees it.
+/// One backend as the stages see it: its configured part and its verdict side by side.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Candidate {
-    pub address: IpAddr,
-    pub weight: u32,
-    pub tier: u32,
-    /// Up and not stale.
-    pub usable: bool,
-    pub load: Option<f64>,
-    /// lbcd (weight, increment).
-    pub lbcd: Option<(u32, u32)>,
+struct Candidate {
+    address: IpAddr,
+    weight: u32,
+    tier: u32,
+    /// Up, fresh and not drained.
+    usable: bool,
+    load: Option<f64>,
+    lbcd: Option<LbcdWeight>,
 }
 
 /// How a query walks the addresses.
@@ -52,8 +51,9 @@ pub struct FamilyAnswer {
     /// True when this is the all-down answer (for the status page and metrics).
     pub all_down: bool,
     /// The pool counter's value when this answer was compiled: rotation `r` starts the plan at
-    /// `r - origin`, so a fresh plan (e.g. lbnamed weights after a poll) starts at its head.
-    pub origin: usize,
+    /// `r - rotation_base`, so a fresh plan (e.g. lbnamed weights after a poll) starts at its
+    /// head.
+    pub rotation_base: usize,
 }
 
 impl FamilyAnswer {
@@ -71,7 +71,7 @@ impl FamilyAnswer {
 
     /// The addresses for rotation `r`, in answer order. No allocation.
     pub fn addresses(&self, r: usize) -> impl Iterator<Item = IpAddr> + '_ {
-        let r = r.wrapping_sub(self.origin);
+        let r = r.wrapping_sub(self.rotation_base);
         let n = self.addrs.len();
         let (rotate, cycle) = match &self.plan {
             Plan::Rotate if n > 0 => (Some(r % n), None),
@@ -94,8 +94,22 @@ impl FamilyAnswer {
     }
 }
 
-/// The whole chain for one family of one pool. `seed` makes random policies reproducible.
-pub fn select(pool: &PoolConfig, candidates: &[Candidate], v6: bool, seed: u64) -> FamilyAnswer {
+/// The whole chain for one family of one pool, from its backends' verdicts (indexed like
+/// `pool.backends`). `seed` makes random policies reproducible.
+pub fn select(pool: &Pool, verdicts: &[Verdict], v6: bool, seed: u64) -> FamilyAnswer {
+    let candidates: Vec<Candidate> = pool
+        .backends
+        .iter()
+        .zip(verdicts)
+        .map(|(b, v)| Candidate {
+            address: b.address,
+            weight: b.weight,
+            tier: b.tier,
+            usable: v.usable,
+            load: v.load,
+            lbcd: v.lbcd,
+        })
+        .collect();
     let family: Vec<&Candidate> = candidates
         .iter()
         .filter(|c| c.address.is_ipv6() == v6)
@@ -104,28 +118,28 @@ pub fn select(pool: &PoolConfig, candidates: &[Candidate], v6: bool, seed: u64) 
     if up.is_empty() && !family.is_empty() {
         return all_down(pool, &family, v6);
     }
-    let (addrs, plan) = order(&pool.policy, &up, pool.answers, seed);
+    let (addrs, plan) = order(&pool.policy, &up, pool.max_answers, seed);
     FamilyAnswer {
         addrs,
         plan,
-        cap: pool.answers,
+        cap: pool.max_answers,
         ttl: pool.ttl,
         servfail: false,
         all_down: false,
-        origin: 0,
+        rotation_base: 0,
     }
 }
 
 /// Stage 4: nothing of this family is up.
-fn all_down(pool: &PoolConfig, family: &[&Candidate], v6: bool) -> FamilyAnswer {
+fn all_down(pool: &Pool, family: &[&Candidate], v6: bool) -> FamilyAnswer {
     let mut answer = FamilyAnswer {
         addrs: Vec::new(),
         plan: Plan::Rotate,
-        cap: pool.answers,
+        cap: pool.max_answers,
         ttl: pool.all_down_ttl,
         servfail: false,
         all_down: true,
-        origin: 0,
+        rotation_base: 0,
     };
     match &pool.all_down {
         AllDown::ServeAll => answer.addrs = family.iter().map(|c| c.address).collect(),
@@ -251,14 +265,14 @@ fn order(policy: &Policy, up: &[&Candidate], cap: usize, seed: u64) -> (Vec<IpAd
             let mut w: Vec<f64> = up
                 .iter()
                 .map(|c| match (c.lbcd, c.load) {
-                    (Some((weight, _)), _) => f64::from(weight),
+                    (Some(w), _) => f64::from(w.weight),
                     (None, Some(l)) => l * 100.0,
                     (None, None) => 0.0,
                 })
                 .collect();
             let inc: Vec<f64> = up
                 .iter()
-                .map(|c| c.lbcd.map_or(1.0, |(_, i)| f64::from(i.max(1))))
+                .map(|c| c.lbcd.map_or(1.0, |w| f64::from(w.increment.max(1))))
                 .collect();
             let orderings = (0..CYCLE)
                 .map(|_| {
@@ -275,7 +289,7 @@ fn order(policy: &Policy, up: &[&Candidate], cap: usize, seed: u64) -> (Vec<IpAd
 /// The load a least-loaded policy orders by: lbcd's weight when the probe is lbcd, else the
 /// reported load.
 fn load_key(c: &Candidate) -> Option<f64> {
-    c.lbcd.map(|(w, _)| f64::from(w)).or(c.load)
+    c.lbcd.map(|w| f64::from(w.weight)).or(c.load)
 }
 
 /// Smooth weighted round robin (as in nginx): a deterministic sequence of `len` picks in which

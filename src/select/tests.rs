@@ -5,13 +5,14 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use super::*;
-use crate::config::{Place, PoolConfig};
+use crate::config::Place;
+use crate::domain::Backend;
 
-fn pool(policy: Policy, answers: usize) -> PoolConfig {
-    PoolConfig {
+fn pool(policy: Policy, answers: usize) -> Pool {
+    Pool {
         name: "p.example.".parse().unwrap(),
         ttl: 5,
-        answers,
+        max_answers: answers,
         backends: Vec::new(),
         policy,
         all_down: AllDown::ServeAll,
@@ -34,6 +35,34 @@ fn cand(last: u8, usable: bool) -> Candidate {
         load: None,
         lbcd: None,
     }
+}
+
+/// The chain over candidates written out whole: each becomes a backend of `pool` and its verdict.
+fn select(pool: &Pool, candidates: &[Candidate], v6: bool, seed: u64) -> FamilyAnswer {
+    let mut pool = pool.clone();
+    pool.backends = candidates
+        .iter()
+        .map(|c| Backend {
+            name: c.address.to_string(),
+            address: c.address,
+            weight: c.weight,
+            tier: c.tier,
+            probe: None,
+        })
+        .collect();
+    let verdicts: Vec<Verdict> = candidates
+        .iter()
+        .map(|c| Verdict {
+            usable: c.usable,
+            load: c.load,
+            lbcd: c.lbcd,
+        })
+        .collect();
+    super::select(&pool, &verdicts, v6, seed)
+}
+
+fn w(weight: u32, increment: u32) -> Option<LbcdWeight> {
+    Some(LbcdWeight { weight, increment })
 }
 
 fn answers(f: &FamilyAnswer, r: usize) -> Vec<u8> {
@@ -142,10 +171,10 @@ fn least_loaded_orders_by_load_and_rotates_ties() {
     assert_eq!(counts.get(&4), Some(&5_000));
     assert_eq!(counts.get(&2), None);
     // lbcd weight takes precedence over raw load.
-    c[0].lbcd = Some((10, 5));
-    c[1].lbcd = Some((500, 5));
-    c[2].lbcd = Some((300, 5));
-    c[3].lbcd = Some((20, 5));
+    c[0].lbcd = w(10, 5);
+    c[1].lbcd = w(500, 5);
+    c[2].lbcd = w(300, 5);
+    c[3].lbcd = w(20, 5);
     let f = select(&pool(Policy::LeastLoaded, usize::MAX), &c, false, 1);
     assert_eq!(answers(&f, 0), vec![2, 5, 4, 3]);
 }
@@ -222,9 +251,9 @@ fn best_answers_one_host_and_spreads_by_increment() {
     let mut c: Vec<_> = (2..5).map(|i| cand(i, true)).collect();
     // lbnamed: weights 100, 100, 400 with increment 100: the first two alternate until their
     // weight reaches 400, then all three share.
-    c[0].lbcd = Some((100, 100));
-    c[1].lbcd = Some((100, 100));
-    c[2].lbcd = Some((400, 100));
+    c[0].lbcd = w(100, 100);
+    c[1].lbcd = w(100, 100);
+    c[2].lbcd = w(400, 100);
     let f = select(&pool(Policy::Best, usize::MAX), &c, false, 1);
     let seq: Vec<u8> = (0..6).map(|r| answers(&f, r)[0]).collect();
     assert_eq!(seq, vec![2, 3, 2, 3, 2, 3]);

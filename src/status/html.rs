@@ -4,7 +4,7 @@
 
 use std::fmt::Write as _;
 
-use super::report::{Backend, Report, age, millis};
+use super::report::{BackendReport, Report, age, millis};
 
 /// The page refreshes itself this often (seconds): health changes within seconds.
 const REFRESH: u32 = 10;
@@ -83,7 +83,7 @@ pub fn page(r: &Report) -> String {
             o,
             "<section class=\"pool\">\n<div class=\"pool-head\"><h2>{}</h2>{}\
              <div class=\"meta\"><span>policy {}</span><span>TTL {}s</span>\
-             <span>{} answers</span></div></div>\n",
+             <span>{} served</span></div></div>\n",
             esc(&p.name),
             p.all_down_note().map_or(String::new(), |n| format!(
                 "<span class=\"badge down\">all down: {}</span>",
@@ -91,7 +91,7 @@ pub fn page(r: &Report) -> String {
             )),
             esc(&p.policy),
             p.ttl,
-            p.answers
+            p.served
         );
         o.push_str(
             "<table>\n<thead><tr><th>Backend</th><th>Address</th><th>State</th>\
@@ -143,7 +143,7 @@ fn counters(o: &mut String, r: &Report) {
     o.push_str("</div>\n");
 }
 
-fn backend_row(o: &mut String, b: &Backend) {
+fn backend_row(o: &mut String, b: &BackendReport) {
     let state_class = match b.state.as_str() {
         "up" => "up",
         "down" => "down",

@@ -20,6 +20,7 @@ pub mod client;
 pub mod html;
 pub mod prom;
 pub mod report;
+pub mod view;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -30,14 +31,32 @@ use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use ipnet::IpNet;
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
-pub use allow::{Cidr, CidrError};
 pub use report::Report;
 
-use crate::app::{Control, DrainError};
+use crate::control::{Control, DrainError};
 use crate::net::NetError;
+
+/// The status page's data.
+pub fn report(control: &Control) -> Report {
+    let (pools, generation) = view::pools(control.monitor());
+    Report::new(
+        &pools,
+        control.metrics(),
+        generation,
+        control.uptime(),
+        control.config_path(),
+    )
+}
+
+/// `/metrics`.
+pub fn prometheus(control: &Control) -> String {
+    let (pools, generation) = view::pools(control.monitor());
+    prom::render(&pools, control.metrics(), generation, control.started_at())
+}
 
 /// Binds one status listener. Done with the DNS sockets, before privileges are dropped, so the
 /// status port may be privileged too.
@@ -57,7 +76,7 @@ pub fn bind(addr: SocketAddr) -> Result<std::net::TcpListener, NetError> {
 pub async fn serve(
     listener: std::net::TcpListener,
     control: Arc<Control>,
-    allow: Arc<[Cidr]>,
+    allow: Arc<[IpNet]>,
     cancel: CancellationToken,
 ) {
     let addr = listener.local_addr().ok();
@@ -80,7 +99,7 @@ pub async fn serve(
     }
 }
 
-fn router(control: Arc<Control>, allow: Arc<[Cidr]>) -> Router {
+fn router(control: Arc<Control>, allow: Arc<[IpNet]>) -> Router {
     Router::new()
         .route("/", get(page))
         .route("/status.json", get(status_json))
@@ -95,12 +114,12 @@ fn router(control: Arc<Control>, allow: Arc<[Cidr]>) -> Router {
 
 /// Rejects clients outside the allowlist before any handler runs.
 async fn allowlist(
-    State(allow): State<Arc<[Cidr]>>,
+    State(allow): State<Arc<[IpNet]>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     request: Request,
     next: Next,
 ) -> Response {
-    if allow.iter().any(|c| c.contains(peer.ip())) {
+    if allow::allows(&allow, peer.ip()) {
         return next.run(request).await;
     }
     tracing::warn!(client = %peer, path = %request.uri().path(), "status: client not in [status] allow");
@@ -120,7 +139,7 @@ fn text(status: StatusCode, body: String) -> Response {
 }
 
 async fn page(State(c): State<Arc<Control>>) -> Response {
-    let html = html::page(&c.report());
+    let html = html::page(&report(&c));
     (
         [
             (header::CONTENT_TYPE, "text/html; charset=utf-8"),
@@ -132,7 +151,7 @@ async fn page(State(c): State<Arc<Control>>) -> Response {
 }
 
 async fn status_json(State(c): State<Arc<Control>>) -> Response {
-    let body = serde_json::to_string_pretty(&c.report()).expect("report serializes");
+    let body = serde_json::to_string_pretty(&report(&c)).expect("report serializes");
     (
         [
             (header::CONTENT_TYPE, "application/json"),
@@ -144,7 +163,7 @@ async fn status_json(State(c): State<Arc<Control>>) -> Response {
 }
 
 async fn metrics(State(c): State<Arc<Control>>) -> Response {
-    ([(header::CONTENT_TYPE, prom::CONTENT_TYPE)], c.prometheus()).into_response()
+    ([(header::CONTENT_TYPE, prom::CONTENT_TYPE)], prometheus(&c)).into_response()
 }
 
 async fn healthz() -> Response {

@@ -8,9 +8,10 @@ use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
 use std::time::SystemTime;
 
-use crate::health::{LATENCY_BUCKETS, State};
+use super::view::{BackendView, PoolView};
+use crate::domain::HealthState;
 use crate::metrics::{Metrics, QTYPES, rcode_name};
-use crate::monitor::{BackendStatus, PoolStatus};
+use crate::monitor::health::LATENCY_BUCKETS;
 
 /// The Content-Type of this format.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -20,7 +21,7 @@ const COMMON_RCODES: [u16; 6] = [0, 1, 2, 3, 4, 5];
 
 /// Renders every metric.
 pub fn render(
-    pools: &[PoolStatus],
+    pools: &[PoolView],
     metrics: &Metrics,
     generation: u64,
     started: SystemTime,
@@ -135,7 +136,7 @@ pub fn render(
         w.sample(
             "lbns_pool_answers_total",
             &[("pool", &p.name)],
-            p.answers as f64,
+            p.served as f64,
         );
     }
     w.family(
@@ -160,14 +161,14 @@ pub fn render(
     };
     // Probe series only for probed backends: for `kind = "none"` they would be empty noise.
     let probed = || backends().filter(|(_, b)| b.probe != "none");
-    type Value = fn(&BackendStatus) -> Option<f64>;
+    type Value = fn(&BackendView) -> Option<f64>;
     let per_backend: [(&str, &str, &str, bool, Value); 8] = [
         (
             "lbns_backend_up",
             "gauge",
             "1 when the backend's health is up (probes pass, or it is not probed).",
             false,
-            |b| Some(bool_value(b.state == State::Up)),
+            |b| Some(bool_value(b.state == HealthState::Up)),
         ),
         (
             "lbns_backend_usable",
@@ -344,9 +345,9 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::health::ProbeStats;
+    use crate::monitor::health::ProbeStats;
 
-    fn pools() -> Vec<PoolStatus> {
+    fn pools() -> Vec<PoolView> {
         let mut probes = ProbeStats {
             ok: 3,
             failed: 1,
@@ -355,11 +356,11 @@ mod tests {
         probes.buckets[0] = 2;
         probes.buckets[3] = 1;
         probes.latency_sum = Duration::from_millis(12);
-        let backend = |name: &str, probe: &str| BackendStatus {
+        let backend = |name: &str, probe: &str| BackendView {
             name: name.into(),
             address: "127.0.0.2".parse().unwrap(),
             probe: probe.into(),
-            state: State::Up,
+            state: HealthState::Up,
             usable: true,
             drained: false,
             load: None,
@@ -370,13 +371,13 @@ mod tests {
             flips: 2,
             probes: probes.clone(),
         };
-        vec![PoolStatus {
+        vec![PoolView {
             name: "www.example.".into(),
             policy: "round-robin".into(),
             ttl: 5,
             all_down_v4: false,
             all_down_v6: true,
-            answers: 42,
+            served: 42,
             backends: vec![backend("web\"1\\\n", "tcp:80"), backend("static", "none")],
         }]
     }

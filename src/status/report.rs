@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::view::{BackendView, PoolView};
 use crate::metrics::Metrics;
-use crate::monitor::{BackendStatus, PoolStatus};
 
 /// Everything the status page shows.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -23,7 +23,7 @@ pub struct Report {
     /// The config file `lbns reload` reads.
     pub config: String,
     pub queries: Queries,
-    pub pools: Vec<Pool>,
+    pub pools: Vec<PoolReport>,
 }
 
 /// Query counters since start.
@@ -42,20 +42,20 @@ pub struct Queries {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Pool {
+pub struct PoolReport {
     pub name: String,
     pub policy: String,
     pub ttl: u32,
     /// No IPv4 (IPv6) backend is usable: answers follow the pool's `all_down` policy.
     pub all_down_v4: bool,
     pub all_down_v6: bool,
-    /// A/AAAA answers given for this pool.
-    pub answers: u64,
-    pub backends: Vec<Backend>,
+    /// A/AAAA answers served for this pool (not the `answers` cap of the config).
+    pub served: u64,
+    pub backends: Vec<BackendReport>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Backend {
+pub struct BackendReport {
     pub name: String,
     pub address: String,
     /// How it is probed, e.g. `tcp:80`, `http http://…`, `none`.
@@ -80,7 +80,7 @@ pub struct Backend {
 impl Report {
     /// Builds the report from the monitor's status and the query counters.
     pub fn new(
-        pools: &[PoolStatus],
+        pools: &[PoolView],
         metrics: &Metrics,
         generation: u64,
         uptime: Duration,
@@ -99,7 +99,7 @@ impl Report {
                 rcodes: metrics.rcode_counts().into_iter().collect(),
                 qtypes: metrics.qtype_counts().into_iter().collect(),
             },
-            pools: pools.iter().map(Pool::new).collect(),
+            pools: pools.iter().map(PoolReport::new).collect(),
         }
     }
 
@@ -134,11 +134,11 @@ impl Report {
         for p in &self.pools {
             let _ = writeln!(
                 out,
-                "\npool {}  policy {}  ttl {}  answers {}{}",
+                "\npool {}  policy {}  ttl {}  served {}{}",
                 p.name,
                 p.policy,
                 p.ttl,
-                p.answers,
+                p.served,
                 p.all_down_note()
                     .map_or(String::new(), |n| format!("  ALL DOWN: {n}"))
             );
@@ -177,16 +177,16 @@ impl Report {
     }
 }
 
-impl Pool {
-    fn new(p: &PoolStatus) -> Pool {
-        Pool {
+impl PoolReport {
+    fn new(p: &PoolView) -> PoolReport {
+        PoolReport {
             name: p.name.clone(),
             policy: p.policy.clone(),
             ttl: p.ttl,
             all_down_v4: p.all_down_v4,
             all_down_v6: p.all_down_v6,
-            answers: p.answers,
-            backends: p.backends.iter().map(Backend::new).collect(),
+            served: p.served,
+            backends: p.backends.iter().map(BackendReport::new).collect(),
         }
     }
 
@@ -201,9 +201,9 @@ impl Pool {
     }
 }
 
-impl Backend {
-    fn new(b: &BackendStatus) -> Backend {
-        Backend {
+impl BackendReport {
+    fn new(b: &BackendView) -> BackendReport {
+        BackendReport {
             name: b.name.clone(),
             address: b.address.to_string(),
             probe: b.probe.clone(),
@@ -315,8 +315,8 @@ fn table(out: &mut String, rows: &[Vec<String>]) {
 pub(crate) mod tests {
     use super::*;
 
-    fn backend(name: &str, state: &str, usable: bool, drained: bool) -> Backend {
-        Backend {
+    fn backend(name: &str, state: &str, usable: bool, drained: bool) -> BackendReport {
+        BackendReport {
             name: name.into(),
             address: "127.0.0.2".into(),
             probe: "tcp:80".into(),
@@ -348,13 +348,13 @@ pub(crate) mod tests {
                 rcodes: [("NOERROR".to_owned(), 11), ("NXDOMAIN".to_owned(), 1)].into(),
                 qtypes: [("A".to_owned(), 12)].into(),
             },
-            pools: vec![Pool {
+            pools: vec![PoolReport {
                 name: "www.example.".into(),
                 policy: "round-robin".into(),
                 ttl: 5,
                 all_down_v4: false,
                 all_down_v6: true,
-                answers: 12,
+                served: 12,
                 backends: vec![
                     backend("web1", "up", true, false),
                     backend("web-two", "up", false, true),
@@ -373,7 +373,7 @@ pub(crate) mod tests {
         assert!(text.contains("rcodes: NOERROR 11  NXDOMAIN 1\n"), "{text}");
         assert!(
             text.contains(
-                "pool www.example.  policy round-robin  ttl 5  answers 12  ALL DOWN: IPv6"
+                "pool www.example.  policy round-robin  ttl 5  served 12  ALL DOWN: IPv6"
             ),
             "{text}"
         );

@@ -14,7 +14,8 @@ use std::path::PathBuf;
 
 use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType};
 
-use crate::config::{Place, PoolConfig, ZoneConfig};
+use crate::config::{Place, ZoneConfig};
+use crate::domain::Pool;
 use file::SourcedRecord;
 
 /// A problem that stops a zone from loading.
@@ -143,7 +144,7 @@ impl ZoneSet {
     /// Loads every zone and places the pools in them. Collects every error before returning.
     pub fn load(
         zones: &[ZoneConfig],
-        pools: &[PoolConfig],
+        pools: &[Pool],
     ) -> Result<(ZoneSet, Vec<ZoneWarning>), Vec<ZoneError>> {
         let mut errors = Vec::new();
         let mut warnings = Vec::new();
@@ -202,7 +203,7 @@ impl ZoneSet {
         &self.zones
     }
 
-    fn place_pool(&mut self, index: usize, pool: &PoolConfig) -> Result<(), ZoneError> {
+    fn place_pool(&mut self, index: usize, pool: &Pool) -> Result<(), ZoneError> {
         let name = LowerName::new(&pool.name);
         let fail = |message: String| ZoneError::Pool {
             place: pool.place.clone(),
@@ -471,7 +472,8 @@ mod tests {
             ));
         }
         let config = crate::config::Config::parse(&toml, Path::new("t.toml")).unwrap();
-        ZoneSet::load(&config.zones, &config.pools).map_err(|errs| {
+        let model = crate::domain::Model::new(&config);
+        ZoneSet::load(&config.zones, &model.pools).map_err(|errs| {
             errs.iter()
                 .map(ToString::to_string)
                 .collect::<Vec<_>>()

@@ -167,7 +167,7 @@ async fn unusual_queries_take_the_full_path() {
     s.stop().await;
 }
 
-/// The fast path allocates nothing per query once warm (issue 6): static names, pool names
+/// The fast path allocates nothing per query once warm: static names, pool names
 /// (every rotation), a capped pool, NXDOMAIN, NODATA, EDNS and odd case, counted on this
 /// thread by the binary's counting allocator.
 #[tokio::test(flavor = "multi_thread")]

@@ -8,8 +8,11 @@ mod dist;
 mod dns;
 mod fast;
 mod health;
+mod layers;
 mod lbcd;
 mod ops;
 mod policy;
+mod probe_kinds;
 mod tcp;
+#[cfg(feature = "xdp")]
 mod xdp;

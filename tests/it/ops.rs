@@ -85,7 +85,7 @@ async fn status_page_json_metrics_and_healthz() {
     assert_eq!(report.queries.rcodes["NXDOMAIN"], 1);
     let pool = &report.pools[0];
     assert_eq!(pool.name, "www.cluster.example.");
-    assert_eq!(pool.answers, 1);
+    assert_eq!(pool.served, 1);
     let names: Vec<&str> = pool.backends.iter().map(|b| b.name.as_str()).collect();
     assert_eq!(names, ["web1", "web2", "web3"]);
     assert!(pool.backends.iter().all(|b| b.state == "up" && b.usable));
@@ -266,7 +266,7 @@ async fn state_file_entries_for_unknown_backends_are_kept() {
     )
     .await;
     let state = std::fs::read_to_string(s.dir.path().join("run/drained.json")).unwrap();
-    let state: lbns::state::State = serde_json::from_str(&state).unwrap();
+    let state: lbns::state::SavedState = serde_json::from_str(&state).unwrap();
     let entries: Vec<(&str, &str)> = state
         .drained
         .iter()

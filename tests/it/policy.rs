@@ -75,7 +75,9 @@ fn every_example_config_loads() {
             if path.extension().is_some_and(|e| e == "toml") {
                 let config =
                     Config::load(&path).unwrap_or_else(|e| panic!("{}:\n{e}", path.display()));
-                lbns::app::check(&config).unwrap_or_else(|e| panic!("{}:\n{e}", path.display()));
+                if let Err(e) = lbns::control::check(config) {
+                    panic!("{}:\n{e}", path.display());
+                }
                 seen += 1;
             }
         }

@@ -28,8 +28,8 @@ use super::udp::STOP_GRACE;
 use super::{Answerer, NetError, join_within};
 use crate::dns::handle_truncated;
 use crate::metrics::{LocalMetrics, Metrics};
-use crate::pool::SnapshotCell;
 use crate::querylog::QueryLog;
+use crate::snapshot::SnapshotCell;
 use xsk::Xsk;
 
 /// Received frames handled per round before the replies are sent.

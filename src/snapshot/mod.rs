@@ -1,4 +1,5 @@
-//! Pools and the [`Snapshot`]: everything the query path reads, compiled and swapped as one.
+//! The [`Snapshot`]: everything the query path reads (zones, each pool's compiled answers,
+//! answer settings), compiled and swapped as one.
 //!
 //! The probe side (and reload) builds a new `Snapshot` beside the current one and publishes it
 //! with a single atomic pointer swap ([`SnapshotCell`]); queries load it without locks. A
@@ -8,16 +9,14 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Instant;
 
 use arc_swap::ArcSwap;
 use hickory_proto::rr::rdata::{A, AAAA};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use rustc_hash::FxHashMap;
 
-use crate::config::{Config, Policy, PoolConfig};
-use crate::health::Health;
-use crate::select::{Candidate, FamilyAnswer, select};
+use crate::domain::{Answering, Model, Policy, Pool, Verdict};
+use crate::select::{FamilyAnswer, select};
 use crate::zones::ZoneSet;
 
 /// The compiled, ready-to-answer state of one pool.
@@ -66,14 +65,11 @@ pub struct Snapshot {
     /// Increases with every publish; shown on the status page and in logs.
     pub generation: u64,
     pub zones: Arc<ZoneSet>,
-    /// Indexed like `Config::pools`; zone nodes refer to pools by this index.
-    pub pools: Vec<PoolAnswer>,
-    /// What `[server]` says about EDNS, needed when encoding answers.
-    pub edns_udp_size: u16,
-    /// CHAOS identity and NSID payload (`None` when NSID is off).
-    pub identity: String,
-    pub version: Option<String>,
-    pub nsid: Option<Vec<u8>>,
+    /// Indexed like the model's pools; zone nodes refer to pools by this index. A pool whose
+    /// verdicts did not change keeps its compiled answer from one snapshot to the next.
+    pub pools: Vec<Arc<PoolAnswer>>,
+    /// What `[server]` says about EDNS, CHAOS and NSID, needed when encoding answers.
+    pub answering: Answering,
     /// Lowercased wire-format pool names → pool index, for the fast path.
     pub pool_keys: FxHashMap<Box<[u8]>, usize>,
 }
@@ -89,58 +85,70 @@ pub fn wire_key(name: &Name) -> Box<[u8]> {
     out.into_boxed_slice()
 }
 
-impl Snapshot {
-    /// Compiles the snapshot for `config` from the backends' health at `now`: the selection
-    /// chain runs here, once per publish, never per query.
+impl PoolAnswer {
+    /// Compiles pool number `index` from its backends' verdicts: the selection chain runs
+    /// here, once per publish, never per query.
     pub fn compile(
-        config: &Config,
+        pool: &Pool,
+        index: usize,
+        verdicts: &[Verdict],
+        generation: u64,
+        counter: Arc<AtomicUsize>,
+    ) -> PoolAnswer {
+        // Seeded by generation so random orders differ between compiles.
+        let seed = generation.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ index as u64;
+        // lbnamed's `best` restarts its increments from fresh weights after every poll; every
+        // other policy keeps rotating where it was, so frequent republishes (load updates) do
+        // not pin answers to the head of the list.
+        let rotation_base = match pool.policy {
+            Policy::Best => counter.load(Ordering::Relaxed),
+            _ => 0,
+        };
+        let mut v4 = select(pool, verdicts, false, seed);
+        let mut v6 = select(pool, verdicts, true, seed.rotate_left(17));
+        v4.rotation_base = rotation_base;
+        v6.rotation_base = rotation_base;
+        PoolAnswer {
+            name: pool.name.clone(),
+            v4,
+            v6,
+            counter,
+        }
+    }
+}
+
+impl Snapshot {
+    /// Compiles every pool of `model` from `verdicts` (indexed like its pools and backends)
+    /// with fresh rotation counters: a snapshot on its own, for `check`-like uses, tests and
+    /// benchmarks. A running server publishes through the monitor's publisher instead, which
+    /// keeps counters and unchanged pools across snapshots.
+    pub fn compile(
+        model: &Model,
         zones: Arc<ZoneSet>,
         generation: u64,
-        health: &[Vec<Health>],
-        now: Instant,
-        counters: &mut dyn FnMut(&PoolConfig) -> Arc<AtomicUsize>,
+        verdicts: &[Vec<Verdict>],
     ) -> Snapshot {
-        let pools = config
+        let pools = model
             .pools
             .iter()
+            .zip(verdicts)
             .enumerate()
-            .map(|(i, p)| {
-                let candidates: Vec<Candidate> = p
-                    .backends
-                    .iter()
-                    .zip(&health[i])
-                    .map(|(b, h)| Candidate {
-                        address: b.address,
-                        weight: b.weight,
-                        tier: b.tier,
-                        usable: h.usable(now, p.max_age),
-                        load: h.load(),
-                        lbcd: h.lbcd(),
-                    })
-                    .collect();
-                // Seeded by generation so random orders differ between publishes.
-                let seed = generation.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ i as u64;
-                let counter = counters(p);
-                // lbnamed's `best` restarts its increments from fresh weights after every poll;
-                // every other policy keeps rotating where it was, so frequent republishes
-                // (load updates) do not pin answers to the head of the list.
-                let origin = match p.policy {
-                    Policy::Best => counter.load(Ordering::Relaxed),
-                    _ => 0,
-                };
-                let mut v4 = select(p, &candidates, false, seed);
-                let mut v6 = select(p, &candidates, true, seed.rotate_left(17));
-                v4.origin = origin;
-                v6.origin = origin;
-                PoolAnswer {
-                    name: p.name.clone(),
-                    v4,
-                    v6,
-                    counter,
-                }
+            .map(|(i, (p, v))| {
+                let counter = Arc::new(AtomicUsize::new(0));
+                Arc::new(PoolAnswer::compile(p, i, v, generation, counter))
             })
             .collect();
-        let pool_keys = config
+        Snapshot::new(model, zones, generation, pools)
+    }
+
+    /// Assembles a snapshot of `model` from its compiled pools (indexed like `model.pools`).
+    pub fn new(
+        model: &Model,
+        zones: Arc<ZoneSet>,
+        generation: u64,
+        pools: Vec<Arc<PoolAnswer>>,
+    ) -> Snapshot {
+        let pool_keys = model
             .pools
             .iter()
             .enumerate()
@@ -150,13 +158,7 @@ impl Snapshot {
             generation,
             zones,
             pools,
-            edns_udp_size: config.server.edns_udp_size,
-            identity: config.server.identity.clone(),
-            version: config.server.version.clone(),
-            nsid: config
-                .server
-                .nsid
-                .then(|| config.server.identity.clone().into_bytes()),
+            answering: model.answering.clone(),
             pool_keys,
         }
     }

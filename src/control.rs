@@ -1,0 +1,337 @@
+//! Control: what changes a running server — reload from the config file, drain and undrain
+//! with their state-file write — and `check`, which builds everything a reload would without
+//! applying it. Signals and the status listener act through [`Control`].
+
+use std::collections::HashSet;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::Mutex;
+use tokio::time::Instant;
+
+use crate::config::{Config, ConfigError, ConfigErrors, ServerConfig, StatusConfig};
+use crate::domain::Model;
+use crate::metrics::Metrics;
+use crate::monitor::Monitor;
+use crate::probe;
+use crate::querylog::QueryLog;
+use crate::state::{SavedState, StateError};
+use crate::zones::{ZoneError, ZoneSet, ZoneWarning};
+
+/// Why a config could not be loaded: `lbns check`, start and reload all say it alike.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The config file, or the probe settings it gives.
+    #[error("{0}")]
+    Config(#[from] ConfigErrors),
+    /// The zone files.
+    #[error("{}", ZoneErrors(.0))]
+    Zones(Vec<ZoneError>),
+}
+
+struct ZoneErrors<'a>(&'a [ZoneError]);
+
+impl fmt::Display for ZoneErrors<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        crate::config::write_lines(f, self.0)
+    }
+}
+
+/// Why a drain or undrain was refused or only half done.
+#[derive(Debug, thiserror::Error)]
+pub enum DrainError {
+    /// No pool of that name.
+    #[error("no pool `{pool}`")]
+    NoPool { pool: String },
+    /// The pool has no backend of that name or address.
+    #[error("no backend `{backend}` in pool `{pool}`")]
+    NoBackend { pool: String, backend: String },
+    /// Applied to answers, but it would not survive a restart.
+    #[error("{backend} in {pool} is {verb} in answers, but not saved: {source}")]
+    Persist {
+        pool: String,
+        backend: String,
+        verb: &'static str,
+        #[source]
+        source: StateError,
+    },
+}
+
+/// A config with everything built from it: the model, the zones, and what `check` warns about.
+pub struct Loaded {
+    pub config: Config,
+    pub model: Model,
+    pub zones: ZoneSet,
+    pub warnings: Vec<ZoneWarning>,
+}
+
+/// Everything `lbns check` verifies: the model of the config (each probe's own keys included)
+/// and every zone it names.
+pub fn check(config: Config) -> Result<Loaded, LoadError> {
+    let model = Model::new(&config);
+    let shared = probe::Shared::new();
+    let mut errors = Vec::new();
+    for p in &model.pools {
+        for b in &p.backends {
+            let Some(spec) = &b.probe else { continue };
+            if let Err(message) = probe::build(spec, b.address, &shared) {
+                errors.push(ConfigError::Invalid {
+                    place: p.place.clone(),
+                    message: format!("pool {}: backend {}: {message}", p.name, b.name),
+                });
+            }
+        }
+    }
+    if !errors.is_empty() {
+        return Err(LoadError::Config(ConfigErrors(errors)));
+    }
+    let (zones, warnings) = ZoneSet::load(&config.zones, &model.pools).map_err(LoadError::Zones)?;
+    Ok(Loaded {
+        config,
+        model,
+        zones,
+        warnings,
+    })
+}
+
+/// What signals and the status listener act on: reload, drain, and what the status view reads.
+pub struct Control {
+    monitor: Arc<Monitor>,
+    metrics: Arc<Metrics>,
+    query_log: Arc<QueryLog>,
+    /// The config in force (what reload compares the new one with).
+    config: std::sync::Mutex<Arc<Config>>,
+    /// The file `reload_from_file` reads: the one the server started with.
+    config_path: PathBuf,
+    /// Fixed at start, like the listeners.
+    state_file: PathBuf,
+    /// Serializes reloads.
+    reload_lock: Mutex<()>,
+    /// Serializes drain changes with their state-file write, so that the file always ends up
+    /// holding the latest set, never an older one written last.
+    drain_lock: std::sync::Mutex<()>,
+    started: Instant,
+    started_at: SystemTime,
+}
+
+impl Control {
+    /// Control over a started monitor. `config` is the one it was started with.
+    pub fn new(
+        monitor: Arc<Monitor>,
+        metrics: Arc<Metrics>,
+        query_log: Arc<QueryLog>,
+        config: Config,
+    ) -> Control {
+        Control {
+            monitor,
+            metrics,
+            query_log,
+            config_path: config.path.clone(),
+            state_file: config.server.state_file.clone(),
+            config: std::sync::Mutex::new(Arc::new(config)),
+            reload_lock: Mutex::new(()),
+            drain_lock: std::sync::Mutex::new(()),
+            started: Instant::now(),
+            started_at: SystemTime::now(),
+        }
+    }
+
+    /// The probe side: health, drains, the published snapshot.
+    pub fn monitor(&self) -> &Arc<Monitor> {
+        &self.monitor
+    }
+
+    /// Query counters.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// The sampled query log (its rate changes at reload).
+    pub fn query_log(&self) -> &Arc<QueryLog> {
+        &self.query_log
+    }
+
+    /// The config file reload reads.
+    pub fn config_path(&self) -> &Path {
+        &self.config_path
+    }
+
+    /// Where drains are saved.
+    pub fn state_file(&self) -> &Path {
+        &self.state_file
+    }
+
+    /// Time since start.
+    pub fn uptime(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// Wall-clock time of start, for `/metrics`.
+    pub fn started_at(&self) -> SystemTime {
+        self.started_at
+    }
+
+    /// Replaces config and zones. Everything is built beside the running snapshot; on any error
+    /// the old one keeps serving and the error is returned. What needs a restart (listeners,
+    /// privileges, the state file, the status listener) is named in a warning.
+    pub async fn reload(&self, config: Config) -> Result<Vec<ZoneWarning>, LoadError> {
+        let _guard = self.reload_lock.lock().await;
+        let Loaded {
+            config,
+            model,
+            zones,
+            warnings,
+        } = check(config)?;
+        let old = self.config.lock().expect("config lock").clone();
+        let pending = restart_only_changes(&old, &config);
+        if !pending.is_empty() {
+            tracing::warn!(
+                keys = pending.join(", "),
+                "these settings apply at the next restart; the rest of the configuration applies now"
+            );
+        }
+        self.query_log.set_every(config.server.query_log_sample);
+        let (zones_n, pools_n) = (config.zones.len(), config.pools.len());
+        self.monitor.reload(model, zones).await;
+        *self.config.lock().expect("config lock") = Arc::new(config);
+        self.log_unknown_drained(&self.monitor.drained());
+        tracing::info!(
+            generation = self.monitor.cell().load().generation,
+            zones = zones_n,
+            pools = pools_n,
+            "reloaded"
+        );
+        Ok(warnings)
+    }
+
+    /// Reloads from the config file the server started with (SIGHUP and `lbns reload`).
+    pub async fn reload_from_file(&self) -> Result<Vec<ZoneWarning>, LoadError> {
+        let config = Config::load(&self.config_path)?;
+        self.reload(config).await
+    }
+
+    /// Restores the drained set saved in the state file, before any listener answers.
+    pub fn restore_drained(&self, saved: &SavedState) {
+        let drained: HashSet<(String, String)> = saved
+            .drained_set()
+            .into_iter()
+            .map(|(p, b)| self.monitor.drain_key(&p, &b).unwrap_or((p, b)))
+            .collect();
+        if drained.is_empty() {
+            return;
+        }
+        self.log_unknown_drained(&drained);
+        tracing::info!(
+            count = drained.len(),
+            state_file = %self.state_file.display(),
+            "restored drained backends"
+        );
+        self.monitor.restore_drained(drained);
+    }
+
+    /// Drains (or undrains) a backend: out of (back into) answers at once, and saved to the
+    /// state file. `pool` may omit the final dot; `backend` is a name or an address. Returns
+    /// the pool and backend as the config names them.
+    pub fn set_drained(
+        &self,
+        pool: &str,
+        backend: &str,
+        drained: bool,
+    ) -> Result<(String, String), DrainError> {
+        let _guard = self.drain_lock.lock().expect("drain lock");
+        let Some((pool, backend)) = self.monitor.drain_key(pool, backend) else {
+            return Err(if self.monitor.has_pool(pool) {
+                DrainError::NoBackend {
+                    pool: pool.to_owned(),
+                    backend: backend.to_owned(),
+                }
+            } else {
+                DrainError::NoPool {
+                    pool: pool.to_owned(),
+                }
+            });
+        };
+        let verb = if drained { "drained" } else { "undrained" };
+        // A reload between the lookup and here could remove the backend; then say so.
+        if !self.monitor.set_drained(&pool, &backend, drained) {
+            return Err(DrainError::NoBackend { pool, backend });
+        }
+        tracing::info!(pool = %pool, backend = %backend, "{verb}");
+        SavedState::from_drained(&self.monitor.drained())
+            .save(&self.state_file)
+            .map_err(|source| DrainError::Persist {
+                pool: pool.clone(),
+                backend: backend.clone(),
+                verb,
+                source,
+            })?;
+        Ok((pool, backend))
+    }
+
+    /// Warns about drained entries that name no backend of the model in force. They are kept: a
+    /// backend removed by one reload and added back by the next should still be drained.
+    fn log_unknown_drained(&self, drained: &HashSet<(String, String)>) {
+        for (pool, backend) in drained {
+            if self.monitor.drain_key(pool, backend).as_ref()
+                != Some(&(pool.clone(), backend.clone()))
+            {
+                tracing::warn!(
+                    pool = %pool,
+                    backend = %backend,
+                    "drained backend is not in the configuration; kept in the state file"
+                );
+            }
+        }
+    }
+}
+
+/// The keys of `[server]` and `[status]` that differ between `old` and `new` and apply only at
+/// a restart. Every key is named here, so a new one must be sorted into "now" or "restart".
+fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
+    let ServerConfig {
+        listen,
+        udp_workers,
+        tcp_idle_timeout,
+        tcp_max_connections,
+        // Applied at reload: the snapshot and the query log read them.
+        edns_udp_size: _,
+        identity: _,
+        version: _,
+        nsid: _,
+        query_log_sample: _,
+        state_file,
+        user,
+        group,
+        xdp,
+    } = &old.server;
+    let StatusConfig {
+        listen: status_listen,
+        allow,
+    } = &old.status;
+    let n = &new.server;
+    let mut changed = Vec::new();
+    let mut note = |key: &'static str, differs: bool| {
+        if differs {
+            changed.push(key);
+        }
+    };
+    note("server.listen", *listen != n.listen);
+    note("server.udp_workers", *udp_workers != n.udp_workers);
+    note(
+        "server.tcp_idle_timeout",
+        *tcp_idle_timeout != n.tcp_idle_timeout,
+    );
+    note(
+        "server.tcp_max_connections",
+        *tcp_max_connections != n.tcp_max_connections,
+    );
+    note("server.state_file", *state_file != n.state_file);
+    note("server.user", *user != n.user);
+    note("server.group", *group != n.group);
+    note("server.xdp", *xdp != n.xdp);
+    note("status.listen", *status_listen != new.status.listen);
+    note("status.allow", *allow != new.status.allow);
+    changed
+}

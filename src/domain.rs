@@ -1,0 +1,310 @@
+//! The domain model: pools, backends, probe specs, health states, observations and verdicts —
+//! the values the runtime works with, built once from the validated [`Config`].
+//!
+//! Config types mirror the file; these mirror what lbns does. [`Model::new`] destructures every
+//! config struct it reads with no `..`, so a key added to the config that nobody wires into the
+//! model does not compile.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use hickory_proto::rr::Name;
+
+use crate::config::{
+    self, BackendConfig, Config, Place, PoolConfig, ProbeConfig, ProbeTiming, ServerConfig,
+};
+
+/// Everything about pools and answers that a reload can change.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Model {
+    /// Indexed as in the config; zone nodes and snapshots refer to pools by this index.
+    pub pools: Vec<Pool>,
+    pub answering: Answering,
+}
+
+impl Model {
+    /// The model of a validated config.
+    pub fn new(config: &Config) -> Model {
+        Model {
+            pools: config.pools.iter().map(Pool::from_config).collect(),
+            answering: Answering::from_config(&config.server),
+        }
+    }
+
+    /// The pool of this name (any case, final dot optional), with its index.
+    pub fn find_pool(&self, text: &str) -> Option<(usize, &Pool)> {
+        self.pools
+            .iter()
+            .enumerate()
+            .find(|(_, p)| name_matches(&p.name, text))
+    }
+}
+
+/// Whether `name` is `text`, ignoring case and a missing final dot.
+fn name_matches(name: &Name, text: &str) -> bool {
+    let text = text.strip_suffix('.').unwrap_or(text);
+    let ascii = name.to_ascii();
+    let ascii = ascii.strip_suffix('.').unwrap_or(&ascii);
+    ascii.eq_ignore_ascii_case(text)
+}
+
+/// What encoding an answer needs from `[server]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Answering {
+    /// Largest UDP response and the payload size advertised (512..=4096).
+    pub edns_udp_size: u16,
+    /// CHAOS id.server / hostname.bind answer.
+    pub identity: String,
+    /// CHAOS version.bind answer; `None` keeps the version private.
+    pub version: Option<String>,
+    /// NSID payload (RFC 5001), `None` when NSID is off.
+    pub nsid: Option<Vec<u8>>,
+}
+
+impl Answering {
+    fn from_config(server: &ServerConfig) -> Answering {
+        Answering {
+            edns_udp_size: server.edns_udp_size,
+            identity: server.identity.clone(),
+            version: server.version.clone(),
+            nsid: server.nsid.then(|| server.identity.clone().into_bytes()),
+        }
+    }
+}
+
+/// A load-balanced name and its backends.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pool {
+    pub name: Name,
+    /// TTL of answers while backends are usable.
+    pub ttl: u32,
+    /// Most addresses per answer, per family (`usize::MAX` when unlimited).
+    pub max_answers: usize,
+    pub policy: Policy,
+    pub all_down: AllDown,
+    /// TTL of answers while no backend of a family is usable.
+    pub all_down_ttl: u32,
+    /// byAge: a backend whose last good probe is older than this counts as down.
+    pub max_age: Duration,
+    pub backends: Vec<Backend>,
+    /// Where the pool is defined, for messages about it.
+    pub place: Place,
+}
+
+impl Pool {
+    fn from_config(p: &PoolConfig) -> Pool {
+        let PoolConfig {
+            name,
+            ttl,
+            answers,
+            backends,
+            policy,
+            all_down,
+            all_down_ttl,
+            max_age,
+            place,
+        } = p;
+        Pool {
+            name: name.clone(),
+            ttl: *ttl,
+            max_answers: *answers,
+            policy: Policy::from_config(policy),
+            all_down: AllDown::from_config(all_down),
+            all_down_ttl: *all_down_ttl,
+            max_age: *max_age,
+            backends: backends.iter().map(Backend::from_config).collect(),
+            place: place.clone(),
+        }
+    }
+}
+
+/// One member of a pool.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Backend {
+    /// Label in logs and on the status page; the address unless configured.
+    pub name: String,
+    pub address: IpAddr,
+    /// Relative share for weighted policies.
+    pub weight: u32,
+    /// Tier for the priority policy, 1 first.
+    pub tier: u32,
+    /// How it is probed; `None`: never probed, always up.
+    pub probe: Option<ProbeSpec>,
+}
+
+impl Backend {
+    fn from_config(b: &BackendConfig) -> Backend {
+        let BackendConfig {
+            name,
+            address,
+            weight,
+            tier,
+            probe,
+        } = b;
+        Backend {
+            name: name.clone(),
+            address: *address,
+            weight: *weight,
+            tier: *tier,
+            probe: ProbeSpec::from_config(probe),
+        }
+    }
+}
+
+/// A probe as configured for one backend: its kind, the kind's own settings (checked and
+/// turned into a running probe by the probe layer) and its timing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProbeSpec {
+    /// A registered probe kind (`tcp`, `http`, `lbcd`, `exec`, `file`).
+    pub kind: String,
+    /// The kind's own keys, as written (pool keys overlaid by the backend's).
+    pub settings: toml::Table,
+    pub timing: ProbeTiming,
+}
+
+impl ProbeSpec {
+    fn from_config(p: &ProbeConfig) -> Option<ProbeSpec> {
+        let ProbeConfig {
+            kind,
+            settings,
+            timing,
+        } = p;
+        (kind != config::PROBE_NONE).then(|| ProbeSpec {
+            kind: kind.clone(),
+            settings: settings.clone(),
+            timing: *timing,
+        })
+    }
+}
+
+/// How a pool orders its usable backends (docs/config.md, `policy`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Policy {
+    /// Rotation per query (DNS round robin).
+    RoundRobin,
+    /// A random order per query.
+    Random,
+    /// mod_backhand byLoad: least reported load first, ties rotated.
+    LeastLoaded,
+    /// Weighted choice by configured weight, optionally divided by (1 + load).
+    Weighted {
+        /// Divide each weight by (1 + reported load).
+        scale_by_load: bool,
+    },
+    /// gdnsd multifo/metafo: the first tier alone while `min_healthy` of it are up.
+    Priority {
+        /// Usable backends a tier needs to be answered alone.
+        min_healthy: usize,
+    },
+    /// lbnamed: the single least-loaded host, its increment added after each answer.
+    Best,
+}
+
+impl Policy {
+    fn from_config(p: &config::Policy) -> Policy {
+        match *p {
+            config::Policy::RoundRobin => Policy::RoundRobin,
+            config::Policy::Random => Policy::Random,
+            config::Policy::LeastLoaded => Policy::LeastLoaded,
+            config::Policy::Weighted { scale_by_load } => Policy::Weighted { scale_by_load },
+            config::Policy::Priority { min_healthy } => Policy::Priority { min_healthy },
+            config::Policy::Best => Policy::Best,
+        }
+    }
+}
+
+/// As written in the config, with the policy's own setting when it has one.
+impl fmt::Display for Policy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Policy::RoundRobin => f.write_str("round-robin"),
+            Policy::Random => f.write_str("random"),
+            Policy::LeastLoaded => f.write_str("least-loaded"),
+            Policy::Weighted {
+                scale_by_load: false,
+            } => f.write_str("weighted"),
+            Policy::Weighted {
+                scale_by_load: true,
+            } => f.write_str("weighted, scale_by_load"),
+            Policy::Priority { min_healthy } => write!(f, "priority, min_healthy {min_healthy}"),
+            Policy::Best => f.write_str("best"),
+        }
+    }
+}
+
+/// What a pool answers for a family none of whose backends is usable.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AllDown {
+    /// Every configured backend: a dead pool is no worse than DNS without health checks.
+    ServeAll,
+    /// An empty answer (NODATA).
+    NoData,
+    /// SERVFAIL, so resolvers try elsewhere.
+    ServFail,
+    /// These addresses instead.
+    Fallback(Vec<IpAddr>),
+}
+
+impl AllDown {
+    fn from_config(a: &config::AllDown) -> AllDown {
+        match a {
+            config::AllDown::ServeAll => AllDown::ServeAll,
+            config::AllDown::NoData => AllDown::NoData,
+            config::AllDown::ServFail => AllDown::ServFail,
+            config::AllDown::Fallback(list) => AllDown::Fallback(list.clone()),
+        }
+    }
+}
+
+/// A backend's health state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HealthState {
+    /// Not probed yet. Counts as down for answers; the first observation decides directly.
+    Unknown,
+    /// Answered: `rise` probes in a row succeeded (or the first one did).
+    Up,
+    /// Left out: `fall` probes in a row failed (or the first one did).
+    Down,
+}
+
+impl HealthState {
+    /// `unknown`, `up` or `down`, as logs and the status page write it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HealthState::Unknown => "unknown",
+            HealthState::Up => "up",
+            HealthState::Down => "down",
+        }
+    }
+}
+
+/// lbcd's weight for a service and the increment lbnamed adds after each answer (lower weight
+/// = better).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LbcdWeight {
+    pub weight: u32,
+    pub increment: u32,
+}
+
+/// What one probe of one backend saw.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Observation {
+    pub ok: bool,
+    /// Load reported by the backend (lbcd 1-minute load, an HTTP load header, exec output).
+    pub load: Option<f64>,
+    /// lbcd's weight and increment for the asked service.
+    pub lbcd: Option<LbcdWeight>,
+    /// Why it failed, or a short success note; shown on the status page and in flip logs.
+    pub detail: String,
+    pub latency: Duration,
+}
+
+/// What selection needs to know about one backend at one moment: the health table's output.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Verdict {
+    /// Up, fresh (byAge) and not drained.
+    pub usable: bool,
+    pub load: Option<f64>,
+    pub lbcd: Option<LbcdWeight>,
+}

@@ -1,0 +1,457 @@
+//! The health-and-drain table: observations in, verdicts out. Per backend, the state machine
+//! from probe observations to up/down with rise/fall hysteresis and byAge staleness
+//! (mod_backhand); per table, the operator's drained set. Pure: time is passed in as a value,
+//! so the same observations at the same times give the same verdicts on every instance.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::domain::{Backend, HealthState, LbcdWeight, Model, Observation, Verdict};
+
+/// Health of one backend over time.
+#[derive(Debug, Clone)]
+pub struct Health {
+    pub state: HealthState,
+    /// Consecutive results agreeing with each other, for rise/fall.
+    successes: u32,
+    failures: u32,
+    /// The latest observation and when it was made.
+    pub last: Option<(Instant, Observation)>,
+    /// When the latest successful probe was made.
+    pub last_ok: Option<Instant>,
+    /// State changes so far.
+    pub flips: u64,
+    /// Every probe result so far, for `/metrics`.
+    pub probes: ProbeStats,
+}
+
+/// Upper bounds (seconds) of the probe latency histogram buckets: sub-millisecond loopback
+/// answers up to the longest timeout the failover bound allows in practice.
+pub const LATENCY_BUCKETS: [f64; 12] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
+
+/// Counts of probe results and a latency histogram (Prometheus style, not cumulative here).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ProbeStats {
+    pub ok: u64,
+    pub failed: u64,
+    /// `buckets[i]` counts probes with latency in (LATENCY_BUCKETS[i-1], LATENCY_BUCKETS[i]];
+    /// slower ones are only in the total (`ok + failed`).
+    pub buckets: [u64; LATENCY_BUCKETS.len()],
+    pub latency_sum: Duration,
+}
+
+impl ProbeStats {
+    /// Counts one probe result.
+    pub fn add(&mut self, obs: &Observation) {
+        if obs.ok {
+            self.ok += 1;
+        } else {
+            self.failed += 1;
+        }
+        let secs = obs.latency.as_secs_f64();
+        if let Some(i) = LATENCY_BUCKETS.iter().position(|&b| secs <= b) {
+            self.buckets[i] += 1;
+        }
+        self.latency_sum += obs.latency;
+    }
+
+    /// Probes counted, successful or not.
+    pub fn count(&self) -> u64 {
+        self.ok + self.failed
+    }
+}
+
+/// A change of state, to log once.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Flip {
+    pub from: HealthState,
+    pub to: HealthState,
+    /// The observation's detail that caused it.
+    pub cause: String,
+}
+
+impl Default for Health {
+    fn default() -> Self {
+        Health::new()
+    }
+}
+
+impl Health {
+    /// Not probed yet.
+    pub fn new() -> Health {
+        Health {
+            state: HealthState::Unknown,
+            successes: 0,
+            failures: 0,
+            last: None,
+            last_ok: None,
+            flips: 0,
+            probes: ProbeStats::default(),
+        }
+    }
+
+    /// A backend that is never probed (kind `none`).
+    pub fn always_up() -> Health {
+        Health {
+            state: HealthState::Up,
+            ..Health::new()
+        }
+    }
+
+    /// Applies one observation. From Unknown the first result decides at once (at start a
+    /// known-dead backend must not wait `rise` rounds to be excluded, nor a good one to be
+    /// included); after that `rise` successes bring a backend up and `fall` failures take it
+    /// down.
+    pub fn observe(
+        &mut self,
+        now: Instant,
+        obs: Observation,
+        rise: u32,
+        fall: u32,
+    ) -> Option<Flip> {
+        self.probes.add(&obs);
+        if obs.ok {
+            self.successes += 1;
+            self.failures = 0;
+            self.last_ok = Some(now);
+        } else {
+            self.failures += 1;
+            self.successes = 0;
+        }
+        let next = match (self.state, obs.ok) {
+            (HealthState::Unknown, true) => HealthState::Up,
+            (HealthState::Unknown, false) => HealthState::Down,
+            (HealthState::Down, true) if self.successes >= rise => HealthState::Up,
+            (HealthState::Up, false) if self.failures >= fall => HealthState::Down,
+            (s, _) => s,
+        };
+        let cause = obs.detail.clone();
+        self.last = Some((now, obs));
+        if next == self.state {
+            return None;
+        }
+        let flip = Flip {
+            from: self.state,
+            to: next,
+            cause,
+        };
+        self.state = next;
+        self.flips += 1;
+        Some(flip)
+    }
+
+    /// Up and its last good report is no older than `max_age` (byAge).
+    pub fn usable(&self, now: Instant, max_age: Duration) -> bool {
+        self.state == HealthState::Up
+            && self
+                .last_ok
+                .is_none_or(|t| now.saturating_duration_since(t) <= max_age)
+    }
+
+    /// The latest reported load, if the probe reports one.
+    pub fn load(&self) -> Option<f64> {
+        self.last.as_ref().and_then(|(_, o)| o.load)
+    }
+
+    /// lbcd's latest weight, if the probe is lbcd.
+    pub fn lbcd(&self) -> Option<LbcdWeight> {
+        self.last.as_ref().and_then(|(_, o)| o.lbcd)
+    }
+}
+
+/// The health of every backend of a [`Model`] and the operator's drained set, indexed like the
+/// model's pools and backends.
+#[derive(Debug, Clone, Default)]
+pub struct HealthTable {
+    rows: Vec<Vec<Health>>,
+    /// (pool name, backend name) taken out of answers by an operator. Kept by name, so a
+    /// backend removed by one reload and added back by the next is still drained.
+    drained: HashSet<(String, String)>,
+    /// `drained` resolved against the model, indexed like `rows`.
+    drained_flags: Vec<Vec<bool>>,
+}
+
+impl HealthTable {
+    /// The table for `model`: health carried over from `old` (with its model) where pool,
+    /// address and probe are the same; `Up` for unprobed backends; `Unknown` otherwise. The
+    /// drained set is kept.
+    pub fn new(model: &Model, old: Option<(&Model, &HealthTable)>) -> HealthTable {
+        let rows = model
+            .pools
+            .iter()
+            .map(|p| {
+                p.backends
+                    .iter()
+                    .map(|b| {
+                        if b.probe.is_none() {
+                            return Health::always_up();
+                        }
+                        old.and_then(|(om, ot)| {
+                            let pi = om.pools.iter().position(|op| op.name == p.name)?;
+                            let bi = om.pools[pi]
+                                .backends
+                                .iter()
+                                .position(|ob| ob.address == b.address && ob.probe == b.probe)?;
+                            Some(ot.rows[pi][bi].clone())
+                        })
+                        .unwrap_or_default()
+                    })
+                    .collect()
+            })
+            .collect();
+        let mut table = HealthTable {
+            rows,
+            drained: old.map(|(_, t)| t.drained.clone()).unwrap_or_default(),
+            drained_flags: Vec::new(),
+        };
+        table.resolve_drained(model);
+        table
+    }
+
+    /// One backend's health.
+    pub fn health(&self, pool: usize, backend: usize) -> &Health {
+        &self.rows[pool][backend]
+    }
+
+    /// Applies one observation of backend `backend` of pool `pool` (of `model`) made at `at`.
+    pub fn observe(
+        &mut self,
+        model: &Model,
+        pool: usize,
+        backend: usize,
+        at: Instant,
+        obs: Observation,
+    ) -> Option<Flip> {
+        let timing = model.pools[pool].backends[backend]
+            .probe
+            .as_ref()
+            .map(|p| p.timing)
+            .unwrap_or_default();
+        self.rows[pool][backend].observe(at, obs, timing.rise, timing.fall)
+    }
+
+    /// Whether the operator drained this backend.
+    pub fn is_drained(&self, pool: usize, backend: usize) -> bool {
+        self.drained_flags[pool][backend]
+    }
+
+    /// The drained set, by (pool name, backend name).
+    pub fn drained(&self) -> &HashSet<(String, String)> {
+        &self.drained
+    }
+
+    /// Drains or undrains one backend, by name.
+    pub fn set_drained(&mut self, model: &Model, key: (String, String), drained: bool) {
+        if drained {
+            self.drained.insert(key);
+        } else {
+            self.drained.remove(&key);
+        }
+        self.resolve_drained(model);
+    }
+
+    /// Replaces the whole drained set (restoring state at start).
+    pub fn replace_drained(&mut self, model: &Model, drained: HashSet<(String, String)>) {
+        self.drained = drained;
+        self.resolve_drained(model);
+    }
+
+    fn resolve_drained(&mut self, model: &Model) {
+        self.drained_flags = model
+            .pools
+            .iter()
+            .map(|p| {
+                let pool = p.name.to_ascii();
+                p.backends
+                    .iter()
+                    .map(|b| self.drained.contains(&(pool.clone(), b.name.clone())))
+                    .collect()
+            })
+            .collect();
+    }
+
+    /// What selection needs of every backend at `now`: usable (up, fresh, not drained), load.
+    pub fn verdicts(&self, model: &Model, now: Instant) -> Vec<Vec<Verdict>> {
+        (0..model.pools.len())
+            .map(|pi| self.pool_verdicts(model, pi, now))
+            .collect()
+    }
+
+    /// [`HealthTable::verdicts`] of one pool.
+    pub fn pool_verdicts(&self, model: &Model, pool: usize, now: Instant) -> Vec<Verdict> {
+        let p = &model.pools[pool];
+        self.rows[pool]
+            .iter()
+            .zip(&self.drained_flags[pool])
+            .map(|(h, &drained)| Verdict {
+                usable: h.usable(now, p.max_age) && !drained,
+                load: h.load(),
+                lbcd: h.lbcd(),
+            })
+            .collect()
+    }
+
+    /// Which backends of `model` are probed, as (pool, backend, backend) triples.
+    pub fn probed(model: &Model) -> impl Iterator<Item = (usize, usize, &Backend)> {
+        model.pools.iter().enumerate().flat_map(|(pi, p)| {
+            p.backends
+                .iter()
+                .enumerate()
+                .filter(|(_, b)| b.probe.is_some())
+                .map(move |(bi, b)| (pi, bi, b))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn obs(ok: bool) -> Observation {
+        Observation {
+            ok,
+            load: None,
+            lbcd: None,
+            detail: if ok { "ok".into() } else { "refused".into() },
+            latency: Duration::ZERO,
+        }
+    }
+
+    #[test]
+    fn first_result_decides_then_hysteresis() {
+        let t = Instant::now();
+        let mut h = Health::new();
+        assert!(!h.usable(t, Duration::from_secs(5)));
+        let f = h.observe(t, obs(false), 2, 3).unwrap();
+        assert_eq!((f.from, f.to), (HealthState::Unknown, HealthState::Down));
+        assert_eq!(f.cause, "refused");
+        assert_eq!(
+            h.observe(t, obs(true), 2, 3),
+            None,
+            "one success is not rise=2"
+        );
+        assert_eq!(h.observe(t, obs(true), 2, 3).unwrap().to, HealthState::Up);
+        assert!(h.observe(t, obs(false), 2, 3).is_none());
+        assert!(h.observe(t, obs(false), 2, 3).is_none());
+        assert!(
+            h.observe(t, obs(true), 2, 3).is_none(),
+            "a success resets the fall count"
+        );
+        assert!(h.observe(t, obs(false), 2, 3).is_none());
+        assert!(h.observe(t, obs(false), 2, 3).is_none());
+        assert_eq!(
+            h.observe(t, obs(false), 2, 3).unwrap().to,
+            HealthState::Down
+        );
+        assert_eq!(h.flips, 3);
+        assert_eq!((h.probes.ok, h.probes.failed), (3, 6));
+    }
+
+    #[test]
+    fn probe_latencies_fall_into_buckets() {
+        let mut s = ProbeStats::default();
+        for ms in [0, 1, 3, 700, 5000] {
+            s.add(&Observation {
+                latency: Duration::from_millis(ms),
+                ..obs(true)
+            });
+        }
+        // 0 ms ≤ 0.5 ms; 1 ms ≤ 1 ms; 3 ms ≤ 5 ms; 700 ms ≤ 1 s; 5 s above every bucket.
+        assert_eq!(s.buckets, [1, 1, 0, 1, 0, 0, 0, 0, 0, 0, 1, 0]);
+        assert_eq!(s.count(), 5);
+        assert_eq!(s.latency_sum, Duration::from_millis(5704));
+    }
+
+    #[test]
+    fn stale_reports_count_as_down() {
+        let t = Instant::now();
+        let mut h = Health::new();
+        h.observe(t, obs(true), 1, 1);
+        assert!(h.usable(t + Duration::from_secs(3), Duration::from_secs(3)));
+        assert!(!h.usable(t + Duration::from_millis(3001), Duration::from_secs(3)));
+        assert!(Health::always_up().usable(t, Duration::ZERO));
+    }
+
+    /// A model of one pool `p.example.`: backend .2 probed (rise 2, fall 2, max_age 3 s),
+    /// backend .3 never probed.
+    fn model() -> Model {
+        let text = r#"
+[[zone]]
+origin = "example."
+file = "example.zone"
+
+[[pool]]
+name = "p.example."
+max_age = "3s"
+backends = ["127.0.0.2", { address = "127.0.0.3", probe = { kind = "none" } }]
+probe = { kind = "tcp", port = 80 }
+"#;
+        let config = crate::config::Config::parse(text, std::path::Path::new("t.toml")).unwrap();
+        Model::new(&config)
+    }
+
+    fn usable(t: &HealthTable, m: &Model, now: Instant) -> Vec<bool> {
+        t.pool_verdicts(m, 0, now)
+            .iter()
+            .map(|v| v.usable)
+            .collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn verdicts_follow_observations_staleness_and_drains() {
+        let m = model();
+        let mut t = HealthTable::new(&m, None);
+        let start = Instant::now();
+        // Unknown is not answered; the unprobed backend always is.
+        assert_eq!(usable(&t, &m, start), [false, true]);
+        let flip = t.observe(&m, 0, 0, start, obs(true)).unwrap();
+        assert_eq!(flip.to, HealthState::Up);
+        assert_eq!(usable(&t, &m, start), [true, true]);
+        // byAge: 3 s after the last good probe it still counts, a moment later it does not.
+        tokio::time::advance(Duration::from_secs(3)).await;
+        assert_eq!(usable(&t, &m, Instant::now()), [true, true]);
+        tokio::time::advance(Duration::from_millis(1)).await;
+        assert_eq!(usable(&t, &m, Instant::now()), [false, true]);
+        // A fresh success makes it usable again without a flip.
+        assert!(t.observe(&m, 0, 0, Instant::now(), obs(true)).is_none());
+        assert_eq!(usable(&t, &m, Instant::now()), [true, true]);
+        // fall = 2: one failure keeps it, the second takes it out.
+        assert!(t.observe(&m, 0, 0, Instant::now(), obs(false)).is_none());
+        assert_eq!(usable(&t, &m, Instant::now()), [true, true]);
+        assert!(t.observe(&m, 0, 0, Instant::now(), obs(false)).is_some());
+        assert_eq!(usable(&t, &m, Instant::now()), [false, true]);
+        // Drains take any backend out, by name, and survive a new table for the same model.
+        let key = ("p.example.".to_owned(), "127.0.0.3".to_owned());
+        t.set_drained(&m, key.clone(), true);
+        assert!(t.is_drained(0, 1));
+        assert_eq!(usable(&t, &m, Instant::now()), [false, false]);
+        let t2 = HealthTable::new(&m, Some((&m, &t)));
+        assert!(t2.is_drained(0, 1));
+        assert_eq!(
+            t2.health(0, 0).state,
+            HealthState::Down,
+            "health carried over"
+        );
+        t.set_drained(&m, key, false);
+        assert_eq!(usable(&t, &m, Instant::now()), [false, true]);
+    }
+
+    #[test]
+    fn a_changed_probe_starts_unknown() {
+        let m = model();
+        let mut t = HealthTable::new(&m, None);
+        t.observe(&m, 0, 0, Instant::now(), obs(true));
+        let mut m2 = m.clone();
+        if let Some(p) = &mut m2.pools[0].backends[0].probe {
+            p.settings.insert("port".into(), toml::Value::Integer(81));
+        }
+        let t2 = HealthTable::new(&m2, Some((&m, &t)));
+        assert_eq!(t2.health(0, 0).state, HealthState::Unknown);
+        let t3 = HealthTable::new(&m, Some((&m, &t)));
+        assert_eq!(t3.health(0, 0).state, HealthState::Up);
+    }
+}

@@ -1,0 +1,348 @@
+//! The probe side, as three parts with one-way flow:
+//!
+//! ```text
+//! scheduler ──Observed──▶ health table ──verdicts──▶ publisher ──Snapshot──▶ query path
+//! (when to probe)         (pure: obs + now → state)  (recompiles changed pools only)
+//! ```
+//!
+//! [`Monitor`] composes them: it owns the model and zones in force, runs the loop that applies
+//! observations and republishes — at once after a flip, at most every [`LOAD_REPUBLISH`] for
+//! load changes, and on a [`TICK`] when a backend goes stale (byAge) — and takes drains and
+//! reloads. The status view reads it through [`Monitor::inspect`]; it is not defined here.
+
+pub mod health;
+pub mod publisher;
+pub mod scheduler;
+
+use std::collections::{BTreeSet, HashSet};
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hickory_proto::rr::Name;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::domain::{HealthState, Model};
+use crate::snapshot::SnapshotCell;
+use crate::zones::ZoneSet;
+use health::{Flip, HealthTable};
+use publisher::{Change, Publisher};
+use scheduler::{Observed, Scheduler};
+
+/// Load-only changes (no flip) are published at most this often.
+pub const LOAD_REPUBLISH: Duration = Duration::from_millis(500);
+/// How often staleness (byAge) is re-evaluated without new observations.
+pub const TICK: Duration = Duration::from_millis(100);
+
+/// The model in force, its health, and what was published from them; behind one lock held
+/// only briefly.
+struct Inner {
+    model: Arc<Model>,
+    table: HealthTable,
+    publisher: Publisher,
+    /// Observations of another epoch were made under a replaced model and are dropped.
+    epoch: u64,
+    /// How the status page names each backend's probe, indexed like the model.
+    probes: Vec<Vec<String>>,
+    /// Pools whose loads changed since they were last compiled.
+    load_dirty: BTreeSet<usize>,
+    last_load_publish: Instant,
+}
+
+/// A read-only look at the probe side, for the status view.
+pub struct Inspect<'a> {
+    /// The model in force.
+    pub model: &'a Model,
+    /// Health and drains, indexed like the model.
+    pub table: &'a HealthTable,
+    /// Each backend's probe, as [`crate::probe::Probe::describe`] names it (`none` if unprobed).
+    pub probes: &'a [Vec<String>],
+    /// The published generation.
+    pub generation: u64,
+    /// The time the table is read at.
+    pub now: Instant,
+}
+
+/// Owns the scheduler, the health table and the publisher.
+pub struct Monitor {
+    inner: Arc<Mutex<Inner>>,
+    cell: SnapshotCell,
+    scheduler: Scheduler,
+    observed: mpsc::UnboundedSender<Observed>,
+    applier: JoinHandle<()>,
+}
+
+impl Monitor {
+    /// Runs one probe round (bounded by the probes' timeouts) so that no known-dead backend is
+    /// ever answered, publishes the first snapshot, then starts probing on schedule.
+    pub async fn start(model: Model, zones: ZoneSet) -> Monitor {
+        let scheduler = Scheduler::new();
+        let mut table = HealthTable::new(&model, None);
+        apply_first_round(&scheduler, &model, &mut table).await;
+        let now = Instant::now();
+        let publisher = Publisher::new(&model, Arc::new(zones), table.verdicts(&model, now));
+        let cell = publisher.cell().clone();
+        let probes = describe_probes(&model, &scheduler);
+        let model = Arc::new(model);
+        let inner = Arc::new(Mutex::new(Inner {
+            model: model.clone(),
+            table,
+            publisher,
+            epoch: 1,
+            probes,
+            load_dirty: BTreeSet::new(),
+            last_load_publish: now,
+        }));
+        let (tx, rx) = mpsc::unbounded_channel();
+        scheduler.start(&model, 1, &tx);
+        let applier = tokio::spawn(apply_loop(inner.clone(), rx));
+        Monitor {
+            inner,
+            cell,
+            scheduler,
+            observed: tx,
+            applier,
+        }
+    }
+
+    /// The cell the query path reads.
+    pub fn cell(&self) -> SnapshotCell {
+        self.cell.clone()
+    }
+
+    /// The model in force.
+    pub fn model(&self) -> Arc<Model> {
+        self.lock().model.clone()
+    }
+
+    /// Swaps in a new model and zones. Backends whose pool, address and probe are unchanged
+    /// keep their health; new ones get one probe round before the new snapshot is published.
+    pub async fn reload(&self, model: Model, zones: ZoneSet) {
+        let mut table = {
+            let i = self.lock();
+            HealthTable::new(&model, Some((&i.model, &i.table)))
+        };
+        apply_first_round(&self.scheduler, &model, &mut table).await;
+        let probes = describe_probes(&model, &self.scheduler);
+        let model = Arc::new(model);
+        let epoch = {
+            let mut i = self.lock();
+            // Drains made while the round ran are in the old table: keep them.
+            let drained = i.table.drained().clone();
+            table.replace_drained(&model, drained);
+            let verdicts = table.verdicts(&model, Instant::now());
+            i.publisher.replace(&model, Some(Arc::new(zones)), verdicts);
+            i.model = model.clone();
+            i.table = table;
+            i.probes = probes;
+            i.load_dirty.clear();
+            i.epoch += 1;
+            i.epoch
+        };
+        self.scheduler.start(&model, epoch, &self.observed);
+    }
+
+    /// Takes a backend out of answers (or puts it back) regardless of health. `pool` and
+    /// `backend` are the names [`Monitor::drain_key`] gives. Returns false if there is no such
+    /// backend in the model in force.
+    pub fn set_drained(&self, pool: &str, backend: &str, drained: bool) -> bool {
+        let mut guard = self.lock();
+        let i = &mut *guard;
+        let Some((pi, _)) = locate(&i.model, pool, backend) else {
+            return false;
+        };
+        i.table
+            .set_drained(&i.model, (pool.to_owned(), backend.to_owned()), drained);
+        let verdicts = i.table.pool_verdicts(&i.model, pi, Instant::now());
+        i.publisher
+            .update(&i.model, [(pi, verdicts)], Change::Usable);
+        true
+    }
+
+    /// Replaces the whole drained set (restoring state at start).
+    pub fn restore_drained(&self, drained: HashSet<(String, String)>) {
+        let mut guard = self.lock();
+        let i = &mut *guard;
+        i.table.replace_drained(&i.model, drained);
+        let now = Instant::now();
+        let verdicts: Vec<_> = (0..i.model.pools.len())
+            .map(|pi| (pi, i.table.pool_verdicts(&i.model, pi, now)))
+            .collect();
+        i.publisher.update(&i.model, verdicts, Change::Usable);
+    }
+
+    /// The drained set, by (pool name, backend name).
+    pub fn drained(&self) -> HashSet<(String, String)> {
+        self.lock().table.drained().clone()
+    }
+
+    /// Whether a pool of this name (any case, final dot optional) is configured.
+    pub fn has_pool(&self, pool: &str) -> bool {
+        self.lock().model.find_pool(pool).is_some()
+    }
+
+    /// The drained-set key for `pool` (any case, final dot optional) and `backend` (its name
+    /// or address) in the model in force, or `None` if there is no such backend.
+    pub fn drain_key(&self, pool: &str, backend: &str) -> Option<(String, String)> {
+        let i = self.lock();
+        let (pi, bi) = locate(&i.model, pool, backend)?;
+        let p = &i.model.pools[pi];
+        Some((p.name.to_ascii(), p.backends[bi].name.clone()))
+    }
+
+    /// Runs `f` on a consistent view of the model, health table and probes (under the lock:
+    /// keep `f` short).
+    pub fn inspect<R>(&self, f: impl FnOnce(&Inspect<'_>) -> R) -> R {
+        let i = self.lock();
+        f(&Inspect {
+            model: &i.model,
+            table: &i.table,
+            probes: &i.probes,
+            generation: i.publisher.generation(),
+            now: Instant::now(),
+        })
+    }
+
+    /// Stops every probe and the loop that applies their observations.
+    pub fn stop(&self) {
+        self.scheduler.stop();
+        self.applier.abort();
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().expect("monitor lock")
+    }
+}
+
+impl Drop for Monitor {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Pool and backend indexes of `pool` (any case, final dot optional) and `backend` (a name or
+/// an address) in `model`.
+fn locate(model: &Model, pool: &str, backend: &str) -> Option<(usize, usize)> {
+    let (pi, p) = model.find_pool(pool)?;
+    let bi = p
+        .backends
+        .iter()
+        .position(|b| b.name == backend || b.address.to_string() == backend)?;
+    Some((pi, bi))
+}
+
+/// How the status page names each backend's probe.
+fn describe_probes(model: &Model, scheduler: &Scheduler) -> Vec<Vec<String>> {
+    model
+        .pools
+        .iter()
+        .map(|p| {
+            p.backends
+                .iter()
+                .map(|b| match &b.probe {
+                    None => crate::config::PROBE_NONE.to_owned(),
+                    Some(spec) => match crate::probe::build(spec, b.address, scheduler.shared()) {
+                        Ok(probe) => probe.describe(),
+                        Err(e) => format!("invalid: {e}"),
+                    },
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// Probes every backend still unknown and applies what they saw.
+async fn apply_first_round(scheduler: &Scheduler, model: &Model, table: &mut HealthTable) {
+    for o in scheduler.first_round(model, table).await {
+        if let Some(flip) = table.observe(model, o.pool, o.backend, o.at, o.obs) {
+            let p = &model.pools[o.pool];
+            let b = &p.backends[o.backend];
+            log_flip(&p.name, &b.name, b.address, &flip);
+        }
+    }
+}
+
+fn log_flip(pool: &Name, backend: &str, address: IpAddr, flip: &Flip) {
+    match flip.to {
+        HealthState::Down => tracing::warn!(
+            pool = %pool, backend, %address, from = flip.from.as_str(), cause = %flip.cause,
+            "backend down"
+        ),
+        _ => tracing::info!(
+            pool = %pool, backend, %address, from = flip.from.as_str(), cause = %flip.cause,
+            "backend up"
+        ),
+    }
+}
+
+/// Applies observations and republishes when the answers would change.
+async fn apply_loop(inner: Arc<Mutex<Inner>>, mut rx: mpsc::UnboundedReceiver<Observed>) {
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let first = tokio::select! {
+            r = rx.recv() => match r {
+                Some(r) => Some(r),
+                None => return,
+            },
+            _ = tick.tick() => None,
+        };
+        let ticked = first.is_none();
+        let mut guard = inner.lock().expect("monitor lock");
+        let i = &mut *guard;
+        let mut flipped = BTreeSet::new();
+        // Drain everything already queued so a burst of observations costs one compile.
+        let mut next = first;
+        while let Some(o) = next {
+            apply(i, o, &mut flipped);
+            next = rx.try_recv().ok();
+        }
+        let now = Instant::now();
+        if !flipped.is_empty() {
+            let verdicts: Vec<_> = flipped
+                .iter()
+                .map(|&pi| (pi, i.table.pool_verdicts(&i.model, pi, now)))
+                .collect();
+            i.publisher.update(&i.model, verdicts, Change::Usable);
+        }
+        if !i.load_dirty.is_empty() && now.duration_since(i.last_load_publish) >= LOAD_REPUBLISH {
+            let dirty = std::mem::take(&mut i.load_dirty);
+            let verdicts: Vec<_> = dirty
+                .into_iter()
+                .map(|pi| (pi, i.table.pool_verdicts(&i.model, pi, now)))
+                .collect();
+            i.publisher.update(&i.model, verdicts, Change::Any);
+            i.last_load_publish = now;
+        }
+        // Staleness (byAge) is checked on the tick only: comparing every backend on every
+        // observation would cost O(backends) per probe.
+        if ticked {
+            let verdicts: Vec<_> = (0..i.model.pools.len())
+                .map(|pi| (pi, i.table.pool_verdicts(&i.model, pi, now)))
+                .collect();
+            i.publisher.update(&i.model, verdicts, Change::Usable);
+        }
+    }
+}
+
+/// Applies one observation: logs a flip and notes which pools need a look.
+fn apply(i: &mut Inner, o: Observed, flipped: &mut BTreeSet<usize>) {
+    if o.epoch != i.epoch {
+        return;
+    }
+    let h = i.table.health(o.pool, o.backend);
+    let old_load = (h.load(), h.lbcd());
+    let flip = i.table.observe(&i.model, o.pool, o.backend, o.at, o.obs);
+    let h = i.table.health(o.pool, o.backend);
+    if (h.load(), h.lbcd()) != old_load {
+        i.load_dirty.insert(o.pool);
+    }
+    if let Some(f) = flip {
+        let p = &i.model.pools[o.pool];
+        let b = &p.backends[o.backend];
+        log_flip(&p.name, &b.name, b.address, &f);
+        flipped.insert(o.pool);
+    }
+}

@@ -1,0 +1,229 @@
+//! The publisher: verdicts → snapshot → swap. It keeps each pool's compiled answer with the
+//! verdicts it was compiled from, recompiles only the pools whose verdicts changed, and swaps
+//! the new [`Snapshot`] in with one atomic store.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
+
+use arc_swap::ArcSwap;
+use hickory_proto::rr::Name;
+
+use crate::domain::{Model, Verdict};
+use crate::snapshot::{PoolAnswer, Snapshot, SnapshotCell};
+use crate::zones::ZoneSet;
+
+/// What makes a pool's new verdicts worth a recompile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    /// Only a change in who is usable (a flip, a drain, staleness).
+    Usable,
+    /// Any change, loads included.
+    Any,
+}
+
+/// Owns the published cell and each pool's compiled answer.
+pub struct Publisher {
+    cell: SnapshotCell,
+    generation: u64,
+    zones: Arc<ZoneSet>,
+    /// Per pool of the current model: the verdicts its answer was compiled from, and it.
+    compiled: Vec<(Vec<Verdict>, Arc<PoolAnswer>)>,
+    /// Rotation counters by pool name, kept across snapshots and reloads.
+    counters: HashMap<Name, Arc<AtomicUsize>>,
+}
+
+impl Publisher {
+    /// Compiles and publishes the first snapshot of `model`.
+    pub fn new(model: &Model, zones: Arc<ZoneSet>, verdicts: Vec<Vec<Verdict>>) -> Publisher {
+        let mut publisher = Publisher {
+            cell: Arc::new(ArcSwap::from_pointee(Snapshot::new(
+                model,
+                zones.clone(),
+                0,
+                Vec::new(),
+            ))),
+            generation: 0,
+            zones,
+            compiled: Vec::new(),
+            counters: HashMap::new(),
+        };
+        publisher.replace(model, None, verdicts);
+        publisher
+    }
+
+    /// The cell the query path reads.
+    pub fn cell(&self) -> &SnapshotCell {
+        &self.cell
+    }
+
+    /// The generation of the latest snapshot.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// The verdicts pool `pool`'s published answer was compiled from.
+    pub fn published(&self, pool: usize) -> &[Verdict] {
+        &self.compiled[pool].0
+    }
+
+    /// Publishes a new model (a reload): every pool is compiled afresh; counters of pools that
+    /// keep their name carry over. `zones`: the new zones, if they changed.
+    pub fn replace(
+        &mut self,
+        model: &Model,
+        zones: Option<Arc<ZoneSet>>,
+        verdicts: Vec<Vec<Verdict>>,
+    ) {
+        if let Some(z) = zones {
+            self.zones = z;
+        }
+        self.generation += 1;
+        self.counters
+            .retain(|name, _| model.pools.iter().any(|p| &p.name == name));
+        self.compiled = model
+            .pools
+            .iter()
+            .zip(verdicts)
+            .enumerate()
+            .map(|(i, (p, v))| {
+                let counter = self.counters.entry(p.name.clone()).or_default().clone();
+                let answer = PoolAnswer::compile(p, i, &v, self.generation, counter);
+                (v, Arc::new(answer))
+            })
+            .collect();
+        self.store(model);
+    }
+
+    /// Offers new verdicts for some pools of the current `model`; those that differ from what
+    /// their answer was compiled from (by `change`) are recompiled, and if any was, a new
+    /// snapshot is published. Returns whether one was.
+    pub fn update(
+        &mut self,
+        model: &Model,
+        pools: impl IntoIterator<Item = (usize, Vec<Verdict>)>,
+        change: Change,
+    ) -> bool {
+        let mut changed = Vec::new();
+        for (i, v) in pools {
+            let old = &self.compiled[i].0;
+            let differs = match change {
+                Change::Any => *old != v,
+                Change::Usable => old.iter().zip(&v).any(|(a, b)| a.usable != b.usable),
+            };
+            if differs {
+                changed.push((i, v));
+            }
+        }
+        if changed.is_empty() {
+            return false;
+        }
+        self.generation += 1;
+        for (i, v) in changed {
+            let counter = self.compiled[i].1.counter.clone();
+            let answer = PoolAnswer::compile(&model.pools[i], i, &v, self.generation, counter);
+            self.compiled[i] = (v, Arc::new(answer));
+        }
+        self.store(model);
+        true
+    }
+
+    fn store(&self, model: &Model) {
+        let pools = self.compiled.iter().map(|(_, a)| a.clone()).collect();
+        let snapshot = Snapshot::new(model, self.zones.clone(), self.generation, pools);
+        self.cell.store(Arc::new(snapshot));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn model() -> Model {
+        let text = r#"
+[[zone]]
+origin = "example."
+file = "example.zone"
+
+[[pool]]
+name = "a.example."
+backends = ["127.0.0.2", "127.0.0.3"]
+
+[[pool]]
+name = "b.example."
+backends = ["127.0.0.4", "127.0.0.5"]
+"#;
+        let config = crate::config::Config::parse(text, std::path::Path::new("t.toml")).unwrap();
+        Model::new(&config)
+    }
+
+    fn up(usable: bool, load: Option<f64>) -> Verdict {
+        Verdict {
+            usable,
+            load,
+            lbcd: None,
+        }
+    }
+
+    #[test]
+    fn only_changed_pools_are_recompiled() {
+        let m = model();
+        let all = vec![vec![up(true, None); 2]; 2];
+        let mut p = Publisher::new(&m, Arc::new(ZoneSet::default()), all.clone());
+        let first = p.cell().load_full();
+        assert_eq!(first.generation, 1);
+        // The same verdicts publish nothing.
+        assert!(!p.update(&m, [(0, all[0].clone()), (1, all[1].clone())], Change::Any));
+        assert_eq!(p.cell().load().generation, 1);
+        // A load change is not a usable change.
+        let loaded = vec![up(true, Some(0.5)), up(true, None)];
+        assert!(!p.update(&m, [(1, loaded.clone())], Change::Usable));
+        assert!(p.update(&m, [(1, loaded)], Change::Any));
+        let second = p.cell().load_full();
+        assert_eq!(second.generation, 2);
+        assert!(
+            Arc::ptr_eq(&first.pools[0], &second.pools[0]),
+            "pool a reused"
+        );
+        assert!(
+            !Arc::ptr_eq(&first.pools[1], &second.pools[1]),
+            "pool b recompiled"
+        );
+        // A backend going down changes the addresses answered.
+        assert!(p.update(
+            &m,
+            [(0, vec![up(false, None), up(true, None)])],
+            Change::Usable
+        ));
+        let third = p.cell().load_full();
+        assert_eq!(
+            third.pools[0].v4.addrs,
+            ["127.0.0.3".parse::<std::net::IpAddr>().unwrap()]
+        );
+        assert!(
+            Arc::ptr_eq(&second.pools[1], &third.pools[1]),
+            "pool b reused"
+        );
+    }
+
+    #[test]
+    fn rotation_counters_survive_recompiles_and_reloads() {
+        let m = model();
+        let all = vec![vec![up(true, None); 2]; 2];
+        let mut p = Publisher::new(&m, Arc::new(ZoneSet::default()), all.clone());
+        p.cell().load().pools[0].next_rotation();
+        p.cell().load().pools[0].next_rotation();
+        p.update(
+            &m,
+            [(0, vec![up(false, None), up(true, None)])],
+            Change::Usable,
+        );
+        assert_eq!(p.cell().load().pools[0].next_rotation(), 2);
+        // A reload keeps the counter of a pool that keeps its name, and drops the others'.
+        let mut m2 = m.clone();
+        m2.pools.remove(1);
+        p.replace(&m2, None, vec![vec![up(true, None); 2]]);
+        assert_eq!(p.cell().load().pools.len(), 1);
+        assert_eq!(p.cell().load().pools[0].next_rotation(), 3);
+    }
+}

@@ -1,0 +1,297 @@
+//! The scheduler: when each backend is probed. One task per probed backend runs its probe on a
+//! fixed cadence and sends what it saw to the publisher; it never touches health or snapshots.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rand::Rng;
+use tokio::sync::{Semaphore, mpsc};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::domain::{Model, Observation, ProbeSpec};
+use crate::monitor::health::HealthTable;
+use crate::probe::{self, Probe, Shared};
+
+/// Most probes in flight at once, so 10,000 backends cannot exhaust sockets or file handles.
+pub const MAX_CONCURRENT_PROBES: usize = 512;
+
+/// One observation of one backend, as a probe task sends it. `epoch` tells the publisher
+/// whether it was made under the current model (a reload starts a new epoch).
+#[derive(Debug)]
+pub struct Observed {
+    pub epoch: u64,
+    pub pool: usize,
+    pub backend: usize,
+    pub at: Instant,
+    pub obs: Observation,
+}
+
+/// Owns the probe tasks.
+pub struct Scheduler {
+    shared: Shared,
+    slots: Arc<Semaphore>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Default for Scheduler {
+    fn default() -> Self {
+        Scheduler::new()
+    }
+}
+
+impl Scheduler {
+    /// A scheduler with no tasks yet.
+    pub fn new() -> Scheduler {
+        Scheduler {
+            shared: Shared::new(),
+            slots: Arc::new(Semaphore::new(MAX_CONCURRENT_PROBES)),
+            tasks: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// What probes share (the HTTP client).
+    pub fn shared(&self) -> &Shared {
+        &self.shared
+    }
+
+    /// Probes every backend of `model` whose health in `table` is still unknown, all at once
+    /// (bounded by the probes' timeouts), and returns what each saw.
+    pub async fn first_round(&self, model: &Model, table: &HealthTable) -> Vec<Observed> {
+        let mut jobs = tokio::task::JoinSet::new();
+        for (pi, bi, b) in HealthTable::probed(model) {
+            if table.health(pi, bi).state != crate::domain::HealthState::Unknown {
+                continue;
+            }
+            let Some(spec) = b.probe.clone() else {
+                continue;
+            };
+            let mut probe = build(&spec, b.address, &self.shared);
+            let slots = self.slots.clone();
+            jobs.spawn(async move {
+                let _permit = slots.acquire_owned().await;
+                let obs = probe::observe(probe.as_mut(), spec.timing.timeout).await;
+                Observed {
+                    epoch: 0,
+                    pool: pi,
+                    backend: bi,
+                    at: Instant::now(),
+                    obs,
+                }
+            });
+        }
+        let mut seen = Vec::new();
+        while let Some(Ok(o)) = jobs.join_next().await {
+            seen.push(o);
+        }
+        seen
+    }
+
+    /// Replaces the probe tasks with one per probed backend of `model`, each sending to
+    /// `observed` tagged with `epoch`.
+    pub fn start(&self, model: &Model, epoch: u64, observed: &mpsc::UnboundedSender<Observed>) {
+        let mut tasks = self.tasks.lock().expect("tasks lock");
+        for t in tasks.drain(..) {
+            t.abort();
+        }
+        for (pi, bi, b) in HealthTable::probed(model) {
+            let Some(spec) = b.probe.clone() else {
+                continue;
+            };
+            let probe = build(&spec, b.address, &self.shared);
+            tasks.push(tokio::spawn(probe_loop(
+                probe,
+                spec,
+                self.slots.clone(),
+                (epoch, pi, bi),
+                observed.clone(),
+            )));
+        }
+    }
+
+    /// Stops every probe task.
+    pub fn stop(&self) {
+        for t in self.tasks.lock().expect("tasks lock").drain(..) {
+            t.abort();
+        }
+    }
+}
+
+impl Drop for Scheduler {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The probe `spec` describes. A spec that does not build (`lbns check` rejects those before a
+/// model is ever started) probes as a failure that says why.
+fn build(spec: &ProbeSpec, address: std::net::IpAddr, shared: &Shared) -> Box<dyn Probe> {
+    match probe::build(spec, address, shared) {
+        Ok(p) => p,
+        Err(e) => Box::new(Broken(e)),
+    }
+}
+
+/// A probe whose settings were rejected: always down, with the reason.
+struct Broken(String);
+
+impl Probe for Broken {
+    fn run(&mut self) -> probe::ProbeFuture<'_> {
+        let e = self.0.clone();
+        Box::pin(async move { Err(e) })
+    }
+
+    fn describe(&self) -> String {
+        format!("invalid: {}", self.0)
+    }
+}
+
+/// Probes one backend forever on a fixed cadence: each start is `interval` plus a random part
+/// of `jitter` after the previous start, whatever the probe took (timeout ≤ interval is
+/// enforced by the config), which is what the detection bound assumes.
+async fn probe_loop(
+    mut probe: Box<dyn Probe>,
+    spec: ProbeSpec,
+    slots: Arc<Semaphore>,
+    (epoch, pool, backend): (u64, usize, usize),
+    observed: mpsc::UnboundedSender<Observed>,
+) {
+    let timing = spec.timing;
+    let mut next = Instant::now();
+    loop {
+        let jitter = if timing.jitter.is_zero() {
+            Duration::ZERO
+        } else {
+            rand::rng().random_range(Duration::ZERO..=timing.jitter)
+        };
+        // The next start is due `interval + jitter` after the previous one was, however long
+        // that probe took: a probe that ran into its timeout (= interval by default) is
+        // followed at once, not an interval later, so a hung backend is probed on schedule.
+        next += timing.interval + jitter;
+        // Only after a real stall (the process was stopped, the runtime starved) does the
+        // cadence restart from now, rather than firing a burst of catch-up probes.
+        let now = Instant::now();
+        if next + timing.interval < now {
+            next = now;
+        }
+        tokio::time::sleep_until(next).await;
+        let obs = {
+            let _permit = slots.acquire().await;
+            probe::observe(probe.as_mut(), timing.timeout).await
+        };
+        let o = Observed {
+            epoch,
+            pool,
+            backend,
+            at: Instant::now(),
+            obs,
+        };
+        if observed.send(o).is_err() {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ProbeTiming;
+
+    /// A probe that records when each run starts and takes `takes` (forever if `None`).
+    struct Slow {
+        starts: Arc<Mutex<Vec<Instant>>>,
+        takes: Option<Duration>,
+    }
+
+    impl Probe for Slow {
+        fn run(&mut self) -> probe::ProbeFuture<'_> {
+            self.starts.lock().unwrap().push(Instant::now());
+            let takes = self.takes;
+            Box::pin(async move {
+                match takes {
+                    Some(d) => tokio::time::sleep(d).await,
+                    None => std::future::pending::<()>().await,
+                }
+                Err("slow".to_owned())
+            })
+        }
+
+        fn describe(&self) -> String {
+            "slow".to_owned()
+        }
+    }
+
+    /// Runs a probe loop for `secs` virtual seconds and returns the gaps between starts.
+    async fn gaps(timing: ProbeTiming, takes: Option<Duration>, secs: u64) -> Vec<Duration> {
+        let starts = Arc::new(Mutex::new(Vec::new()));
+        let probe = Box::new(Slow {
+            starts: starts.clone(),
+            takes,
+        });
+        let spec = ProbeSpec {
+            kind: "slow".into(),
+            settings: toml::Table::new(),
+            timing,
+        };
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let task = tokio::spawn(probe_loop(
+            probe,
+            spec,
+            Arc::new(Semaphore::new(1)),
+            (1, 0, 0),
+            tx,
+        ));
+        tokio::time::sleep(Duration::from_secs(secs)).await;
+        task.abort();
+        let mut failures = 0;
+        while let Ok(o) = rx.try_recv() {
+            assert!(!o.obs.ok);
+            failures += 1;
+        }
+        let starts = starts.lock().unwrap().clone();
+        assert!(
+            failures + 1 >= starts.len(),
+            "every finished run was reported"
+        );
+        starts.windows(2).map(|w| w[1] - w[0]).collect()
+    }
+
+    fn timing(interval_ms: u64, timeout_ms: u64) -> ProbeTiming {
+        ProbeTiming {
+            interval: Duration::from_millis(interval_ms),
+            timeout: Duration::from_millis(timeout_ms),
+            jitter: Duration::ZERO,
+            rise: 2,
+            fall: 2,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_hung_backend_is_probed_every_interval() {
+        let g = gaps(timing(1000, 1000), None, 10).await;
+        assert!(g.len() >= 8, "{g:?}");
+        assert!(g.iter().all(|&d| d == Duration::from_secs(1)), "{g:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_probe_that_overruns_its_slot_is_followed_at_once() {
+        // Each run takes a little longer than the interval (a timeout plus scheduling slop):
+        // the next starts as soon as it ends, never an interval later.
+        let g = gaps(timing(1000, 2000), Some(Duration::from_millis(1050)), 12).await;
+        assert!(g.len() >= 9, "{g:?}");
+        assert!(g.iter().all(|&d| d == Duration::from_millis(1050)), "{g:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_quick_probe_keeps_the_cadence() {
+        let mut t = timing(1000, 500);
+        t.jitter = Duration::from_millis(200);
+        let g = gaps(t, Some(Duration::from_millis(10)), 20).await;
+        assert!(g.len() >= 15, "{g:?}");
+        assert!(
+            g.iter()
+                .all(|&d| d >= Duration::from_millis(1000) && d <= Duration::from_millis(1200)),
+            "{g:?}"
+        );
+    }
+}

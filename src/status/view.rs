@@ -1,0 +1,96 @@
+//! The status view: one read of the monitor (model, health table, probes) and the published
+//! snapshot, as plain values that the report, the page and `/metrics` render.
+
+use std::net::IpAddr;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use crate::domain::HealthState;
+use crate::monitor::Monitor;
+use crate::monitor::health::ProbeStats;
+
+/// One pool as the status page shows it.
+#[derive(Debug, Clone)]
+pub struct PoolView {
+    pub name: String,
+    pub policy: String,
+    pub ttl: u32,
+    /// No IPv4 (IPv6) backend is usable: answers follow the pool's `all_down` policy.
+    pub all_down_v4: bool,
+    pub all_down_v6: bool,
+    /// A/AAAA answers served for this pool (its rotation counter; kept across reloads).
+    pub served: u64,
+    pub backends: Vec<BackendView>,
+}
+
+/// One backend as the status page shows it.
+#[derive(Debug, Clone)]
+pub struct BackendView {
+    pub name: String,
+    pub address: IpAddr,
+    /// How it is probed, as the probe describes itself.
+    pub probe: String,
+    pub state: HealthState,
+    /// In answers now: up, fresh and not drained.
+    pub usable: bool,
+    pub drained: bool,
+    pub load: Option<f64>,
+    pub last_probe_age: Option<Duration>,
+    pub last_result: Option<String>,
+    pub last_ok: Option<bool>,
+    pub last_latency: Option<Duration>,
+    pub flips: u64,
+    pub probes: ProbeStats,
+}
+
+/// Every pool and backend now, and the generation of the snapshot read.
+pub fn pools(monitor: &Monitor) -> (Vec<PoolView>, u64) {
+    let snapshot = monitor.cell().load_full();
+    let pools = monitor.inspect(|i| {
+        i.model
+            .pools
+            .iter()
+            .enumerate()
+            .map(|(pi, p)| {
+                // A reload may land between loading the snapshot and reading the model; then
+                // the index no longer names the same pool and the fields read as zero.
+                let answer = snapshot.pools.get(pi).filter(|a| a.name == p.name);
+                let verdicts = i.table.pool_verdicts(i.model, pi, i.now);
+                PoolView {
+                    name: p.name.to_ascii(),
+                    policy: p.policy.to_string(),
+                    ttl: p.ttl,
+                    all_down_v4: answer.is_some_and(|a| a.v4.all_down),
+                    all_down_v6: answer.is_some_and(|a| a.v6.all_down),
+                    served: answer.map_or(0, |a| a.counter.load(Ordering::Relaxed) as u64),
+                    backends: p
+                        .backends
+                        .iter()
+                        .enumerate()
+                        .map(|(bi, b)| {
+                            let h = i.table.health(pi, bi);
+                            let last = h.last.as_ref();
+                            BackendView {
+                                name: b.name.clone(),
+                                address: b.address,
+                                probe: i.probes[pi][bi].clone(),
+                                state: h.state,
+                                usable: verdicts[bi].usable,
+                                drained: i.table.is_drained(pi, bi),
+                                load: h.load(),
+                                last_probe_age: last
+                                    .map(|(at, _)| i.now.saturating_duration_since(*at)),
+                                last_result: last.map(|(_, o)| o.detail.clone()),
+                                last_ok: last.map(|(_, o)| o.ok),
+                                last_latency: last.map(|(_, o)| o.latency),
+                                flips: h.flips,
+                                probes: h.probes.clone(),
+                            }
+                        })
+                        .collect(),
+                }
+            })
+            .collect()
+    });
+    (pools, snapshot.generation)
+}
