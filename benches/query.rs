@@ -88,6 +88,7 @@ fn selection(c: &mut Criterion) {
                 usable: i % 7 != 0,
                 load: Some((i % 13) as f64 / 4.0),
                 lbcd: None,
+                ttl_cap: None,
             })
             .collect();
         for policy in [
@@ -103,6 +104,7 @@ fn selection(c: &mut Criterion) {
                 name: Name::from_ascii("p.example.").unwrap(),
                 ttl: 5,
                 max_answers: 4,
+                adaptive: None,
                 backends: backends.clone(),
                 policy: policy.clone(),
                 all_down: AllDown::ServeAll,

@@ -19,7 +19,6 @@ use crate::querylog::QueryLog;
 use crate::snapshot::Snapshot;
 use crate::state::{SavedState, StateError};
 use crate::status;
-use crate::zones::ZoneWarning;
 
 /// Raises the open-file limit and lets TCP probes keep a socket each within it; says so when
 /// some backends will have to open a socket per probe instead.
@@ -244,6 +243,8 @@ impl Server {
         &self.udp_addrs
     }
 
+    /// The TCP listeners' addresses, one per `[server] listen` entry (ports filled in when the
+    /// config said 0).
     pub fn tcp_addrs(&self) -> &[SocketAddr] {
         &self.tcp_addrs
     }
@@ -258,24 +259,9 @@ impl Server {
         self.control.monitor().cell().load_full()
     }
 
-    /// Query counters.
-    pub fn metrics(&self) -> &Arc<Metrics> {
-        self.control.metrics()
-    }
-
-    /// The probe side: health, drain, status.
-    pub fn monitor(&self) -> &Arc<Monitor> {
-        self.control.monitor()
-    }
-
     /// Reload, drain and status, as the status listener uses them.
     pub fn control(&self) -> &Arc<Control> {
         &self.control
-    }
-
-    /// See [`Control::reload`].
-    pub async fn reload(&self, config: Config) -> Result<Vec<ZoneWarning>, LoadError> {
-        self.control.reload(config).await
     }
 
     /// Stops accepting, lets in-flight TCP answers and status requests finish, and joins the

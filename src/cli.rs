@@ -14,16 +14,24 @@ pub struct Cli {
     /// Log filter, in `RUST_LOG` syntax (e.g. `info`, `lbns=debug`). `RUST_LOG` overrides it.
     #[arg(long, default_value = "info", global = true)]
     pub log_level: String,
+    /// What to do: serve, or check a config, or talk to a running lbns.
     #[command(subcommand)]
     pub command: Command,
 }
 
+/// How log lines are written to stderr (`--log-format`). The variants' docs are kept out of
+/// `--help` (`help = None`): with them clap would switch every help page to its long layout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
+    /// Human-readable lines, one per event.
+    #[value(help = None)]
     Text,
+    /// One JSON object per event, for log collectors.
+    #[value(help = None)]
     Json,
 }
 
+/// The subcommands; the ones that talk to a running lbns go through its status listener.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Answer queries until SIGTERM or SIGINT; SIGHUP reloads config and zones.
@@ -40,6 +48,7 @@ pub enum Command {
     },
     /// Print the state of every pool and backend, from a running lbns.
     Status {
+        /// The running lbns to ask.
         #[command(flatten)]
         target: StatusTarget,
         /// Print the raw JSON (`/status.json`) instead of a table.
@@ -48,11 +57,13 @@ pub enum Command {
     },
     /// Make a running lbns reload the config file it was started with.
     Reload {
+        /// The running lbns to ask.
         #[command(flatten)]
         target: StatusTarget,
     },
     /// Take a backend out of answers at once; kept across restarts until `undrain`.
     Drain {
+        /// The running lbns to ask.
         #[command(flatten)]
         target: StatusTarget,
         /// Pool name, e.g. www.cluster.example. (the final dot may be left out).
@@ -62,9 +73,12 @@ pub enum Command {
     },
     /// Put a drained backend back into answers (when its health allows).
     Undrain {
+        /// The running lbns to ask.
         #[command(flatten)]
         target: StatusTarget,
+        /// Pool name, e.g. www.cluster.example. (the final dot may be left out).
         pool: String,
+        /// Backend name or address.
         backend: String,
     },
 }

@@ -41,7 +41,7 @@ impl fmt::Display for ZoneErrors<'_> {
 
 /// Why a drain or undrain was refused or only half done.
 #[derive(Debug, thiserror::Error)]
-pub enum DrainError {
+pub(crate) enum DrainError {
     /// No pool of that name.
     #[error("no pool `{pool}`")]
     NoPool { pool: String },
@@ -61,9 +61,12 @@ pub enum DrainError {
 
 /// A config with everything built from it: the model, the zones, and what `check` warns about.
 pub struct Loaded {
+    /// The config that was checked, handed back for the caller to report on or serve.
     pub config: Config,
-    pub model: Model,
+    pub(crate) model: Model,
+    /// Every zone, loaded, with the pools placed in it.
     pub zones: ZoneSet,
+    /// What the zone checks flag without refusing the config; `lbns check` prints them.
     pub warnings: Vec<ZoneWarning>,
 }
 
@@ -118,7 +121,7 @@ pub struct Control {
 
 impl Control {
     /// Control over a started monitor. `config` is the one it was started with.
-    pub fn new(
+    pub(crate) fn new(
         monitor: Arc<Monitor>,
         metrics: Arc<Metrics>,
         query_log: Arc<QueryLog>,
@@ -139,44 +142,34 @@ impl Control {
     }
 
     /// The probe side: health, drains, the published snapshot.
-    pub fn monitor(&self) -> &Arc<Monitor> {
+    pub(crate) fn monitor(&self) -> &Arc<Monitor> {
         &self.monitor
     }
 
     /// Query counters.
-    pub fn metrics(&self) -> &Arc<Metrics> {
+    pub(crate) fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
     }
 
-    /// The sampled query log (its rate changes at reload).
-    pub fn query_log(&self) -> &Arc<QueryLog> {
-        &self.query_log
-    }
-
     /// The config file reload reads.
-    pub fn config_path(&self) -> &Path {
+    pub(crate) fn config_path(&self) -> &Path {
         &self.config_path
     }
 
-    /// Where drains are saved.
-    pub fn state_file(&self) -> &Path {
-        &self.state_file
-    }
-
     /// Time since start.
-    pub fn uptime(&self) -> Duration {
+    pub(crate) fn uptime(&self) -> Duration {
         self.started.elapsed()
     }
 
     /// Wall-clock time of start, for `/metrics`.
-    pub fn started_at(&self) -> SystemTime {
+    pub(crate) fn started_at(&self) -> SystemTime {
         self.started_at
     }
 
     /// Replaces config and zones. Everything is built beside the running snapshot; on any error
     /// the old one keeps serving and the error is returned. What needs a restart (listeners,
     /// privileges, the state file, the status listener) is named in a warning.
-    pub async fn reload(&self, config: Config) -> Result<Vec<ZoneWarning>, LoadError> {
+    pub(crate) async fn reload(&self, config: Config) -> Result<Vec<ZoneWarning>, LoadError> {
         let _guard = self.reload_lock.lock().await;
         let Loaded {
             config,
@@ -213,7 +206,7 @@ impl Control {
     }
 
     /// Restores the drained set saved in the state file, before any listener answers.
-    pub fn restore_drained(&self, saved: &SavedState) {
+    pub(crate) fn restore_drained(&self, saved: &SavedState) {
         let drained: HashSet<(String, String)> = saved
             .drained_set()
             .into_iter()
@@ -234,7 +227,7 @@ impl Control {
     /// Drains (or undrains) a backend: out of (back into) answers at once, and saved to the
     /// state file. `pool` may omit the final dot; `backend` is a name or an address. Returns
     /// the pool and backend as the config names them.
-    pub fn set_drained(
+    pub(crate) fn set_drained(
         &self,
         pool: &str,
         backend: &str,

@@ -20,7 +20,7 @@ use crate::config::{
 pub struct Model {
     /// Indexed as in the config; zone nodes and snapshots refer to pools by this index.
     pub pools: Vec<Pool>,
-    pub answering: Answering,
+    pub(crate) answering: Answering,
 }
 
 impl Model {
@@ -33,7 +33,7 @@ impl Model {
     }
 
     /// The pool of this name (any case, final dot optional), with its index.
-    pub fn find_pool(&self, text: &str) -> Option<(usize, &Pool)> {
+    pub(crate) fn find_pool(&self, text: &str) -> Option<(usize, &Pool)> {
         self.pools
             .iter()
             .enumerate()
@@ -51,15 +51,15 @@ fn name_matches(name: &Name, text: &str) -> bool {
 
 /// What encoding an answer needs from `[server]`.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Answering {
+pub(crate) struct Answering {
     /// Largest UDP response and the payload size advertised (512..=4096).
-    pub edns_udp_size: u16,
+    pub(crate) edns_udp_size: u16,
     /// CHAOS id.server / hostname.bind answer.
-    pub identity: String,
+    pub(crate) identity: String,
     /// CHAOS version.bind answer; `None` keeps the version private.
-    pub version: Option<String>,
+    pub(crate) version: Option<String>,
     /// NSID payload (RFC 5001), `None` when NSID is off.
-    pub nsid: Option<Vec<u8>>,
+    pub(crate) nsid: Option<Vec<u8>>,
 }
 
 impl Answering {
@@ -76,17 +76,23 @@ impl Answering {
 /// A load-balanced name and its backends.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Pool {
+    /// The name whose A/AAAA queries the pool answers, absolute.
     pub name: Name,
     /// TTL of answers while backends are usable.
     pub ttl: u32,
     /// Most addresses per answer, per family (`usize::MAX` when unlimited).
     pub max_answers: usize,
+    /// How usable backends are ordered in answers.
     pub policy: Policy,
+    /// What a family with no usable backend answers.
     pub all_down: AllDown,
     /// TTL of answers while no backend of a family is usable.
     pub all_down_ttl: u32,
     /// byAge: a backend whose last good probe is older than this counts as down.
     pub max_age: Duration,
+    /// With `failover`: TTLs shortened while a backend is in doubt and during recovery.
+    pub adaptive: Option<AdaptiveTtl>,
+    /// The members, in config order; health tables and verdicts are indexed the same way.
     pub backends: Vec<Backend>,
     /// Where the pool is defined, for messages about it.
     pub place: Place,
@@ -103,6 +109,7 @@ impl Pool {
             all_down,
             all_down_ttl,
             max_age,
+            failover,
             place,
         } = p;
         Pool {
@@ -113,10 +120,26 @@ impl Pool {
             all_down: AllDown::from_config(all_down),
             all_down_ttl: *all_down_ttl,
             max_age: *max_age,
+            adaptive: failover.as_ref().map(|f| AdaptiveTtl {
+                within: f.within,
+                min_up: f.min_up,
+            }),
             backends: backends.iter().map(Backend::from_config).collect(),
             place: place.clone(),
         }
     }
+}
+
+/// How a pool with `failover` adapts its TTL (gdnsd's DYNA TTL): an answer that holds a
+/// backend in doubt carries no more than the whole seconds left until that backend can be
+/// declared down, and while fewer than `min_up` of a family's backends are usable, answers
+/// carry the all-down TTL, so a backend that just recovered is not pinned into caches.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AdaptiveTtl {
+    /// The promised failover time, for the status page.
+    pub(crate) within: Duration,
+    /// The usable fraction of a family below which answers carry the all-down TTL.
+    pub(crate) min_up: f64,
 }
 
 /// One member of a pool.
@@ -124,6 +147,7 @@ impl Pool {
 pub struct Backend {
     /// Label in logs and on the status page; the address unless configured.
     pub name: String,
+    /// What answers carry for it (A or AAAA by family) and what its probe connects to.
     pub address: IpAddr,
     /// Relative share for weighted policies.
     pub weight: u32,
@@ -157,10 +181,10 @@ impl Backend {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProbeSpec {
     /// A registered probe kind (`tcp`, `http`, `lbcd`, `exec`, `file`).
-    pub kind: String,
+    pub(crate) kind: String,
     /// The kind's own keys, as written (pool keys overlaid by the backend's).
-    pub settings: toml::Table,
-    pub timing: ProbeTiming,
+    pub(crate) settings: toml::Table,
+    pub(crate) timing: ProbeTiming,
 }
 
 impl ProbeSpec {
@@ -259,7 +283,7 @@ impl AllDown {
 
 /// A backend's health state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HealthState {
+pub(crate) enum HealthState {
     /// Not probed yet. Counts as down for answers; the first observation decides directly.
     Unknown,
     /// Answered: `rise` probes in a row succeeded (or the first one did).
@@ -270,7 +294,7 @@ pub enum HealthState {
 
 impl HealthState {
     /// `unknown`, `up` or `down`, as logs and the status page write it.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             HealthState::Unknown => "unknown",
             HealthState::Up => "up",
@@ -283,21 +307,25 @@ impl HealthState {
 /// = better).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LbcdWeight {
+    /// The host's load for the service as lbcd computes it; the `best` policy answers the
+    /// lowest.
     pub weight: u32,
+    /// Added to `weight` after each answer that names the host, until the next poll (lbnamed's
+    /// rule, which `best` follows), so answers spread by spare capacity.
     pub increment: u32,
 }
 
 /// What one probe of one backend saw.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Observation {
-    pub ok: bool,
+pub(crate) struct Observation {
+    pub(crate) ok: bool,
     /// Load reported by the backend (lbcd 1-minute load, an HTTP load header, exec output).
-    pub load: Option<f64>,
+    pub(crate) load: Option<f64>,
     /// lbcd's weight and increment for the asked service.
-    pub lbcd: Option<LbcdWeight>,
+    pub(crate) lbcd: Option<LbcdWeight>,
     /// Why it failed, or a short success note; shown on the status page and in flip logs.
-    pub detail: String,
-    pub latency: Duration,
+    pub(crate) detail: String,
+    pub(crate) latency: Duration,
 }
 
 /// What selection needs to know about one backend at one moment: the health table's output.
@@ -305,6 +333,11 @@ pub struct Observation {
 pub struct Verdict {
     /// Up, fresh (byAge) and not drained.
     pub usable: bool,
+    /// The load its latest probe reported, if any (lower = better), for load-aware policies.
     pub load: Option<f64>,
+    /// lbcd's weight and increment from its latest probe, for the `best` policy.
     pub lbcd: Option<LbcdWeight>,
+    /// With an adaptive TTL: the whole seconds (rounded down) until this usable backend can
+    /// be declared down, when it is in doubt (its latest probe failed, or a result is overdue).
+    pub ttl_cap: Option<u32>,
 }

@@ -3,19 +3,21 @@
 //! Zones come from RFC 1035 master files; pools of backends answer A/AAAA with the healthy,
 //! least-loaded members. See `docs/architecture.md` for how the pieces fit.
 
+#![warn(missing_docs, unreachable_pub)]
+
 pub mod app;
 pub mod cli;
 pub mod config;
 pub mod control;
 pub mod dns;
 pub mod domain;
-pub mod limits;
-pub mod metrics;
-pub mod monitor;
-pub mod net;
+mod limits;
+mod metrics;
+mod monitor;
+mod net;
 pub mod privdrop;
 pub mod probe;
-pub mod querylog;
+mod querylog;
 pub mod select;
 pub mod snapshot;
 pub mod state;

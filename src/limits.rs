@@ -8,7 +8,7 @@ const RESERVED_FILES: u64 = 1024;
 /// Raises the soft open-file limit to the hard one (as Knot and the Go runtime do: the soft
 /// default of 1024 is far below what a server with thousands of probed backends needs) and
 /// returns the soft limit now in force.
-pub fn raise_nofile() -> u64 {
+pub(crate) fn raise_nofile() -> u64 {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
@@ -33,7 +33,7 @@ pub fn raise_nofile() -> u64 {
 
 /// How many probe sockets may stay open with `nofile` open files allowed and up to
 /// `tcp_clients` DNS-over-TCP connections.
-pub fn probe_socket_budget(nofile: u64, tcp_clients: usize) -> usize {
+pub(crate) fn probe_socket_budget(nofile: u64, tcp_clients: usize) -> usize {
     let budget = nofile.saturating_sub(RESERVED_FILES + tcp_clients as u64);
     usize::try_from(budget).unwrap_or(usize::MAX)
 }

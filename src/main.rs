@@ -82,6 +82,11 @@ fn check(path: &Path) -> anyhow::Result<ExitCode> {
             for z in loaded.zones.zones() {
                 println!("zone {}: loaded, {} names", z.origin, z.len());
             }
+            for p in &loaded.config.pools {
+                if let Some(f) = &p.failover {
+                    println!("pool {}: {}", p.name, failover_proof(f));
+                }
+            }
             println!(
                 "{}: OK ({} zones, {} pools)",
                 path.display(),
@@ -95,6 +100,34 @@ fn check(path: &Path) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::FAILURE)
         }
     }
+}
+
+/// The failover promise of one pool, with the numbers that prove it (docs/config.md).
+fn failover_proof(f: &lbns::config::Failover) -> String {
+    let d = |d: std::time::Duration| {
+        humantime::format_duration(std::time::Duration::from_millis(d.as_millis() as u64))
+    };
+    if f.detection.is_zero() {
+        return format!(
+            "failover {}: no backend is probed; a change lbns makes (drain, reload) reaches \
+             clients within TTL {}s + slack 1s",
+            d(f.within),
+            f.steady_ttl
+        );
+    }
+    let floor = std::time::Duration::from_secs(u64::from(f.resolver_min_ttl));
+    let steady = std::time::Duration::from_secs(u64::from(f.steady_ttl.max(f.resolver_min_ttl)));
+    format!(
+        "failover {} holds behind a caching resolver: first evidence {} + TTL {} + slack 1s = {}; \
+         detection {} + resolver_min_ttl {} + slack 1s = {}",
+        d(f.within),
+        d(f.first_evidence),
+        d(steady),
+        d(f.first_evidence + steady + lbns::config::RESOLVER_SLACK),
+        d(f.detection),
+        d(floor),
+        d(f.detection + floor + lbns::config::RESOLVER_SLACK),
+    )
 }
 
 fn serve(path: &Path) -> anyhow::Result<ExitCode> {

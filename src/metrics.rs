@@ -8,7 +8,7 @@ use hickory_proto::rr::RecordType;
 use crate::dns::{Outcome, Transport};
 
 /// Query types counted by name; everything else is `other`.
-pub const QTYPES: [RecordType; 12] = [
+pub(crate) const QTYPES: [RecordType; 12] = [
     RecordType::A,
     RecordType::AAAA,
     RecordType::NS,
@@ -42,28 +42,28 @@ const RCODE_SLOTS: usize = 24;
 
 /// Counters since start. One per process; `Arc`-shared.
 #[derive(Debug, Default)]
-pub struct Metrics {
-    pub udp_queries: AtomicU64,
-    pub tcp_queries: AtomicU64,
+pub(crate) struct Metrics {
+    pub(crate) udp_queries: AtomicU64,
+    pub(crate) tcp_queries: AtomicU64,
     /// Queries dropped without an answer (responses, runts).
-    pub dropped: AtomicU64,
-    pub truncated: AtomicU64,
+    pub(crate) dropped: AtomicU64,
+    pub(crate) truncated: AtomicU64,
     /// Indexed by the 12-bit rcode's low 4 bits plus EDNS extension folded in (0..=23).
-    pub rcodes: [AtomicU64; RCODE_SLOTS],
+    pub(crate) rcodes: [AtomicU64; RCODE_SLOTS],
     /// Indexed like [`QTYPES`], then one for any other type.
-    pub qtypes: [AtomicU64; QTYPES.len() + 1],
+    pub(crate) qtypes: [AtomicU64; QTYPES.len() + 1],
     /// Answers served by the UDP fast path (the rest went through the full handler).
-    pub fast_path: AtomicU64,
+    pub(crate) fast_path: AtomicU64,
     /// UDP queries taken through AF_XDP (`[server] xdp`) instead of a UDP socket.
-    pub xdp_queries: AtomicU64,
+    pub(crate) xdp_queries: AtomicU64,
     /// Datagrams the kernel dropped at lbns's AF_XDP sockets (rings full), as last read.
-    pub xdp_dropped: AtomicU64,
+    pub(crate) xdp_dropped: AtomicU64,
 }
 
 impl Metrics {
     /// Counts one handled query.
     #[inline]
-    pub fn record(&self, transport: Transport, outcome: Option<&Outcome>) {
+    pub(crate) fn record(&self, transport: Transport, outcome: Option<&Outcome>) {
         match transport {
             Transport::Udp => self.udp_queries.fetch_add(1, Ordering::Relaxed),
             Transport::Tcp => self.tcp_queries.fetch_add(1, Ordering::Relaxed),
@@ -80,7 +80,7 @@ impl Metrics {
     }
 
     /// (rcode name, count) for every rcode seen.
-    pub fn rcode_counts(&self) -> Vec<(String, u64)> {
+    pub(crate) fn rcode_counts(&self) -> Vec<(String, u64)> {
         self.rcodes
             .iter()
             .enumerate()
@@ -92,7 +92,7 @@ impl Metrics {
     }
 
     /// (qtype name, count) for every type seen.
-    pub fn qtype_counts(&self) -> Vec<(String, u64)> {
+    pub(crate) fn qtype_counts(&self) -> Vec<(String, u64)> {
         self.qtypes
             .iter()
             .enumerate()
@@ -106,7 +106,7 @@ impl Metrics {
 }
 
 /// The mnemonic of an rcode (RFC 6895 §2.3), as dig prints it.
-pub fn rcode_name(code: u16) -> String {
+pub(crate) fn rcode_name(code: u16) -> String {
     let name = match code {
         0 => "NOERROR",
         1 => "FORMERR",
@@ -129,7 +129,7 @@ pub fn rcode_name(code: u16) -> String {
 /// A worker's private tally, added to the shared [`Metrics`] once per receive batch so the hot
 /// loop touches no shared cache line per query.
 #[derive(Debug, Default)]
-pub struct LocalMetrics {
+pub(crate) struct LocalMetrics {
     queries: u64,
     dropped: u64,
     truncated: u64,
@@ -142,7 +142,8 @@ pub struct LocalMetrics {
 
 impl LocalMetrics {
     /// The tally of an AF_XDP worker: its queries also count in `xdp_queries`.
-    pub fn xdp() -> LocalMetrics {
+    #[cfg(feature = "xdp")]
+    pub(crate) fn xdp() -> LocalMetrics {
         LocalMetrics {
             xdp: true,
             ..LocalMetrics::default()
@@ -150,7 +151,7 @@ impl LocalMetrics {
     }
 
     #[inline]
-    pub fn record(&mut self, outcome: Option<&Outcome>, fast: bool) {
+    pub(crate) fn record(&mut self, outcome: Option<&Outcome>, fast: bool) {
         self.queries += 1;
         self.fast += u64::from(fast);
         let Some(o) = outcome else {
@@ -164,12 +165,12 @@ impl LocalMetrics {
 
     /// A response already recorded went out truncated after all: it did not fit the interface
     /// MTU (see `net::udp`).
-    pub fn record_late_truncation(&mut self) {
+    pub(crate) fn record_late_truncation(&mut self) {
         self.truncated += 1;
     }
 
     /// Adds the tally to `shared` (UDP) and resets it.
-    pub fn flush(&mut self, shared: &Metrics) {
+    pub(crate) fn flush(&mut self, shared: &Metrics) {
         if self.queries == 0 {
             return;
         }

@@ -16,26 +16,42 @@ use nix::unistd::{self, Gid, Uid};
 /// than the operator asked for is not a safe fallback.
 #[derive(Debug, thiserror::Error)]
 pub enum PrivError {
+    /// No such user in the password database; holds the name as configured.
     #[error("[server] user `{0}` does not exist")]
     NoUser(String),
+    /// No such group in the group database; holds the name as configured.
     #[error("[server] group `{0}` does not exist")]
     NoGroup(String),
+    /// The database lookup itself failed (NSS unreachable, permissions).
     #[error("cannot look up {what} `{name}`: {source}")]
     Lookup {
+        /// `user` or `group`.
         what: &'static str,
+        /// The name looked up.
         name: String,
+        /// The error NSS reported.
         #[source]
         source: io::Error,
     },
+    /// A switch is needed but lbns does not run as root.
     #[error(
         "cannot switch to {target}: lbns is not running as root (uid {uid}); start it as root or \
          remove [server] user and group"
     )]
-    NotRoot { target: String, uid: u32 },
+    NotRoot {
+        /// Who lbns was to become, e.g. `user nobody (65534) group nogroup (65534)`.
+        target: String,
+        /// The effective uid lbns runs as.
+        uid: u32,
+    },
+    /// A system call of the switch failed, or root could still be regained after it.
     #[error("cannot switch to {target}: {call} failed: {source}")]
     Switch {
+        /// Who lbns was to become, as in [`PrivError::NotRoot`].
         target: String,
+        /// The call that failed: `setgroups`, `setgid` or `setuid`.
         call: &'static str,
+        /// Its errno.
         #[source]
         source: io::Error,
     },
@@ -44,7 +60,8 @@ pub enum PrivError {
 /// A user from the password database.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct User {
-    pub name: String,
+    pub(crate) name: String,
+    /// The uid lbns switches to.
     pub uid: u32,
     /// Primary group, used when no `group` is configured.
     pub gid: u32,
@@ -52,16 +69,16 @@ pub struct User {
 
 /// A group from the group database.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Group {
-    pub name: String,
-    pub gid: u32,
+pub(crate) struct Group {
+    pub(crate) name: String,
+    pub(crate) gid: u32,
 }
 
 /// Who to become: a group, and a user unless only `group` was configured.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Target {
-    pub user: Option<User>,
-    pub group: Group,
+pub(crate) struct Target {
+    pub(crate) user: Option<User>,
+    pub(crate) group: Group,
 }
 
 impl std::fmt::Display for Target {
@@ -78,7 +95,10 @@ impl std::fmt::Display for Target {
 }
 
 /// Resolves the configured names; `None` when neither is set.
-pub fn resolve(user: Option<&str>, group: Option<&str>) -> Result<Option<Target>, PrivError> {
+pub(crate) fn resolve(
+    user: Option<&str>,
+    group: Option<&str>,
+) -> Result<Option<Target>, PrivError> {
     let user = user.map(lookup_user).transpose()?;
     let group = match (group, &user) {
         (Some(g), _) => lookup_group(g)?,
@@ -93,7 +113,7 @@ pub fn resolve(user: Option<&str>, group: Option<&str>) -> Result<Option<Target>
 
 /// Switches the whole process to `target`. A no-op when it already runs as that user and
 /// group (systemd's `User=` did it); an error when it is not root and would have to change.
-pub fn drop_to(target: &Target) -> Result<(), PrivError> {
+pub(crate) fn drop_to(target: &Target) -> Result<(), PrivError> {
     let (uid, euid) = (unistd::getuid().as_raw(), unistd::geteuid().as_raw());
     let (gid, egid) = (unistd::getgid().as_raw(), unistd::getegid().as_raw());
     let want_uid = target.user.as_ref().map(|u| u.uid);
@@ -165,7 +185,7 @@ pub fn lookup_user(name: &str) -> Result<User, PrivError> {
 }
 
 /// Looks `name` up in the group database.
-pub fn lookup_group(name: &str) -> Result<Group, PrivError> {
+pub(crate) fn lookup_group(name: &str) -> Result<Group, PrivError> {
     match unistd::Group::from_name(name) {
         Ok(Some(g)) => Ok(Group {
             name: name.to_owned(),

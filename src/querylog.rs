@@ -16,7 +16,7 @@ use crate::metrics::rcode_name;
 
 /// The sampler: shared by every listener of a server, so "one in N" holds across them.
 #[derive(Debug, Default)]
-pub struct QueryLog {
+pub(crate) struct QueryLog {
     /// N; 0 = off. Atomic so that a reload can change it under running listeners.
     every: AtomicU64,
     /// Queries seen while sampling is on.
@@ -25,7 +25,7 @@ pub struct QueryLog {
 
 impl QueryLog {
     /// A sampler logging one query in `every` (0 = none).
-    pub fn new(every: u64) -> QueryLog {
+    pub(crate) fn new(every: u64) -> QueryLog {
         QueryLog {
             every: AtomicU64::new(every),
             seen: AtomicU64::new(0),
@@ -33,17 +33,17 @@ impl QueryLog {
     }
 
     /// Changes N (reload applies `[server] query_log_sample` this way).
-    pub fn set_every(&self, every: u64) {
+    pub(crate) fn set_every(&self, every: u64) {
         self.every.store(every, Ordering::Relaxed);
     }
 
-    pub fn every(&self) -> u64 {
+    pub(crate) fn every(&self) -> u64 {
         self.every.load(Ordering::Relaxed)
     }
 
     /// Whether this query is one to log: the first and then every N-th.
     #[inline]
-    pub fn sample(&self) -> bool {
+    pub(crate) fn sample(&self) -> bool {
         match self.every.load(Ordering::Relaxed) {
             0 => false,
             1 => true,
@@ -54,7 +54,7 @@ impl QueryLog {
     /// Samples, and logs the query if chosen. `query` is the request as received; `outcome` is
     /// what the handler returned (`None`: nothing was sent).
     #[inline]
-    pub fn record(
+    pub(crate) fn record(
         &self,
         client: SocketAddr,
         transport: Transport,
@@ -69,7 +69,7 @@ impl QueryLog {
 
 /// Logs one query at info level, target `lbns::query`. Unconditional: callers sample first
 /// (or use [`QueryLog::record`]).
-pub fn log_query(
+pub(crate) fn log_query(
     client: SocketAddr,
     transport: Transport,
     query: &[u8],

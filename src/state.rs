@@ -18,17 +18,29 @@ const VERSION: u32 = 1;
 /// A state file that could not be read or written.
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
+    /// The file exists but could not be read (a missing file is an empty state).
     #[error("state file {}: cannot read: {source}", path.display())]
     Read {
+        /// `[server] state_file`, joined with the config's directory.
         path: PathBuf,
+        /// The OS error.
         #[source]
         source: io::Error,
     },
+    /// The file is not JSON of this shape, or comes from a newer lbns.
     #[error("state file {}: {message}; fix or remove it", path.display())]
-    Invalid { path: PathBuf, message: String },
+    Invalid {
+        /// `[server] state_file`, joined with the config's directory.
+        path: PathBuf,
+        /// serde_json's message, or the version found.
+        message: String,
+    },
+    /// Writing the temporary file, syncing it or renaming it into place failed.
     #[error("state file {}: cannot write: {source}", path.display())]
     Write {
+        /// `[server] state_file`, joined with the config's directory.
         path: PathBuf,
+        /// The OS error.
         #[source]
         source: io::Error,
     },
@@ -38,7 +50,7 @@ pub enum StateError {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SavedState {
-    pub version: u32,
+    pub(crate) version: u32,
     /// Backends kept out of answers by `lbns drain`, sorted so the file diffs cleanly.
     pub drained: BTreeSet<Drained>,
 }
@@ -47,7 +59,9 @@ pub struct SavedState {
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Drained {
+    /// The pool's name, e.g. `www.cluster.example.`.
     pub pool: String,
+    /// The backend's name within the pool (its address unless the config names it).
     pub backend: String,
 }
 
@@ -62,7 +76,7 @@ impl Default for SavedState {
 
 impl SavedState {
     /// The state holding `drained` (the monitor's `(pool, backend)` pairs).
-    pub fn from_drained(drained: &HashSet<(String, String)>) -> SavedState {
+    pub(crate) fn from_drained(drained: &HashSet<(String, String)>) -> SavedState {
         SavedState {
             version: VERSION,
             drained: drained
@@ -76,7 +90,7 @@ impl SavedState {
     }
 
     /// The drained set as the monitor keeps it.
-    pub fn drained_set(&self) -> HashSet<(String, String)> {
+    pub(crate) fn drained_set(&self) -> HashSet<(String, String)> {
         self.drained
             .iter()
             .map(|d| (d.pool.clone(), d.backend.clone()))
@@ -84,7 +98,7 @@ impl SavedState {
     }
 
     /// Reads `path`; a missing file is an empty state (the first start).
-    pub fn load(path: &Path) -> Result<SavedState, StateError> {
+    pub(crate) fn load(path: &Path) -> Result<SavedState, StateError> {
         let text = match std::fs::read_to_string(path) {
             Ok(t) => t,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(SavedState::default()),
@@ -110,7 +124,7 @@ impl SavedState {
     }
 
     /// Replaces `path` atomically with this state.
-    pub fn save(&self, path: &Path) -> Result<(), StateError> {
+    pub(crate) fn save(&self, path: &Path) -> Result<(), StateError> {
         let err = |source| StateError::Write {
             path: path.to_owned(),
             source,

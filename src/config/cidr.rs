@@ -7,7 +7,7 @@ use ipnet::IpNet;
 
 /// Why a CIDR did not parse.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum CidrError {
+pub(crate) enum CidrError {
     #[error("not an address or address/prefix such as 127.0.0.0/8")]
     Syntax,
     #[error("prefix /{prefix} is longer than {max} bits")]
@@ -19,7 +19,7 @@ pub enum CidrError {
 /// Parses `address/prefix` or a bare address (a /32 or /128). Host bits must be zero:
 /// `10.1.2.3/8` is almost always a typo for a host or for 10.0.0.0/8, so the error says which
 /// network it would mean.
-pub fn parse_cidr(s: &str) -> Result<IpNet, CidrError> {
+pub(crate) fn parse_cidr(s: &str) -> Result<IpNet, CidrError> {
     let (addr, prefix) = match s.split_once('/') {
         Some((a, p)) => (a, Some(p)),
         None => (s, None),

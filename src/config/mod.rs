@@ -22,66 +22,69 @@ use serde::Deserialize;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
 
-pub use cidr::{CidrError, parse_cidr};
+pub(crate) use cidr::parse_cidr;
 pub use pool::*;
-pub use raw::{OneOrMany, RawBackend, RawPool, RawProbe, RawServer, RawStatus, RawZone};
+pub(crate) use raw::{RawPool, RawProbe, RawServer, RawStatus, RawZone};
 
 /// Default listen address: loopback on an unprivileged port, so a first run needs no root.
-pub const DEFAULT_LISTEN: &str = "127.0.0.1:5353";
+pub(crate) const DEFAULT_LISTEN: &str = "127.0.0.1:5353";
 /// Default pool TTL in seconds: short, so a dead backend leaves caches quickly.
-pub const DEFAULT_POOL_TTL: u32 = 5;
+pub(crate) const DEFAULT_POOL_TTL: u32 = 5;
 /// Default idle timeout for TCP connections (RFC 7766 §6.2.3 suggests seconds, not minutes).
-pub const DEFAULT_TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const DEFAULT_TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default cap on concurrent TCP connections.
-pub const DEFAULT_TCP_MAX_CONNECTIONS: usize = 256;
+pub(crate) const DEFAULT_TCP_MAX_CONNECTIONS: usize = 256;
 /// Default EDNS UDP payload (DNS Flag Day 2020): fits a 1280-octet IPv6 MTU without fragments.
-pub const DEFAULT_EDNS_UDP_SIZE: u16 = 1232;
+pub(crate) const DEFAULT_EDNS_UDP_SIZE: u16 = 1232;
 /// Default state file, beside the config file.
-pub const DEFAULT_STATE_FILE: &str = "lbns.state";
+pub(crate) const DEFAULT_STATE_FILE: &str = "lbns.state";
 /// Default status listener: loopback only, and a port that needs no privileges.
 pub const DEFAULT_STATUS_LISTEN: &str = "127.0.0.1:8053";
 /// Default status allowlist: loopback only. The control endpoints (reload, drain) have no other
 /// authentication, so anything wider is the operator's explicit choice.
-pub const DEFAULT_STATUS_ALLOW: [&str; 2] = ["127.0.0.0/8", "::1/128"];
+pub(crate) const DEFAULT_STATUS_ALLOW: [&str; 2] = ["127.0.0.0/8", "::1/128"];
 
 /// The validated configuration. Built only by [`Config::load`] / [`Config::parse`].
 #[derive(Debug, Clone)]
 pub struct Config {
     /// The file this came from; zone files are resolved against its directory.
-    pub path: PathBuf,
-    pub server: ServerConfig,
+    pub(crate) path: PathBuf,
+    pub(crate) server: ServerConfig,
+    /// The status and control listener; `lbns status --config` finds its address here.
     pub status: StatusConfig,
+    /// The zones to serve, in file order.
     pub zones: Vec<ZoneConfig>,
+    /// The pools, in file order: the model, snapshots and status page keep this order.
     pub pools: Vec<PoolConfig>,
 }
 
 /// Listener and protocol settings from `[server]`.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ServerConfig {
+pub(crate) struct ServerConfig {
     /// Each address gets UDP workers and a TCP listener on the same port.
-    pub listen: Vec<SocketAddr>,
+    pub(crate) listen: Vec<SocketAddr>,
     /// UDP worker threads per listen address (resolved: never 0 here).
-    pub udp_workers: usize,
-    pub tcp_idle_timeout: Duration,
-    pub tcp_max_connections: usize,
+    pub(crate) udp_workers: usize,
+    pub(crate) tcp_idle_timeout: Duration,
+    pub(crate) tcp_max_connections: usize,
     /// Largest UDP response we send and the payload size we advertise (512..=4096).
-    pub edns_udp_size: u16,
+    pub(crate) edns_udp_size: u16,
     /// CHAOS id.server / hostname.bind answer and NSID payload.
-    pub identity: String,
+    pub(crate) identity: String,
     /// CHAOS version.bind answer; `None` keeps the version private.
-    pub version: Option<String>,
+    pub(crate) version: Option<String>,
     /// Whether NSID is answered.
-    pub nsid: bool,
+    pub(crate) nsid: bool,
     /// Where the drained set is persisted (already joined with the config's dir).
-    pub state_file: PathBuf,
+    pub(crate) state_file: PathBuf,
     /// Log one query in this many; 0 = off. The only `[server]` key a reload applies.
-    pub query_log_sample: u64,
+    pub(crate) query_log_sample: u64,
     /// Switch to this user after binding.
-    pub user: Option<String>,
+    pub(crate) user: Option<String>,
     /// Switch to this group after binding (default: the user's primary group).
-    pub group: Option<String>,
+    pub(crate) group: Option<String>,
     /// Network interface whose UDP queries are taken through AF_XDP.
-    pub xdp: Option<String>,
+    pub(crate) xdp: Option<String>,
 }
 
 /// The HTTP status and control listener, from `[status]`.
@@ -90,55 +93,61 @@ pub struct StatusConfig {
     /// Addresses to listen on; empty when the listener is off.
     pub listen: Vec<SocketAddr>,
     /// Clients outside every one of these get 403.
-    pub allow: Vec<IpNet>,
+    pub(crate) allow: Vec<IpNet>,
 }
 
 /// A zone to serve, from `[[zone]]`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ZoneConfig {
-    pub origin: Name,
+    pub(crate) origin: Name,
     /// Absolute or relative to the working directory (already joined with the config's dir).
-    pub file: PathBuf,
+    pub(crate) file: PathBuf,
     /// Where the `[[zone]]` table sits in the config, for messages about it.
-    pub place: Place,
+    pub(crate) place: Place,
 }
 
 /// A load-balanced name, from `[[pool]]`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PoolConfig {
+    /// The name answered with the pool's addresses, absolute; it must lie inside a zone.
     pub name: Name,
-    pub ttl: u32,
+    pub(crate) ttl: u32,
     /// Most addresses per answer, per address family (`usize::MAX` when unlimited).
-    pub answers: usize,
-    pub backends: Vec<BackendConfig>,
-    pub policy: Policy,
-    pub all_down: AllDown,
+    pub(crate) answers: usize,
+    pub(crate) backends: Vec<BackendConfig>,
+    pub(crate) policy: Policy,
+    pub(crate) all_down: AllDown,
     /// TTL of answers while no backend of the family is up.
-    pub all_down_ttl: u32,
+    pub(crate) all_down_ttl: u32,
     /// byAge: a backend whose last good probe is older than this counts as down. Defaults to
     /// the largest detection bound of its backends, so a stalled prober also obeys the TTL.
-    pub max_age: Duration,
-    pub place: Place,
+    pub(crate) max_age: Duration,
+    /// The failover promise, proven (`failover = "..."`); `None`: TTLs are fixed, as `ttl`.
+    pub failover: Option<Failover>,
+    pub(crate) place: Place,
 }
 
 /// One member of a pool.
 #[derive(Debug, Clone, PartialEq)]
-pub struct BackendConfig {
+pub(crate) struct BackendConfig {
     /// Label used in logs and the status page; defaults to the address.
-    pub name: String,
-    pub address: IpAddr,
+    pub(crate) name: String,
+    pub(crate) address: IpAddr,
     /// Relative share for weighted policies (default 1).
-    pub weight: u32,
+    pub(crate) weight: u32,
     /// Tier for the priority policy, 1 first.
-    pub tier: u32,
-    pub probe: ProbeConfig,
+    pub(crate) tier: u32,
+    pub(crate) probe: ProbeConfig,
 }
 
 /// A position in a config or zone file, printed as `file:line:col`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Place {
+    /// The file, as its path was given (for the config, the path passed to [`Config::load`]).
     pub file: PathBuf,
+    /// 1-based line.
     pub line: usize,
+    /// 1-based column, counted in bytes.
     pub col: usize,
 }
 
@@ -150,7 +159,7 @@ impl fmt::Display for Place {
 
 /// One problem in the configuration file.
 #[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
+pub(crate) enum ConfigError {
     #[error("{path}: cannot read: {source}")]
     Read {
         path: PathBuf,
@@ -167,7 +176,7 @@ pub enum ConfigError {
 
 /// Every problem found in one configuration file.
 #[derive(Debug)]
-pub struct ConfigErrors(pub Vec<ConfigError>);
+pub struct ConfigErrors(pub(crate) Vec<ConfigError>);
 
 impl fmt::Display for ConfigErrors {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -176,7 +185,7 @@ impl fmt::Display for ConfigErrors {
 }
 
 /// Writes one item per line, as `lbns check` lists problems.
-pub fn write_lines<T: fmt::Display>(f: &mut fmt::Formatter<'_>, items: &[T]) -> fmt::Result {
+pub(crate) fn write_lines<T: fmt::Display>(f: &mut fmt::Formatter<'_>, items: &[T]) -> fmt::Result {
     for (i, e) in items.iter().enumerate() {
         if i > 0 {
             writeln!(f)?;
@@ -589,6 +598,9 @@ impl Cx<'_> {
                 fallback,
                 all_down_ttl,
                 max_age,
+                failover,
+                resolver_min_ttl,
+                min_up,
                 probe,
             } = pool;
             let name_at = name.span();
@@ -612,13 +624,47 @@ impl Cx<'_> {
                 );
             }
 
-            let (ttl, at) = key(ttl, &span);
-            let ttl = ttl.unwrap_or(DEFAULT_POOL_TTL);
-            if ttl == 0 {
+            let (max_ttl, at) = key(ttl, &span);
+            if max_ttl == Some(0) {
                 // A zero TTL defeats every cache and multiplies load on lbns (RFC 1035 §3.2.1
                 // allows it, but no operator wants it for a pool).
                 self.invalid(at, format!("{what}: ttl must be at least 1 second"));
             }
+            let (failover, failover_at) = key(failover, &span);
+            let failover = failover.map(|text| {
+                self.duration(
+                    &failover_at,
+                    &format!("{what}: failover"),
+                    Some(&text),
+                    Duration::ZERO,
+                )
+            });
+            let (resolver_min_ttl, resolver_at) = key(resolver_min_ttl, &span);
+            let (min_up, min_up_at) = key(min_up, &span);
+            if failover.is_none() {
+                for (set, at, k) in [
+                    (resolver_min_ttl.is_some(), &resolver_at, "resolver_min_ttl"),
+                    (min_up.is_some(), &min_up_at, "min_up"),
+                ] {
+                    if set {
+                        self.invalid(
+                            at.clone(),
+                            format!("{what}: {k} applies only with failover"),
+                        );
+                    }
+                }
+            }
+            let min_up = min_up.unwrap_or(DEFAULT_MIN_UP);
+            if !(0.0..=1.0).contains(&min_up) {
+                self.invalid(
+                    min_up_at,
+                    format!("{what}: min_up {min_up} is not a fraction between 0 and 1"),
+                );
+            }
+            // Without `failover` the TTL is `ttl` (default 5 s) and each probe must detect a
+            // death within it; with `failover` the TTLs are derived and `ttl` only caps them.
+            let ttl = max_ttl.unwrap_or(DEFAULT_POOL_TTL);
+            let backend_ttl_bound = failover.is_none().then_some(ttl);
 
             if backends.get_ref().is_empty() {
                 self.invalid(backends.span(), format!("{what}: backends is empty"));
@@ -677,7 +723,12 @@ impl Cx<'_> {
                     (None, Some(o)) => o.clone(),
                     (None, None) => RawProbe::default(),
                 };
-                let probe = self.probe(&at, &format!("{what}: backend {name}"), &raw_probe, ttl);
+                let probe = self.probe(
+                    &at,
+                    &format!("{what}: backend {name}"),
+                    &raw_probe,
+                    backend_ttl_bound,
+                );
                 members.push(BackendConfig {
                     name,
                     address,
@@ -686,6 +737,26 @@ impl Cx<'_> {
                     probe,
                 });
             }
+            let failover = match failover {
+                Some(within) => match Failover::prove(
+                    within,
+                    resolver_min_ttl.unwrap_or(0),
+                    min_up,
+                    members
+                        .iter()
+                        .filter(|b| b.probe.is_probed())
+                        .map(|b| b.probe.timing),
+                    max_ttl,
+                ) {
+                    Ok(f) => Some(f),
+                    Err(message) => {
+                        self.invalid(failover_at, format!("{what}: {message}"));
+                        None
+                    }
+                },
+                None => None,
+            };
+            let ttl = failover.as_ref().map_or(ttl, |f| f.steady_ttl);
             let policy = self.policy(&span, &what, policy, scale_by_load, min_healthy);
             let all_down = self.all_down(&span, &what, all_down, fallback);
             let (all_down_ttl, at) = key(all_down_ttl, &span);
@@ -718,6 +789,7 @@ impl Cx<'_> {
                 all_down,
                 all_down_ttl,
                 max_age,
+                failover,
                 place: self.place(span),
             });
         }
@@ -1008,24 +1080,113 @@ backends = [{ address = "127.0.0.2", wieght = 2 }]
                  backends = [\"127.0.0.2\"]\nprobe = {{ {probe} }}\n"
             )
         };
-        // Defaults: (1s + 200ms) × 2 + 1s = 3.4s ≤ 5s.
+        // Defaults: (1s + 200ms) × 2 + 500ms = 2.9s ≤ 5s.
         let c = parse(&pool("kind = \"tcp\", port = 80")).unwrap();
         let b = &c.pools[0].backends[0];
         assert_eq!(
             b.probe.timing.detection_bound(),
-            Duration::from_millis(3400)
+            Duration::from_millis(2900)
         );
-        assert_eq!(c.pools[0].max_age, Duration::from_millis(3400));
+        assert_eq!(c.pools[0].max_age, Duration::from_millis(2900));
         let err = parse(&pool(
             "kind = \"tcp\", port = 80, interval = \"2s\", fall = 3",
         ))
         .unwrap_err();
         assert!(
-            err.contains("pool www.cluster.example.: backend 127.0.0.2: worst-case failure detection (interval 2s + jitter 200ms) × fall 3 + timeout 1s = 7s 600ms exceeds the pool TTL 5s"),
+            err.contains("pool www.cluster.example.: backend 127.0.0.2: worst-case failure detection (interval 2s + jitter 200ms) × fall 3 + timeout 500ms = 7s 100ms exceeds the pool TTL 5s"),
             "{err}"
         );
         // Probes that never run are not bound.
         assert!(parse(&pool("kind = \"none\"")).is_ok());
+    }
+
+    /// A pool of one probed backend with `keys` and `probe`.
+    fn failover_pool(keys: &str, probe: &str) -> Result<Config, String> {
+        parse(&format!(
+            "{MINIMAL}\n[[pool]]\nname = \"www.cluster.example.\"\n{keys}\n\
+             backends = [\"127.0.0.2\"]\nprobe = {{ kind = \"tcp\", port = 80{probe} }}\n"
+        ))
+    }
+
+    #[test]
+    fn failover_derives_the_steady_ttl() {
+        // Defaults: first evidence 1s + 200ms + 500ms = 1.7s; 5s − 1.7s − 1s = 2.3s → TTL 2.
+        let c = failover_pool("failover = \"5s\"", "").unwrap();
+        let p = &c.pools[0];
+        let f = p.failover.as_ref().unwrap();
+        assert_eq!(f.first_evidence, Duration::from_millis(1700));
+        assert_eq!(f.detection, Duration::from_millis(2900));
+        assert_eq!((f.steady_ttl, p.ttl, p.all_down_ttl), (2, 2, 1));
+        assert_eq!(f.min_up, 0.5);
+        // `ttl` caps it; a longer failover gives a longer TTL.
+        let c = failover_pool("failover = \"5s\"\nttl = 1", "").unwrap();
+        assert_eq!(c.pools[0].ttl, 1);
+        let c = failover_pool("failover = \"30s\"", "").unwrap();
+        assert_eq!(c.pools[0].ttl, 27);
+        // A pool of unprobed backends: nothing is detected, a change (drain, reload) shows
+        // within failover − 1s.
+        let c = parse(&format!(
+            "{MINIMAL}\n[[pool]]\nname = \"www.cluster.example.\"\nfailover = \"5s\"\n\
+             backends = [\"127.0.0.2\"]\n"
+        ))
+        .unwrap();
+        assert_eq!(c.pools[0].ttl, 4);
+    }
+
+    #[test]
+    fn failover_is_proven_to_the_100ms() {
+        // (1.5s + 250ms) × 2 + 600ms = 4.1s, + 1s of slack = 5.1s: broken by 100 ms. In whole
+        // seconds (4 + 1 = 5) it would pass.
+        let err = failover_pool(
+            "failover = \"5s\"",
+            ", interval = \"1500ms\", jitter = \"250ms\", timeout = \"600ms\"",
+        )
+        .unwrap_err();
+        assert!(
+            err.contains("pool www.cluster.example.: failover 5s cannot be kept: detection (interval 1s 500ms + jitter 250ms) × fall 2 + timeout 600ms = 4s 100ms + resolver_min_ttl 0s + resolver slack 1s = 5s 100ms exceeds it; lower interval, jitter, fall or timeout, or raise failover"),
+            "{err}"
+        );
+        // 100 ms less timeout keeps it: 4.0s + 1s = 5s.
+        let c = failover_pool(
+            "failover = \"5s\"",
+            ", interval = \"1500ms\", jitter = \"250ms\", timeout = \"500ms\"",
+        )
+        .unwrap();
+        // First evidence 2.25s: 5s − 2.25s − 1s = 1.75s → TTL 1.
+        assert_eq!(c.pools[0].ttl, 1);
+        // No room for a TTL of one second before the first evidence.
+        let err = failover_pool("failover = \"3s\"", ", fall = 1, interval = \"1s\"").unwrap_err();
+        assert!(
+            err.contains("failover 3s cannot be kept: first evidence (interval + jitter + timeout) 1s 700ms + a TTL of 1s + resolver slack 1s = 3s 700ms exceeds it"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn failover_is_proven_for_a_resolver_ttl_floor() {
+        // Knot Resolver keeps every record 5 s: 2.9s + 5s + 1s = 8.9s > 5s.
+        let err = failover_pool("failover = \"5s\"\nresolver_min_ttl = 5", "").unwrap_err();
+        assert!(
+            err.contains(
+                "= 2s 900ms + resolver_min_ttl 5s + resolver slack 1s = 8s 900ms exceeds it"
+            ),
+            "{err}"
+        );
+        // 10 s can be kept behind it: 1.7s + 5s + 1s ≤ 10s and 2.9s + 5s + 1s ≤ 10s.
+        let c = failover_pool("failover = \"10s\"\nresolver_min_ttl = 5", "").unwrap();
+        assert_eq!(c.pools[0].ttl, 7);
+        // The keys that only mean something with failover say so.
+        let err = failover_pool("resolver_min_ttl = 5\nmin_up = 0.3", "").unwrap_err();
+        assert!(
+            err.contains("resolver_min_ttl applies only with failover"),
+            "{err}"
+        );
+        assert!(err.contains("min_up applies only with failover"), "{err}");
+        let err = failover_pool("failover = \"5s\"\nmin_up = 1.5", "").unwrap_err();
+        assert!(
+            err.contains("min_up 1.5 is not a fraction between 0 and 1"),
+            "{err}"
+        );
     }
 
     #[test]

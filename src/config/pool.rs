@@ -1,5 +1,5 @@
 //! Pool settings after validation: selection policy, all-down policy, probes, and the failover
-//! bound that ties probe timing to the pool TTL.
+//! promise that ties probe timing to the TTLs served ([`Failover::prove`]).
 
 use std::fmt;
 use std::net::IpAddr;
@@ -11,18 +11,123 @@ use toml::Spanned;
 use super::raw::RawProbe;
 use super::{Cx, key};
 
-/// Default probe timing. With the default pool TTL of 5 s the worst-case detection is
-/// 1 s × 2 + 1 s + 0.2 s = 3.2 s, inside one TTL.
-pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(1);
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1);
-pub const DEFAULT_JITTER: Duration = Duration::from_millis(200);
-pub const DEFAULT_RISE: u32 = 2;
-pub const DEFAULT_FALL: u32 = 2;
-pub const DEFAULT_ALL_DOWN_TTL: u32 = 1;
+/// Default probe timing. The worst-case detection is (1 s + 200 ms) × 2 + 500 ms = 2.9 s and
+/// the first evidence of a failure comes within 1 s + 200 ms + 500 ms = 1.7 s, so with
+/// `failover = "5s"` the steady TTL is 2 s (see [`Failover::prove`]).
+pub(crate) const DEFAULT_INTERVAL: Duration = Duration::from_secs(1);
+/// Default probe timeout: a hung backend is known as failing half a second after a probe starts.
+pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_millis(500);
+/// Default jitter added to each probe interval.
+pub(crate) const DEFAULT_JITTER: Duration = Duration::from_millis(200);
+/// Default successes in a row that bring a backend up.
+pub(crate) const DEFAULT_RISE: u32 = 2;
+/// Default failures in a row that take a backend down.
+pub(crate) const DEFAULT_FALL: u32 = 2;
+/// Default TTL of all-down answers (and, with `failover`, of answers under `min_up`).
+pub(crate) const DEFAULT_ALL_DOWN_TTL: u32 = 1;
+/// Default `min_up`: with `failover`, answers carry the short TTL while fewer than half of a
+/// family's backends are usable (gdnsd's `up_thresh`).
+pub(crate) const DEFAULT_MIN_UP: f64 = 0.5;
+/// How long past its TTL a resolver may still serve a record: unbound keeps it through the
+/// whole second in which its TTL reaches 0.
+pub const RESOLVER_SLACK: Duration = Duration::from_secs(1);
+
+/// `failover = "..."` proven against the probe settings: the promise that a client behind a
+/// caching resolver stops receiving a dead or hung backend within `within`, and the TTLs that
+/// keep it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Failover {
+    /// The promised time, as `failover = "..."` gives it.
+    pub within: Duration,
+    /// The lowest TTL the clients' resolvers keep a record for (`resolver_min_ttl`).
+    pub resolver_min_ttl: u32,
+    /// The usable fraction of a family under which answers carry the short TTL.
+    pub(crate) min_up: f64,
+    /// Worst case from a backend's death to the first failed probe's result: interval +
+    /// jitter + timeout (the slowest backend of the pool).
+    pub first_evidence: Duration,
+    /// Worst case from a backend's death to its removal: (interval + jitter) × fall + timeout.
+    pub detection: Duration,
+    /// The TTL answers carry while no backend is in doubt, in seconds.
+    pub steady_ttl: u32,
+}
+
+impl Failover {
+    /// Proves the promise for backends probed with `timings`, or says which term breaks it and
+    /// what to change. The terms (docs/config.md, `failover`):
+    ///
+    /// - an answer handed out before the first failed probe carries the steady TTL `T`; a
+    ///   resolver keeps it at most `max(T, resolver_min_ttl)` + 1 s of slack, so
+    ///   `first_evidence + max(T, resolver_min_ttl) + 1 s ≤ within`, and `T` is that room
+    ///   rounded down to whole seconds (at least 1);
+    /// - an answer handed out after it carries at most the whole seconds left until the
+    ///   backend can be declared down (rounded down, so the last second is served with TTL 0),
+    ///   which a resolver may raise to `resolver_min_ttl`: `detection + resolver_min_ttl + 1 s
+    ///   ≤ within`.
+    ///
+    /// `max_ttl` (the `ttl` key, if set) caps `T`. Backends never probed are never taken out,
+    /// so they do not enter the proof; a pool of only those gets `T` = `within` − 1 s.
+    pub(crate) fn prove(
+        within: Duration,
+        resolver_min_ttl: u32,
+        min_up: f64,
+        timings: impl Iterator<Item = ProbeTiming>,
+        max_ttl: Option<u32>,
+    ) -> Result<Failover, String> {
+        let f = humantime::format_duration;
+        let secs = |d: Duration| f(Duration::from_millis(d.as_millis() as u64));
+        let floor = Duration::from_secs(u64::from(resolver_min_ttl));
+        let mut first_evidence = Duration::ZERO;
+        let mut worst: Option<ProbeTiming> = None;
+        for t in timings {
+            first_evidence = first_evidence.max(t.interval + t.jitter + t.timeout);
+            if worst.is_none_or(|w| t.detection_bound() > w.detection_bound()) {
+                worst = Some(t);
+            }
+        }
+        let detection = worst.map_or(Duration::ZERO, |t| t.detection_bound());
+        if let Some(t) = worst {
+            let total = detection + floor + RESOLVER_SLACK;
+            if total > within {
+                return Err(format!(
+                    "failover {} cannot be kept: detection (interval {} + jitter {}) × fall {} + timeout {} = {} + resolver_min_ttl {}s + resolver slack 1s = {} exceeds it; lower interval, jitter, fall or timeout, or raise failover",
+                    secs(within),
+                    secs(t.interval),
+                    secs(t.jitter),
+                    t.fall,
+                    secs(t.timeout),
+                    secs(detection),
+                    resolver_min_ttl,
+                    secs(total),
+                ));
+            }
+        }
+        let room = within.saturating_sub(first_evidence + RESOLVER_SLACK);
+        let steady = room.as_secs().min(u64::from(u32::MAX)) as u32;
+        if steady < 1 || floor > room {
+            let needed = first_evidence + floor.max(Duration::from_secs(1)) + RESOLVER_SLACK;
+            return Err(format!(
+                "failover {} cannot be kept: first evidence (interval + jitter + timeout) {} + a TTL of {}s + resolver slack 1s = {} exceeds it; lower interval, jitter or timeout, or raise failover",
+                secs(within),
+                secs(first_evidence),
+                resolver_min_ttl.max(1),
+                secs(needed),
+            ));
+        }
+        Ok(Failover {
+            within,
+            resolver_min_ttl,
+            min_up,
+            first_evidence,
+            detection,
+            steady_ttl: max_ttl.map_or(steady, |m| m.min(steady)),
+        })
+    }
+}
 
 /// How a pool orders its healthy backends (see docs/config.md).
 #[derive(Debug, Clone, PartialEq)]
-pub enum Policy {
+pub(crate) enum Policy {
     /// Rotation per query (DNS round robin).
     RoundRobin,
     /// A random order per query.
@@ -58,7 +163,7 @@ impl fmt::Display for Policy {
 
 /// What a pool answers when none of its backends of a family is up.
 #[derive(Debug, Clone, PartialEq)]
-pub enum AllDown {
+pub(crate) enum AllDown {
     /// Every configured backend: a dead pool is no worse than DNS without health checks.
     ServeAll,
     NoData,
@@ -67,47 +172,38 @@ pub enum AllDown {
 }
 
 /// The kind name of "never probed, always up".
-pub const PROBE_NONE: &str = "none";
+pub(crate) const PROBE_NONE: &str = "none";
 
 /// How one backend is probed, as configured: the kind and its own keys are checked by the probe
 /// layer (`src/probe/`), which alone knows each kind; the timing is checked here.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ProbeConfig {
+pub(crate) struct ProbeConfig {
     /// `none` or a probe kind's name.
-    pub kind: String,
+    pub(crate) kind: String,
     /// The kind's own keys (pool keys overlaid by the backend's), as written.
-    pub settings: toml::Table,
-    pub timing: ProbeTiming,
+    pub(crate) settings: toml::Table,
+    pub(crate) timing: ProbeTiming,
 }
 
 impl ProbeConfig {
-    /// Always up, never probed.
-    pub fn none() -> ProbeConfig {
-        ProbeConfig {
-            kind: PROBE_NONE.to_owned(),
-            settings: toml::Table::new(),
-            timing: ProbeTiming::default(),
-        }
-    }
-
     /// Whether this backend is probed at all.
-    pub fn is_probed(&self) -> bool {
+    pub(crate) fn is_probed(&self) -> bool {
         self.kind != PROBE_NONE
     }
 }
 
 /// When a backend is probed and how many results flip it.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct ProbeTiming {
-    pub interval: Duration,
-    pub timeout: Duration,
+pub(crate) struct ProbeTiming {
+    pub(crate) interval: Duration,
+    pub(crate) timeout: Duration,
     /// Each wait is `interval` plus a random part of up to `jitter`, so probes of many
     /// backends do not fire in lockstep.
-    pub jitter: Duration,
+    pub(crate) jitter: Duration,
     /// Successes in a row that bring a down backend up.
-    pub rise: u32,
+    pub(crate) rise: u32,
     /// Failures in a row that take an up backend down.
-    pub fall: u32,
+    pub(crate) fall: u32,
 }
 
 impl Default for ProbeTiming {
@@ -126,7 +222,7 @@ impl ProbeTiming {
     /// Worst-case time from a backend's death to its removal from answers: it dies just after
     /// a good probe; `fall` more probes must fail, each up to `interval + jitter` apart, the
     /// last taking the full `timeout`.
-    pub fn detection_bound(&self) -> Duration {
+    pub(crate) fn detection_bound(&self) -> Duration {
         (self.interval + self.jitter) * self.fall + self.timeout
     }
 }
@@ -263,7 +359,7 @@ impl Cx<'_> {
         span: &Range<usize>,
         what: &str,
         raw: &RawProbe,
-        ttl: u32,
+        ttl: Option<u32>,
     ) -> ProbeConfig {
         let interval = self.duration(
             span,
@@ -324,8 +420,9 @@ impl Cx<'_> {
                 fall,
             },
         };
-        if probe.is_probed() {
-            // The failover bound: a dead backend must leave the answers within one TTL.
+        // Without `failover` (`ttl` given), the older bound: a dead backend leaves lbns's own
+        // answers within one TTL.
+        if let Some(ttl) = ttl.filter(|_| probe.is_probed()) {
             let bound = probe.timing.detection_bound();
             if bound > Duration::from_secs(u64::from(ttl)) {
                 self.invalid(

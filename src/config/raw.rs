@@ -14,52 +14,52 @@ use toml::Spanned;
 /// `[server]`: listeners and protocol limits. Every key is optional.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawServer {
+pub(crate) struct RawServer {
     /// Addresses to answer on, UDP and TCP both (default `["127.0.0.1:5353"]`).
-    pub listen: Option<Spanned<Vec<String>>>,
+    pub(crate) listen: Option<Spanned<Vec<String>>>,
     /// UDP worker threads per listen address; 0 means one per CPU core (default 0).
-    pub udp_workers: Option<usize>,
+    pub(crate) udp_workers: Option<usize>,
     /// How long an idle TCP connection stays open, e.g. `"10s"` (default 10 s, RFC 7766 §6.2.3).
-    pub tcp_idle_timeout: Option<Spanned<String>>,
+    pub(crate) tcp_idle_timeout: Option<Spanned<String>>,
     /// Concurrent TCP connections accepted before new ones are closed (default 256).
-    pub tcp_max_connections: Option<Spanned<usize>>,
+    pub(crate) tcp_max_connections: Option<Spanned<usize>>,
     /// Largest UDP response lbns sends and the size it advertises in EDNS (default 1232, the
     /// DNS Flag Day 2020 value that avoids IP fragmentation).
-    pub edns_udp_size: Option<Spanned<u16>>,
+    pub(crate) edns_udp_size: Option<Spanned<u16>>,
     /// Answer to CHAOS TXT id.server / hostname.bind and the NSID payload (default: the host
     /// name).
-    pub identity: Option<String>,
+    pub(crate) identity: Option<String>,
     /// Answer to CHAOS TXT version.bind / version.server; absent = refused (not disclosed).
-    pub version: Option<String>,
+    pub(crate) version: Option<String>,
     /// Send NSID (RFC 5001) with the identity when a query asks for it (default false).
-    pub nsid: Option<bool>,
+    pub(crate) nsid: Option<bool>,
     /// Where the drained set is kept across restarts (default `lbns.state` beside the config).
-    pub state_file: Option<Spanned<String>>,
+    pub(crate) state_file: Option<Spanned<String>>,
     /// Log one query in N at info level; 0 (default) logs none, 1 logs every query.
-    pub query_log_sample: Option<u64>,
+    pub(crate) query_log_sample: Option<u64>,
     /// Switch to this user once every socket is bound (default: stay as started).
-    pub user: Option<Spanned<String>>,
+    pub(crate) user: Option<Spanned<String>>,
     /// Switch to this group once every socket is bound (default: the user's primary group).
-    pub group: Option<Spanned<String>>,
+    pub(crate) group: Option<Spanned<String>>,
     /// Answer UDP arriving on this network interface through AF_XDP (default: off).
-    pub xdp: Option<Spanned<String>>,
+    pub(crate) xdp: Option<Spanned<String>>,
 }
 
 /// `[status]`: the HTTP status and control listener. Every key is optional.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawStatus {
+pub(crate) struct RawStatus {
     /// `false` turns the listener off (default `true`).
-    pub enabled: Option<bool>,
+    pub(crate) enabled: Option<bool>,
     /// One address or a list (default `"127.0.0.1:8053"`); `[]` turns the listener off.
-    pub listen: Option<Spanned<OneOrMany>>,
+    pub(crate) listen: Option<Spanned<OneOrMany>>,
     /// Client networks allowed in, as CIDR (default `["127.0.0.0/8", "::1/128"]`).
-    pub allow: Option<Spanned<Vec<String>>>,
+    pub(crate) allow: Option<Spanned<Vec<String>>>,
 }
 
 /// A string or a list of strings: `listen = "127.0.0.1:8053"` and `listen = ["..."]` both work.
 #[derive(Debug, Clone, PartialEq)]
-pub struct OneOrMany(pub Vec<String>);
+pub(crate) struct OneOrMany(pub(crate) Vec<String>);
 
 // Hand-written for serde's precise type errors, as for `RawBackend` below.
 impl<'de> Deserialize<'de> for OneOrMany {
@@ -93,65 +93,74 @@ impl<'de> Deserialize<'de> for OneOrMany {
 /// One `[[zone]]`: an origin served from an RFC 1035 master file.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawZone {
+pub(crate) struct RawZone {
     /// Zone apex, e.g. `"cluster.example."`. Names in the config are always absolute.
-    pub origin: Spanned<String>,
+    pub(crate) origin: Spanned<String>,
     /// Master file, relative to the directory of the config file.
-    pub file: String,
+    pub(crate) file: String,
 }
 
 /// One `[[pool]]`: a name answered with the addresses of its backends.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawPool {
+pub(crate) struct RawPool {
     /// Owner name of the pool; must sit inside a served zone.
-    pub name: Spanned<String>,
+    pub(crate) name: Spanned<String>,
     /// TTL of pool answers in seconds (default 5).
-    pub ttl: Option<Spanned<u32>>,
+    pub(crate) ttl: Option<Spanned<u32>>,
     /// Most addresses per answer; 0 or absent means all of them.
-    pub answers: Option<usize>,
+    pub(crate) answers: Option<usize>,
     /// Members: an address string, or a table `{ address, name, weight, tier, probe }`.
-    pub backends: Spanned<Vec<Spanned<RawBackend>>>,
+    pub(crate) backends: Spanned<Vec<Spanned<RawBackend>>>,
     /// Selection policy: `round-robin` (default), `random`, `least-loaded`, `weighted`,
     /// `priority`, `best`.
-    pub policy: Option<Spanned<String>>,
+    pub(crate) policy: Option<Spanned<String>>,
     /// `weighted`: scale each weight by 1 / (1 + load) when the probe reports load.
-    pub scale_by_load: Option<Spanned<bool>>,
+    pub(crate) scale_by_load: Option<Spanned<bool>>,
     /// `priority`: serve a tier alone while at least this many of it are up (default 1).
-    pub min_healthy: Option<Spanned<usize>>,
+    pub(crate) min_healthy: Option<Spanned<usize>>,
     /// What to answer when no backend of a family is up: `serve-all` (default), `nodata`,
     /// `servfail`, `fallback`.
-    pub all_down: Option<Spanned<String>>,
+    pub(crate) all_down: Option<Spanned<String>>,
     /// Addresses answered under `all_down = "fallback"`.
-    pub fallback: Option<Spanned<Vec<String>>>,
+    pub(crate) fallback: Option<Spanned<Vec<String>>>,
     /// TTL of answers given while all backends are down (default 1).
-    pub all_down_ttl: Option<Spanned<u32>>,
+    pub(crate) all_down_ttl: Option<Spanned<u32>>,
     /// byAge: a backend whose last good report is older than this counts as down.
-    pub max_age: Option<Spanned<String>>,
+    pub(crate) max_age: Option<Spanned<String>>,
+    /// The promise: a client behind a caching resolver stops receiving a dead or hung backend
+    /// within this time, e.g. `"5s"`. lbns derives the TTLs from it and `check` proves it.
+    pub(crate) failover: Option<Spanned<String>>,
+    /// The lowest TTL the clients' resolvers keep a record for (Knot Resolver: 5), in seconds;
+    /// `check` proves `failover` with it (default 0).
+    pub(crate) resolver_min_ttl: Option<Spanned<u32>>,
+    /// With `failover`: while fewer than this fraction of a family's backends are usable,
+    /// answers carry `all_down_ttl` (default 0.5).
+    pub(crate) min_up: Option<Spanned<f64>>,
     /// How backends are probed; backends may override single keys.
-    pub probe: Option<RawProbe>,
+    pub(crate) probe: Option<RawProbe>,
 }
 
 /// `probe = { ... }` on a pool or a backend. Every key is optional; a backend's keys override
 /// its pool's, the pool's override the defaults. The timing keys are common to every kind; the
 /// rest belong to the kind, which checks them (`src/probe/`).
 #[derive(Debug, Default, Clone, Deserialize)]
-pub struct RawProbe {
+pub(crate) struct RawProbe {
     /// `none` (always up, the default) or a probe kind: `tcp`, `http`, `lbcd`, `exec`, `file`.
-    pub kind: Option<String>,
-    pub interval: Option<String>,
-    pub timeout: Option<String>,
-    pub jitter: Option<String>,
-    pub rise: Option<u32>,
-    pub fall: Option<u32>,
+    pub(crate) kind: Option<String>,
+    pub(crate) interval: Option<String>,
+    pub(crate) timeout: Option<String>,
+    pub(crate) jitter: Option<String>,
+    pub(crate) rise: Option<u32>,
+    pub(crate) fall: Option<u32>,
     /// The kind's own keys (`port`, `url`, `command`, ...).
     #[serde(flatten)]
-    pub settings: toml::Table,
+    pub(crate) settings: toml::Table,
 }
 
 impl RawProbe {
     /// `self` with every key `over` sets replaced.
-    pub fn overlay(&self, over: &RawProbe) -> RawProbe {
+    pub(crate) fn overlay(&self, over: &RawProbe) -> RawProbe {
         let mut settings = self.settings.clone();
         settings.extend(over.settings.clone());
         RawProbe {
@@ -168,13 +177,13 @@ impl RawProbe {
 
 /// A backend as written: `"127.0.0.2"` or `{ address = "127.0.0.2", name = "web1", weight = 2 }`.
 #[derive(Debug, Default)]
-pub struct RawBackend {
-    pub address: String,
-    pub name: Option<String>,
-    pub weight: Option<u32>,
+pub(crate) struct RawBackend {
+    pub(crate) address: String,
+    pub(crate) name: Option<String>,
+    pub(crate) weight: Option<u32>,
     /// `priority` policy tier, 1 first (default 1).
-    pub tier: Option<u32>,
-    pub probe: Option<RawProbe>,
+    pub(crate) tier: Option<u32>,
+    pub(crate) probe: Option<RawProbe>,
 }
 
 #[derive(Deserialize)]

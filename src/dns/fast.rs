@@ -65,6 +65,7 @@ struct Parsed {
 }
 
 impl FastPath {
+    /// An empty template cache; it fills as queries come and empties when the zones change.
     pub fn new() -> FastPath {
         FastPath {
             zones: None,

@@ -17,16 +17,19 @@ use crate::snapshot::Snapshot;
 /// Which transport a query came in on; it decides the size limit of the response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transport {
+    /// The limit is the client's EDNS payload clamped to [512, `edns_udp_size`] (512 without
+    /// EDNS); over it, optional additional data goes first, then the answer is cut (TC=1).
     Udp,
+    /// 65,535 octets, the most the two-octet length prefix can frame (RFC 1035 §4.2.2).
     Tcp,
 }
 
 /// What was sent, for logs and metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Outcome {
-    pub rcode: ResponseCode,
-    pub qtype: Option<RecordType>,
-    pub truncated: bool,
+    pub(crate) rcode: ResponseCode,
+    pub(crate) qtype: Option<RecordType>,
+    pub(crate) truncated: bool,
 }
 
 /// Largest DNS message: the 16-bit length prefix of TCP framing (RFC 1035 §4.2.2).
@@ -46,7 +49,11 @@ pub fn handle(
 
 /// Answers `query` over UDP with header, question and OPT only, TC=1, so the client retries
 /// over TCP (RFC 9715 §3.1): for an answer the link could not carry unfragmented.
-pub fn handle_truncated(snap: &Snapshot, query: &[u8], out: &mut Vec<u8>) -> Option<Outcome> {
+pub(crate) fn handle_truncated(
+    snap: &Snapshot,
+    query: &[u8],
+    out: &mut Vec<u8>,
+) -> Option<Outcome> {
     answer(snap, query, Transport::Udp, Some(0), out)
 }
 

@@ -1,9 +1,10 @@
 //! The query path: DNS messages in, DNS messages out, read from the current snapshot.
 
 pub mod fast;
-pub mod handler;
-pub mod resolve;
+mod handler;
+mod resolve;
 #[cfg(test)]
 mod testing;
 
-pub use handler::{Outcome, Transport, handle, handle_truncated};
+pub(crate) use handler::handle_truncated;
+pub use handler::{Outcome, Transport, handle};

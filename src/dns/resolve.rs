@@ -14,22 +14,22 @@ const MAX_CNAME_CHAIN: usize = 8;
 
 /// The sections of a response, before encoding.
 #[derive(Debug, Default, PartialEq)]
-pub struct Answer {
-    pub rcode: ResponseCode,
-    pub authoritative: bool,
-    pub answers: Vec<Record>,
-    pub authorities: Vec<Record>,
-    pub additionals: Vec<Record>,
+pub(crate) struct Answer {
+    pub(crate) rcode: ResponseCode,
+    pub(crate) authoritative: bool,
+    pub(crate) answers: Vec<Record>,
+    pub(crate) authorities: Vec<Record>,
+    pub(crate) additionals: Vec<Record>,
     /// The additionals are referral glue that must not be dropped silently: if they do not fit,
     /// the response is truncated instead (RFC 9471).
-    pub glue_required: bool,
+    pub(crate) glue_required: bool,
     /// Pool data went into this answer (or could have): it changes with health and rotation,
     /// so the fast path must not cache it.
-    pub volatile: bool,
+    pub(crate) volatile: bool,
 }
 
 impl Answer {
-    pub fn refused() -> Answer {
+    pub(crate) fn refused() -> Answer {
         Answer {
             rcode: ResponseCode::Refused,
             ..Answer::default()
@@ -39,7 +39,7 @@ impl Answer {
 
 /// Answers `qname`/`qtype` (class IN) from `snap`. Pool answers advance the pool's rotation
 /// counter, so consecutive queries see rotated orders.
-pub fn resolve(snap: &Snapshot, qname: &Name, qtype: RecordType) -> Answer {
+pub(crate) fn resolve(snap: &Snapshot, qname: &Name, qtype: RecordType) -> Answer {
     let mut answer = Answer::default();
     let mut name = qname.clone();
     let mut lower = LowerName::new(&name);

@@ -74,9 +74,9 @@ pub(crate) fn run(
 /// A response from the handler, parsed, with its wire form.
 #[derive(Debug)]
 pub(crate) struct Reply {
-    pub outcome: Outcome,
-    pub message: Message,
-    pub wire: Vec<u8>,
+    pub(crate) outcome: Outcome,
+    pub(crate) message: Message,
+    pub(crate) wire: Vec<u8>,
 }
 
 /// Parses a response the handler wrote.

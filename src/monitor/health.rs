@@ -8,45 +8,45 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::domain::{Backend, HealthState, LbcdWeight, Model, Observation, Verdict};
+use crate::domain::{Backend, HealthState, LbcdWeight, Model, Observation, ProbeSpec, Verdict};
 
 /// Health of one backend over time.
 #[derive(Debug, Clone)]
-pub struct Health {
-    pub state: HealthState,
+pub(crate) struct Health {
+    pub(crate) state: HealthState,
     /// Consecutive results agreeing with each other, for rise/fall.
     successes: u32,
     failures: u32,
     /// The latest observation and when it was made.
-    pub last: Option<(Instant, Observation)>,
+    pub(crate) last: Option<(Instant, Observation)>,
     /// When the latest successful probe was made.
-    pub last_ok: Option<Instant>,
+    pub(crate) last_ok: Option<Instant>,
     /// State changes so far.
-    pub flips: u64,
+    pub(crate) flips: u64,
     /// Every probe result so far, for `/metrics`.
-    pub probes: ProbeStats,
+    pub(crate) probes: ProbeStats,
 }
 
 /// Upper bounds (seconds) of the probe latency histogram buckets: sub-millisecond loopback
 /// answers up to the longest timeout the failover bound allows in practice.
-pub const LATENCY_BUCKETS: [f64; 12] = [
+pub(crate) const LATENCY_BUCKETS: [f64; 12] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
 ];
 
 /// Counts of probe results and a latency histogram (Prometheus style, not cumulative here).
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct ProbeStats {
-    pub ok: u64,
-    pub failed: u64,
-    /// `buckets[i]` counts probes with latency in (LATENCY_BUCKETS[i-1], LATENCY_BUCKETS[i]];
+pub(crate) struct ProbeStats {
+    pub(crate) ok: u64,
+    pub(crate) failed: u64,
+    /// `buckets[i]` counts probes with latency in `(LATENCY_BUCKETS[i-1], LATENCY_BUCKETS[i]]`;
     /// slower ones are only in the total (`ok + failed`).
-    pub buckets: [u64; LATENCY_BUCKETS.len()],
-    pub latency_sum: Duration,
+    pub(crate) buckets: [u64; LATENCY_BUCKETS.len()],
+    pub(crate) latency_sum: Duration,
 }
 
 impl ProbeStats {
     /// Counts one probe result.
-    pub fn add(&mut self, obs: &Observation) {
+    pub(crate) fn add(&mut self, obs: &Observation) {
         if obs.ok {
             self.ok += 1;
         } else {
@@ -60,18 +60,18 @@ impl ProbeStats {
     }
 
     /// Probes counted, successful or not.
-    pub fn count(&self) -> u64 {
+    pub(crate) fn count(&self) -> u64 {
         self.ok + self.failed
     }
 }
 
 /// A change of state, to log once.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Flip {
-    pub from: HealthState,
-    pub to: HealthState,
+pub(crate) struct Flip {
+    pub(crate) from: HealthState,
+    pub(crate) to: HealthState,
     /// The observation's detail that caused it.
-    pub cause: String,
+    pub(crate) cause: String,
 }
 
 impl Default for Health {
@@ -82,7 +82,7 @@ impl Default for Health {
 
 impl Health {
     /// Not probed yet.
-    pub fn new() -> Health {
+    pub(crate) fn new() -> Health {
         Health {
             state: HealthState::Unknown,
             successes: 0,
@@ -95,7 +95,7 @@ impl Health {
     }
 
     /// A backend that is never probed (kind `none`).
-    pub fn always_up() -> Health {
+    pub(crate) fn always_up() -> Health {
         Health {
             state: HealthState::Up,
             ..Health::new()
@@ -106,7 +106,7 @@ impl Health {
     /// known-dead backend must not wait `rise` rounds to be excluded, nor a good one to be
     /// included); after that `rise` successes bring a backend up and `fall` failures take it
     /// down.
-    pub fn observe(
+    pub(crate) fn observe(
         &mut self,
         now: Instant,
         obs: Observation,
@@ -145,20 +145,51 @@ impl Health {
     }
 
     /// Up and its last good report is no older than `max_age` (byAge).
-    pub fn usable(&self, now: Instant, max_age: Duration) -> bool {
+    pub(crate) fn usable(&self, now: Instant, max_age: Duration) -> bool {
         self.state == HealthState::Up
             && self
                 .last_ok
                 .is_none_or(|t| now.saturating_duration_since(t) <= max_age)
     }
 
+    /// For a usable backend in doubt, the whole seconds (rounded down) until it can be
+    /// declared down; `None` while it is not in doubt. In doubt: its latest probe failed
+    /// (`fall - failures` more failures, each up to `interval + jitter` after the previous
+    /// start, the last taking up to `timeout`), or a result is overdue (no probe has ended
+    /// within `interval + jitter + timeout` of the last one, so byAge will remove it at
+    /// `last_ok + max_age`).
+    pub(crate) fn seconds_left(
+        &self,
+        now: Instant,
+        spec: &ProbeSpec,
+        max_age: Duration,
+    ) -> Option<u32> {
+        let (at, obs) = self.last.as_ref()?;
+        let t = spec.timing;
+        let stale_at = self.last_ok.map(|ok| ok + max_age);
+        let deadline = if !obs.ok && self.state == HealthState::Up {
+            // The failed probe started `latency` before it ended; the next starts are due on
+            // the schedule from there.
+            let started = at.checked_sub(obs.latency).unwrap_or(*at);
+            let left = t.fall.saturating_sub(self.failures).max(1);
+            let fall_at = started + (t.interval + t.jitter) * left + t.timeout;
+            Some(stale_at.map_or(fall_at, |s| s.min(fall_at)))
+        } else if now.saturating_duration_since(*at) > t.interval + t.jitter + t.timeout {
+            stale_at
+        } else {
+            None
+        }?;
+        let left = deadline.saturating_duration_since(now).as_secs();
+        Some(left.min(u64::from(u32::MAX)) as u32)
+    }
+
     /// The latest reported load, if the probe reports one.
-    pub fn load(&self) -> Option<f64> {
+    pub(crate) fn load(&self) -> Option<f64> {
         self.last.as_ref().and_then(|(_, o)| o.load)
     }
 
     /// lbcd's latest weight, if the probe is lbcd.
-    pub fn lbcd(&self) -> Option<LbcdWeight> {
+    pub(crate) fn lbcd(&self) -> Option<LbcdWeight> {
         self.last.as_ref().and_then(|(_, o)| o.lbcd)
     }
 }
@@ -166,7 +197,7 @@ impl Health {
 /// The health of every backend of a [`Model`] and the operator's drained set, indexed like the
 /// model's pools and backends.
 #[derive(Debug, Clone, Default)]
-pub struct HealthTable {
+pub(crate) struct HealthTable {
     rows: Vec<Vec<Health>>,
     /// (pool name, backend name) taken out of answers by an operator. Kept by name, so a
     /// backend removed by one reload and added back by the next is still drained.
@@ -179,7 +210,7 @@ impl HealthTable {
     /// The table for `model`: health carried over from `old` (with its model) where pool,
     /// address and probe are the same; `Up` for unprobed backends; `Unknown` otherwise. The
     /// drained set is kept.
-    pub fn new(model: &Model, old: Option<(&Model, &HealthTable)>) -> HealthTable {
+    pub(crate) fn new(model: &Model, old: Option<(&Model, &HealthTable)>) -> HealthTable {
         let rows = model
             .pools
             .iter()
@@ -213,12 +244,12 @@ impl HealthTable {
     }
 
     /// One backend's health.
-    pub fn health(&self, pool: usize, backend: usize) -> &Health {
+    pub(crate) fn health(&self, pool: usize, backend: usize) -> &Health {
         &self.rows[pool][backend]
     }
 
     /// Applies one observation of backend `backend` of pool `pool` (of `model`) made at `at`.
-    pub fn observe(
+    pub(crate) fn observe(
         &mut self,
         model: &Model,
         pool: usize,
@@ -235,17 +266,17 @@ impl HealthTable {
     }
 
     /// Whether the operator drained this backend.
-    pub fn is_drained(&self, pool: usize, backend: usize) -> bool {
+    pub(crate) fn is_drained(&self, pool: usize, backend: usize) -> bool {
         self.drained_flags[pool][backend]
     }
 
     /// The drained set, by (pool name, backend name).
-    pub fn drained(&self) -> &HashSet<(String, String)> {
+    pub(crate) fn drained(&self) -> &HashSet<(String, String)> {
         &self.drained
     }
 
     /// Drains or undrains one backend, by name.
-    pub fn set_drained(&mut self, model: &Model, key: (String, String), drained: bool) {
+    pub(crate) fn set_drained(&mut self, model: &Model, key: (String, String), drained: bool) {
         if drained {
             self.drained.insert(key);
         } else {
@@ -255,7 +286,7 @@ impl HealthTable {
     }
 
     /// Replaces the whole drained set (restoring state at start).
-    pub fn replace_drained(&mut self, model: &Model, drained: HashSet<(String, String)>) {
+    pub(crate) fn replace_drained(&mut self, model: &Model, drained: HashSet<(String, String)>) {
         self.drained = drained;
         self.resolve_drained(model);
     }
@@ -275,28 +306,37 @@ impl HealthTable {
     }
 
     /// What selection needs of every backend at `now`: usable (up, fresh, not drained), load.
-    pub fn verdicts(&self, model: &Model, now: Instant) -> Vec<Vec<Verdict>> {
+    pub(crate) fn verdicts(&self, model: &Model, now: Instant) -> Vec<Vec<Verdict>> {
         (0..model.pools.len())
             .map(|pi| self.pool_verdicts(model, pi, now))
             .collect()
     }
 
     /// [`HealthTable::verdicts`] of one pool.
-    pub fn pool_verdicts(&self, model: &Model, pool: usize, now: Instant) -> Vec<Verdict> {
+    pub(crate) fn pool_verdicts(&self, model: &Model, pool: usize, now: Instant) -> Vec<Verdict> {
         let p = &model.pools[pool];
         self.rows[pool]
             .iter()
             .zip(&self.drained_flags[pool])
-            .map(|(h, &drained)| Verdict {
-                usable: h.usable(now, p.max_age) && !drained,
-                load: h.load(),
-                lbcd: h.lbcd(),
+            .zip(&p.backends)
+            .map(|((h, &drained), b)| {
+                let usable = h.usable(now, p.max_age) && !drained;
+                let ttl_cap = match (&p.adaptive, &b.probe) {
+                    (Some(_), Some(spec)) if usable => h.seconds_left(now, spec, p.max_age),
+                    _ => None,
+                };
+                Verdict {
+                    usable,
+                    load: h.load(),
+                    lbcd: h.lbcd(),
+                    ttl_cap,
+                }
             })
             .collect()
     }
 
     /// Which backends of `model` are probed, as (pool, backend, backend) triples.
-    pub fn probed(model: &Model) -> impl Iterator<Item = (usize, usize, &Backend)> {
+    pub(crate) fn probed(model: &Model) -> impl Iterator<Item = (usize, usize, &Backend)> {
         model.pools.iter().enumerate().flat_map(|(pi, p)| {
             p.backends
                 .iter()
@@ -453,5 +493,80 @@ probe = { kind = "tcp", port = 80 }
         assert_eq!(t2.health(0, 0).state, HealthState::Unknown);
         let t3 = HealthTable::new(&m, Some((&m, &t)));
         assert_eq!(t3.health(0, 0).state, HealthState::Up);
+    }
+
+    fn obs_took(ok: bool, ms: u64) -> Observation {
+        Observation {
+            latency: Duration::from_millis(ms),
+            ..obs(ok)
+        }
+    }
+
+    /// One probed backend with the default timing, in a pool with `failover = "5s"`.
+    fn adaptive_model() -> Model {
+        let text = r#"
+[[zone]]
+origin = "example."
+file = "example.zone"
+
+[[pool]]
+name = "p.example."
+failover = "5s"
+backends = ["127.0.0.2"]
+probe = { kind = "tcp", port = 80 }
+"#;
+        let config = crate::config::Config::parse(text, std::path::Path::new("t.toml")).unwrap();
+        Model::new(&config)
+    }
+
+    fn cap(t: &HealthTable, m: &Model) -> Option<u32> {
+        t.pool_verdicts(m, 0, Instant::now())[0].ttl_cap
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_backend_in_doubt_caps_the_ttl_to_the_seconds_left() {
+        let m = adaptive_model();
+        let mut t = HealthTable::new(&m, None);
+        let start = Instant::now();
+        t.observe(&m, 0, 0, start, obs(true));
+        assert_eq!(cap(&t, &m), None, "a fresh good result is no doubt");
+        // A probe started at 0.5 s fails by timeout at 1.0 s: the next can start by
+        // 0.5 + 1.2 = 1.7 s and fail by 2.2 s (fall 2), so it can be down 1.2 s from now.
+        tokio::time::advance(Duration::from_secs(1)).await;
+        t.observe(&m, 0, 0, Instant::now(), obs_took(false, 500));
+        assert_eq!(t.health(0, 0).state, HealthState::Up);
+        assert_eq!(cap(&t, &m), Some(1));
+        tokio::time::advance(Duration::from_millis(300)).await;
+        assert_eq!(cap(&t, &m), Some(0), "the last second is served with TTL 0");
+        // A success ends the doubt.
+        t.observe(&m, 0, 0, Instant::now(), obs(true));
+        assert_eq!(cap(&t, &m), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_overdue_result_caps_the_ttl_to_staleness() {
+        let m = adaptive_model();
+        let mut t = HealthTable::new(&m, None);
+        t.observe(&m, 0, 0, Instant::now(), obs(true));
+        // A result is due within interval + jitter + timeout = 1.7 s.
+        tokio::time::advance(Duration::from_millis(1700)).await;
+        assert_eq!(cap(&t, &m), None);
+        // Overdue: byAge removes it at last good + max_age (2.9 s), 1.1 s from 1.8 s.
+        tokio::time::advance(Duration::from_millis(100)).await;
+        assert_eq!(cap(&t, &m), Some(1));
+        tokio::time::advance(Duration::from_millis(200)).await;
+        assert_eq!(cap(&t, &m), Some(0));
+        tokio::time::advance(Duration::from_millis(1000)).await;
+        assert!(!t.pool_verdicts(&m, 0, Instant::now())[0].usable, "stale");
+    }
+
+    #[test]
+    fn without_failover_no_ttl_is_capped() {
+        let m = model();
+        let mut t = HealthTable::new(&m, None);
+        let now = Instant::now();
+        t.observe(&m, 0, 0, now, obs(true));
+        t.observe(&m, 0, 0, now, obs(false));
+        assert_eq!(t.pool_verdicts(&m, 0, now)[0].ttl_cap, None);
     }
 }

@@ -10,9 +10,9 @@
 //! load changes, and on a [`TICK`] when a backend goes stale (byAge) — and takes drains and
 //! reloads. The status view reads it through [`Monitor::inspect`]; it is not defined here.
 
-pub mod health;
-pub mod publisher;
-pub mod scheduler;
+pub(crate) mod health;
+pub(crate) mod publisher;
+pub(crate) mod scheduler;
 
 use std::collections::{BTreeSet, HashSet};
 use std::net::IpAddr;
@@ -32,9 +32,9 @@ use publisher::{Change, Publisher};
 use scheduler::{Observed, Scheduler};
 
 /// Load-only changes (no flip) are published at most this often.
-pub const LOAD_REPUBLISH: Duration = Duration::from_millis(500);
+pub(crate) const LOAD_REPUBLISH: Duration = Duration::from_millis(500);
 /// How often staleness (byAge) is re-evaluated without new observations.
-pub const TICK: Duration = Duration::from_millis(100);
+pub(crate) const TICK: Duration = Duration::from_millis(100);
 
 /// The model in force, its health, and what was published from them; behind one lock held
 /// only briefly.
@@ -52,21 +52,19 @@ struct Inner {
 }
 
 /// A read-only look at the probe side, for the status view.
-pub struct Inspect<'a> {
+pub(crate) struct Inspect<'a> {
     /// The model in force.
-    pub model: &'a Model,
+    pub(crate) model: &'a Model,
     /// Health and drains, indexed like the model.
-    pub table: &'a HealthTable,
+    pub(crate) table: &'a HealthTable,
     /// Each backend's probe, as [`crate::probe::Probe::describe`] names it (`none` if unprobed).
-    pub probes: &'a [Vec<String>],
-    /// The published generation.
-    pub generation: u64,
+    pub(crate) probes: &'a [Vec<String>],
     /// The time the table is read at.
-    pub now: Instant,
+    pub(crate) now: Instant,
 }
 
 /// Owns the scheduler, the health table and the publisher.
-pub struct Monitor {
+pub(crate) struct Monitor {
     inner: Arc<Mutex<Inner>>,
     cell: SnapshotCell,
     scheduler: Scheduler,
@@ -77,7 +75,7 @@ pub struct Monitor {
 impl Monitor {
     /// Runs one probe round (bounded by the probes' timeouts) so that no known-dead backend is
     /// ever answered, publishes the first snapshot, then starts probing on schedule.
-    pub async fn start(model: Model, zones: ZoneSet) -> Monitor {
+    pub(crate) async fn start(model: Model, zones: ZoneSet) -> Monitor {
         let scheduler = Scheduler::new();
         let mut table = HealthTable::new(&model, None);
         apply_first_round(&scheduler, &model, &mut table).await;
@@ -108,18 +106,13 @@ impl Monitor {
     }
 
     /// The cell the query path reads.
-    pub fn cell(&self) -> SnapshotCell {
+    pub(crate) fn cell(&self) -> SnapshotCell {
         self.cell.clone()
-    }
-
-    /// The model in force.
-    pub fn model(&self) -> Arc<Model> {
-        self.lock().model.clone()
     }
 
     /// Swaps in a new model and zones. Backends whose pool, address and probe are unchanged
     /// keep their health; new ones get one probe round before the new snapshot is published.
-    pub async fn reload(&self, model: Model, zones: ZoneSet) {
+    pub(crate) async fn reload(&self, model: Model, zones: ZoneSet) {
         let mut table = {
             let i = self.lock();
             HealthTable::new(&model, Some((&i.model, &i.table)))
@@ -147,7 +140,7 @@ impl Monitor {
     /// Takes a backend out of answers (or puts it back) regardless of health. `pool` and
     /// `backend` are the names [`Monitor::drain_key`] gives. Returns false if there is no such
     /// backend in the model in force.
-    pub fn set_drained(&self, pool: &str, backend: &str, drained: bool) -> bool {
+    pub(crate) fn set_drained(&self, pool: &str, backend: &str, drained: bool) -> bool {
         let mut guard = self.lock();
         let i = &mut *guard;
         let Some((pi, _)) = locate(&i.model, pool, backend) else {
@@ -162,7 +155,7 @@ impl Monitor {
     }
 
     /// Replaces the whole drained set (restoring state at start).
-    pub fn restore_drained(&self, drained: HashSet<(String, String)>) {
+    pub(crate) fn restore_drained(&self, drained: HashSet<(String, String)>) {
         let mut guard = self.lock();
         let i = &mut *guard;
         i.table.replace_drained(&i.model, drained);
@@ -174,18 +167,18 @@ impl Monitor {
     }
 
     /// The drained set, by (pool name, backend name).
-    pub fn drained(&self) -> HashSet<(String, String)> {
+    pub(crate) fn drained(&self) -> HashSet<(String, String)> {
         self.lock().table.drained().clone()
     }
 
     /// Whether a pool of this name (any case, final dot optional) is configured.
-    pub fn has_pool(&self, pool: &str) -> bool {
+    pub(crate) fn has_pool(&self, pool: &str) -> bool {
         self.lock().model.find_pool(pool).is_some()
     }
 
     /// The drained-set key for `pool` (any case, final dot optional) and `backend` (its name
     /// or address) in the model in force, or `None` if there is no such backend.
-    pub fn drain_key(&self, pool: &str, backend: &str) -> Option<(String, String)> {
+    pub(crate) fn drain_key(&self, pool: &str, backend: &str) -> Option<(String, String)> {
         let i = self.lock();
         let (pi, bi) = locate(&i.model, pool, backend)?;
         let p = &i.model.pools[pi];
@@ -194,19 +187,18 @@ impl Monitor {
 
     /// Runs `f` on a consistent view of the model, health table and probes (under the lock:
     /// keep `f` short).
-    pub fn inspect<R>(&self, f: impl FnOnce(&Inspect<'_>) -> R) -> R {
+    pub(crate) fn inspect<R>(&self, f: impl FnOnce(&Inspect<'_>) -> R) -> R {
         let i = self.lock();
         f(&Inspect {
             model: &i.model,
             table: &i.table,
             probes: &i.probes,
-            generation: i.publisher.generation(),
             now: Instant::now(),
         })
     }
 
     /// Stops every probe and the loop that applies their observations.
-    pub fn stop(&self) {
+    pub(crate) fn stop(&self) {
         self.scheduler.stop();
         self.applier.abort();
     }
@@ -322,7 +314,43 @@ async fn apply_loop(inner: Arc<Mutex<Inner>>, mut rx: mpsc::UnboundedReceiver<Ob
             let verdicts: Vec<_> = (0..i.model.pools.len())
                 .map(|pi| (pi, i.table.pool_verdicts(&i.model, pi, now)))
                 .collect();
+            log_stale(i, &verdicts, now);
             i.publisher.update(&i.model, verdicts, Change::Usable);
+        }
+    }
+}
+
+/// Logs each backend that byAge takes out of answers (up, not drained, but its last good
+/// probe older than `max_age`), once, like a flip.
+fn log_stale(i: &Inner, verdicts: &[(usize, Vec<crate::domain::Verdict>)], now: Instant) {
+    for (pi, new) in verdicts {
+        let published = i.publisher.published(*pi);
+        for (bi, (was, is)) in published.iter().zip(new).enumerate() {
+            let h = i.table.health(*pi, bi);
+            if was.usable
+                && !is.usable
+                && h.state == HealthState::Up
+                && !i.table.is_drained(*pi, bi)
+            {
+                let p = &i.model.pools[*pi];
+                let b = &p.backends[bi];
+                let age = h.last_ok.map(|t| now.saturating_duration_since(t));
+                tracing::warn!(
+                    pool = %p.name,
+                    backend = %b.name,
+                    address = %b.address,
+                    from = "up",
+                    cause = %format!(
+                        "no successful probe for {} (max_age {})",
+                        age.map_or("ever".to_owned(), |a| humantime::format_duration(
+                            Duration::from_millis(a.as_millis() as u64)
+                        )
+                        .to_string()),
+                        humantime::format_duration(p.max_age)
+                    ),
+                    "backend stale"
+                );
+            }
         }
     }
 }

@@ -15,15 +15,16 @@ use crate::zones::ZoneSet;
 
 /// What makes a pool's new verdicts worth a recompile.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Change {
-    /// Only a change in who is usable (a flip, a drain, staleness).
+pub(crate) enum Change {
+    /// Only a change in who is usable (a flip, a drain, staleness) or in a TTL cap (a backend
+    /// in doubt, its seconds counting down).
     Usable,
     /// Any change, loads included.
     Any,
 }
 
 /// Owns the published cell and each pool's compiled answer.
-pub struct Publisher {
+pub(crate) struct Publisher {
     cell: SnapshotCell,
     generation: u64,
     zones: Arc<ZoneSet>,
@@ -35,7 +36,11 @@ pub struct Publisher {
 
 impl Publisher {
     /// Compiles and publishes the first snapshot of `model`.
-    pub fn new(model: &Model, zones: Arc<ZoneSet>, verdicts: Vec<Vec<Verdict>>) -> Publisher {
+    pub(crate) fn new(
+        model: &Model,
+        zones: Arc<ZoneSet>,
+        verdicts: Vec<Vec<Verdict>>,
+    ) -> Publisher {
         let mut publisher = Publisher {
             cell: Arc::new(ArcSwap::from_pointee(Snapshot::new(
                 model,
@@ -53,23 +58,18 @@ impl Publisher {
     }
 
     /// The cell the query path reads.
-    pub fn cell(&self) -> &SnapshotCell {
+    pub(crate) fn cell(&self) -> &SnapshotCell {
         &self.cell
     }
 
-    /// The generation of the latest snapshot.
-    pub fn generation(&self) -> u64 {
-        self.generation
-    }
-
     /// The verdicts pool `pool`'s published answer was compiled from.
-    pub fn published(&self, pool: usize) -> &[Verdict] {
+    pub(crate) fn published(&self, pool: usize) -> &[Verdict] {
         &self.compiled[pool].0
     }
 
     /// Publishes a new model (a reload): every pool is compiled afresh; counters of pools that
     /// keep their name carry over. `zones`: the new zones, if they changed.
-    pub fn replace(
+    pub(crate) fn replace(
         &mut self,
         model: &Model,
         zones: Option<Arc<ZoneSet>>,
@@ -98,7 +98,7 @@ impl Publisher {
     /// Offers new verdicts for some pools of the current `model`; those that differ from what
     /// their answer was compiled from (by `change`) are recompiled, and if any was, a new
     /// snapshot is published. Returns whether one was.
-    pub fn update(
+    pub(crate) fn update(
         &mut self,
         model: &Model,
         pools: impl IntoIterator<Item = (usize, Vec<Verdict>)>,
@@ -109,7 +109,10 @@ impl Publisher {
             let old = &self.compiled[i].0;
             let differs = match change {
                 Change::Any => *old != v,
-                Change::Usable => old.iter().zip(&v).any(|(a, b)| a.usable != b.usable),
+                Change::Usable => old
+                    .iter()
+                    .zip(&v)
+                    .any(|(a, b)| (a.usable, a.ttl_cap) != (b.usable, b.ttl_cap)),
             };
             if differs {
                 changed.push((i, v));
@@ -162,6 +165,7 @@ backends = ["127.0.0.4", "127.0.0.5"]
             usable,
             load,
             lbcd: None,
+            ttl_cap: None,
         }
     }
 

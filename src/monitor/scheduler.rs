@@ -14,21 +14,21 @@ use crate::monitor::health::HealthTable;
 use crate::probe::{self, Probe, Shared};
 
 /// Most probes in flight at once, so 10,000 backends cannot exhaust sockets or file handles.
-pub const MAX_CONCURRENT_PROBES: usize = 512;
+pub(crate) const MAX_CONCURRENT_PROBES: usize = 512;
 
 /// One observation of one backend, as a probe task sends it. `epoch` tells the publisher
 /// whether it was made under the current model (a reload starts a new epoch).
 #[derive(Debug)]
-pub struct Observed {
-    pub epoch: u64,
-    pub pool: usize,
-    pub backend: usize,
-    pub at: Instant,
-    pub obs: Observation,
+pub(crate) struct Observed {
+    pub(crate) epoch: u64,
+    pub(crate) pool: usize,
+    pub(crate) backend: usize,
+    pub(crate) at: Instant,
+    pub(crate) obs: Observation,
 }
 
 /// Owns the probe tasks.
-pub struct Scheduler {
+pub(crate) struct Scheduler {
     shared: Shared,
     slots: Arc<Semaphore>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
@@ -42,7 +42,7 @@ impl Default for Scheduler {
 
 impl Scheduler {
     /// A scheduler with no tasks yet.
-    pub fn new() -> Scheduler {
+    pub(crate) fn new() -> Scheduler {
         Scheduler {
             shared: Shared::new(),
             slots: Arc::new(Semaphore::new(MAX_CONCURRENT_PROBES)),
@@ -51,13 +51,13 @@ impl Scheduler {
     }
 
     /// What probes share (the HTTP client).
-    pub fn shared(&self) -> &Shared {
+    pub(crate) fn shared(&self) -> &Shared {
         &self.shared
     }
 
     /// Probes every backend of `model` whose health in `table` is still unknown, all at once
     /// (bounded by the probes' timeouts), and returns what each saw.
-    pub async fn first_round(&self, model: &Model, table: &HealthTable) -> Vec<Observed> {
+    pub(crate) async fn first_round(&self, model: &Model, table: &HealthTable) -> Vec<Observed> {
         let mut jobs = tokio::task::JoinSet::new();
         for (pi, bi, b) in HealthTable::probed(model) {
             if table.health(pi, bi).state != crate::domain::HealthState::Unknown {
@@ -89,7 +89,12 @@ impl Scheduler {
 
     /// Replaces the probe tasks with one per probed backend of `model`, each sending to
     /// `observed` tagged with `epoch`.
-    pub fn start(&self, model: &Model, epoch: u64, observed: &mpsc::UnboundedSender<Observed>) {
+    pub(crate) fn start(
+        &self,
+        model: &Model,
+        epoch: u64,
+        observed: &mpsc::UnboundedSender<Observed>,
+    ) {
         let mut tasks = self.tasks.lock().expect("tasks lock");
         for t in tasks.drain(..) {
             t.abort();
@@ -110,7 +115,7 @@ impl Scheduler {
     }
 
     /// Stops every probe task.
-    pub fn stop(&self) {
+    pub(crate) fn stop(&self) {
         for t in self.tasks.lock().expect("tasks lock").drain(..) {
             t.abort();
         }

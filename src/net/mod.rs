@@ -1,9 +1,9 @@
 //! Listeners: UDP worker threads and the TCP accept loop, both feeding the query handler.
 
-pub mod tcp;
-pub mod udp;
+pub(crate) mod tcp;
+pub(crate) mod udp;
 #[cfg(feature = "xdp")]
-pub mod xdp;
+pub(crate) mod xdp;
 
 use std::io;
 use std::net::SocketAddr;
@@ -20,15 +20,25 @@ use crate::snapshot::Snapshot;
 /// A listener that could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum NetError {
+    /// A socket could not be created, configured or bound.
     #[error("cannot listen on {proto} {addr}: {source}")]
     Bind {
+        /// Which listener: `udp`, `tcp` or `status http`.
         proto: &'static str,
+        /// The address from the config.
         addr: SocketAddr,
+        /// The OS error.
         #[source]
         source: io::Error,
     },
+    /// `[server] xdp` could not be put to work (or this build has no AF_XDP support).
     #[error("cannot answer through AF_XDP on {iface}: {reason}")]
-    Xdp { iface: String, reason: String },
+    Xdp {
+        /// The interface from `[server] xdp`.
+        iface: String,
+        /// The step that failed and why.
+        reason: String,
+    },
 }
 
 /// What a UDP worker (socket or AF_XDP) answers each query with: its fast-path cache, its

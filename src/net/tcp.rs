@@ -18,7 +18,7 @@ use crate::querylog::QueryLog;
 use crate::snapshot::SnapshotCell;
 
 /// Binds a TCP listener on `addr`.
-pub fn bind(addr: SocketAddr) -> Result<std::net::TcpListener, NetError> {
+pub(crate) fn bind(addr: SocketAddr) -> Result<std::net::TcpListener, NetError> {
     let err = |source| NetError::Bind {
         proto: "tcp",
         addr,
@@ -42,13 +42,13 @@ pub fn bind(addr: SocketAddr) -> Result<std::net::TcpListener, NetError> {
 
 /// Limits applied to every connection.
 #[derive(Debug, Clone, Copy)]
-pub struct Limits {
-    pub idle_timeout: Duration,
-    pub max_connections: usize,
+pub(crate) struct Limits {
+    pub(crate) idle_timeout: Duration,
+    pub(crate) max_connections: usize,
 }
 
 /// Accepts connections until `cancel` fires.
-pub async fn serve(
+pub(crate) async fn serve(
     listener: std::net::TcpListener,
     cell: SnapshotCell,
     metrics: Arc<Metrics>,

@@ -22,7 +22,7 @@ use crate::querylog::QueryLog;
 use crate::snapshot::SnapshotCell;
 
 /// Binds `workers` sockets on `addr` (all on the port the first one got, if `addr` has port 0).
-pub fn bind(addr: SocketAddr, workers: usize) -> Result<Vec<UdpSocket>, NetError> {
+pub(crate) fn bind(addr: SocketAddr, workers: usize) -> Result<Vec<UdpSocket>, NetError> {
     let mut sockets = Vec::with_capacity(workers);
     let mut addr = addr;
     for _ in 0..workers.max(1) {
@@ -89,7 +89,7 @@ fn dont_fragment(socket: &Socket, addr: SocketAddr) -> std::io::Result<()> {
 }
 
 /// The running UDP workers of every listen address.
-pub struct Workers {
+pub(crate) struct Workers {
     sockets: Vec<Arc<UdpSocket>>,
     threads: Vec<JoinHandle<()>>,
     stop: Arc<AtomicBool>,
@@ -97,7 +97,7 @@ pub struct Workers {
 
 impl Workers {
     /// Starts one worker thread per socket.
-    pub fn spawn(
+    pub(crate) fn spawn(
         sockets: Vec<UdpSocket>,
         cell: SnapshotCell,
         metrics: Arc<Metrics>,
@@ -129,7 +129,7 @@ impl Workers {
 
     /// Stops every worker and waits for it, at most [`STOP_GRACE`] in all (blocking: call off
     /// the async runtime). Queries already received are answered first.
-    pub fn stop(self) {
+    pub(crate) fn stop(self) {
         self.stop.store(true, Ordering::Relaxed);
         for socket in &self.sockets {
             // On Linux, shutdown of an unconnected UDP socket fails with ENOTCONN but still

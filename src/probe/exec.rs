@@ -32,14 +32,14 @@ use super::{Probe, ProbeFuture, Reading, Target};
 /// Most probe commands that may exist at once in the whole process. A probe waiting for one of
 /// these slots is already inside its timeout; a slot is given back only once the command's
 /// process has been reaped (after a timeout, as soon as the kill has landed).
-pub const MAX_RUNNING: usize = 32;
+pub(crate) const MAX_RUNNING: usize = 32;
 
 /// The slots of [`MAX_RUNNING`] every exec probe draws from.
 static SLOTS: Semaphore = Semaphore::const_new(MAX_RUNNING);
 
 /// Most bytes of stdout, and of stderr, kept per run; the rest is read and dropped, so a chatty
 /// command never blocks on a full pipe.
-pub const MAX_OUTPUT: usize = 4096;
+pub(crate) const MAX_OUTPUT: usize = 4096;
 
 /// Most bytes read from a pipe after the command has exited: what it wrote before exiting, but
 /// not an endless stream from a process that left its group holding the pipe.
@@ -60,7 +60,7 @@ struct Settings {
 }
 
 /// `kind = "exec"`: up when the command exits with status 0.
-pub fn build(table: &toml::Table, target: &Target<'_>) -> Result<Box<dyn Probe>, String> {
+pub(crate) fn build(table: &toml::Table, target: &Target<'_>) -> Result<Box<dyn Probe>, String> {
     Ok(Box::new(exec_probe(table, target)?))
 }
 

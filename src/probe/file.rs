@@ -24,7 +24,7 @@ use super::exec::excerpt;
 use super::{Probe, ProbeFuture, Reading, Target};
 
 /// Largest state file read; a larger one is an error (its contents are never shown).
-pub const MAX_FILE: u64 = 16 << 20;
+pub(crate) const MAX_FILE: u64 = 16 << 20;
 
 /// Most characters of a bad token quoted in a detail.
 const EXCERPT: usize = 40;
@@ -39,7 +39,7 @@ struct Settings {
 }
 
 /// `kind = "file"`: up when the state file says `up` for this backend.
-pub fn build(table: &toml::Table, target: &Target<'_>) -> Result<Box<dyn Probe>, String> {
+pub(crate) fn build(table: &toml::Table, target: &Target<'_>) -> Result<Box<dyn Probe>, String> {
     let Settings { path, key } = super::settings("file", table)?;
     let path = path
         .filter(|p| !p.is_empty())

@@ -7,7 +7,7 @@ use std::time::Duration;
 use super::{Probe, ProbeFuture, Reading, Target};
 
 /// Most body bytes read when the body is checked, unless `max_body` says otherwise.
-pub const DEFAULT_MAX_BODY: usize = 64 * 1024;
+pub(crate) const DEFAULT_MAX_BODY: usize = 64 * 1024;
 
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -30,7 +30,7 @@ struct Settings {
 
 /// `kind = "http"`: up when a GET answers with an expected status (and body text, and a load
 /// header, when asked for).
-pub fn build(table: &toml::Table, target: &Target<'_>) -> Result<Box<dyn Probe>, String> {
+pub(crate) fn build(table: &toml::Table, target: &Target<'_>) -> Result<Box<dyn Probe>, String> {
     let Settings {
         port,
         url,
@@ -104,7 +104,7 @@ impl Probe for HttpProbe {
 
 /// The shared client: no redirects, no proxies from the environment (probes go straight to the
 /// backend), no connection reuse (a probe must see a fresh connect to notice a dead process).
-pub fn client() -> reqwest::Client {
+pub(crate) fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .no_proxy()

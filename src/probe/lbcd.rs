@@ -32,7 +32,7 @@ pub const DEFAULT_PORT: u16 = 4330;
 
 /// The most services a v3 request may name (`LBCD_MAX_SERVICES`); lbcd silently drops
 /// requests with more, so asking for more could only ever time out.
-pub const MAX_SERVICES: usize = 5;
+pub(crate) const MAX_SERVICES: usize = 5;
 
 /// The on-wire service name field (`lbcd_name_type`, `char[32]`), NUL-terminated, so names
 /// are at most 31 bytes (lbcdclient(1) enforces the same limit).
@@ -67,7 +67,7 @@ struct Settings {
 
 /// `kind = "lbcd"`: up when lbcd answers; its load and weight order the `best` and
 /// `least-loaded` policies.
-pub fn build(table: &toml::Table, target: &Target<'_>) -> Result<Box<dyn Probe>, String> {
+pub(crate) fn build(table: &toml::Table, target: &Target<'_>) -> Result<Box<dyn Probe>, String> {
     let Settings {
         port,
         version,
@@ -138,20 +138,24 @@ impl Probe for LbcdProbe {
 pub struct LbcdReply {
     /// The protocol version of the reply (2 or 3), equal to the one asked.
     pub version: u8,
-    /// Seconds since the epoch, per the host's clock.
+    /// When the host booted, in seconds since the epoch by the host's clock.
     pub boot_time: u32,
+    /// The host's clock when it answered, in seconds since the epoch.
     pub current_time: u32,
     /// When the logged-in user information last changed (0 if unknown).
-    pub user_mtime: u32,
+    pub(crate) user_mtime: u32,
     /// 1, 5 and 15 minute load averages, times 100. In a v2 reply, unless lbcd runs with
     /// `-S`, all three are replaced by the default service weight (lbcd(8): lbnamed only
     /// understands loads), and the user counts are zeroed.
     pub load: [u16; 3],
+    /// Login sessions on the host (`tot_users`).
     pub total_users: u16,
+    /// Distinct users logged in (`uniq_users`).
     pub unique_users: u16,
-    pub on_console: bool,
-    /// Percent full of /tmp and of `P_tmpdir` (/var/tmp).
+    pub(crate) on_console: bool,
+    /// How full /tmp is, in percent.
     pub tmp_full: u8,
+    /// How full `P_tmpdir` (/var/tmp) is, in percent.
     pub tmpdir_full: u8,
     /// The default service first, then one per requested service in request order. Empty only
     /// for a v2 reply from a daemon that sends no weights at all (the 36-byte form).
@@ -168,53 +172,110 @@ impl LbcdReply {
 /// Everything that can go wrong building a request, decoding a reply or querying.
 #[derive(Debug, thiserror::Error)]
 pub enum LbcdError {
+    /// A protocol version other than 2 or 3 was asked for; nothing is sent.
     #[error("unsupported lbcd protocol version {0}: expected 2 or 3")]
     UnsupportedVersion(u8),
+    /// A v3 request naming more services than lbcd accepts (5, `LBCD_MAX_SERVICES`).
     #[error("{count} services requested: the lbcd protocol allows at most {MAX_SERVICES}")]
-    TooManyServices { count: usize },
+    TooManyServices {
+        /// How many services the caller named.
+        count: usize,
+    },
+    /// A service name that does not fit the NUL-terminated 32-byte field.
     #[error(
         "lbcd service name {name:?} is {len} bytes: expected at most 31 (a NUL-terminated \
          32-byte field)"
     )]
-    ServiceNameTooLong { name: String, len: usize },
+    ServiceNameTooLong {
+        /// The offending name, as the caller passed it.
+        name: String,
+        /// Its length in bytes.
+        len: usize,
+    },
+    /// An empty service name, or one containing a NUL byte.
     #[error("lbcd service name {name:?} is invalid: expected a non-empty name without NUL bytes")]
-    InvalidServiceName { name: String },
+    InvalidServiceName {
+        /// The offending name, as the caller passed it.
+        name: String,
+    },
+    /// A reply too short for its header or for the fixed part of a reply.
     #[error("truncated lbcd reply: {len} bytes, expected at least {need} ({what})")]
     Truncated {
+        /// Bytes received.
         len: usize,
+        /// Bytes the part named by `what` needs.
         need: usize,
+        /// The part that was cut short, e.g. `the header`.
         what: &'static str,
     },
     /// [`query`] skips such datagrams and keeps waiting: they answer an earlier query.
     #[error("lbcd reply has id {got}, expected {expected} (a stale or foreign reply)")]
-    WrongId { expected: u16, got: u16 },
+    WrongId {
+        /// The id our request carried.
+        expected: u16,
+        /// The id in the reply.
+        got: u16,
+    },
+    /// A reply in another protocol version than the one asked.
     #[error("lbcd reply has protocol version {got}, expected {expected}")]
-    WrongVersion { expected: u8, got: u16 },
+    WrongVersion {
+        /// The version asked for (2 or 3).
+        expected: u8,
+        /// The reply's version field.
+        got: u16,
+    },
+    /// A reply to another operation than query-load (`LBCD_OP_LBINFO`, 1).
     #[error("lbcd reply has operation {got}, expected {OP_LBINFO} (query load)")]
-    WrongOp { got: u16 },
+    WrongOp {
+        /// The reply's operation field.
+        got: u16,
+    },
+    /// An error reply: the bare header with a status other than 1 (ok), e.g. 2 for a service
+    /// lbcd was not started to allow (`-a`).
     #[error("lbcd replied with status {status} ({meaning}), expected {STATUS_OK} (ok)")]
-    ErrorStatus { status: u16, meaning: &'static str },
+    ErrorStatus {
+        /// The reply's status field (`enum lbcd_status` in protocol.h).
+        status: u16,
+        /// What protocol.h says that status means.
+        meaning: &'static str,
+    },
+    /// A reply whose length does not match the service count it announces.
     #[error(
         "lbcd reply is {len} bytes but announces {services} requested service(s): expected \
          {expected} bytes ({FIXED_LEN} + {WEIGHT_LEN} x (1 default + {services}))"
     )]
     ServiceCountMismatch {
+        /// The count in the reply's `services` byte.
         services: u8,
+        /// Bytes received.
         len: usize,
+        /// Bytes that count implies: 36 + 8 x (1 + `services`).
         expected: usize,
     },
     /// Only from [`query`], which knows how many services it asked for.
     #[error("lbcd reply carries weights for {returned} requested service(s), expected {requested}")]
-    UnexpectedServices { requested: usize, returned: usize },
+    UnexpectedServices {
+        /// Services the request named (always 0 for v2).
+        requested: usize,
+        /// Weights in the reply besides the default service's.
+        returned: usize,
+    },
+    /// No reply with our id before the deadline.
     #[error("no lbcd reply from {server} within {timeout:?}")]
     Timeout {
+        /// The lbcd that was asked.
         server: SocketAddr,
+        /// How long [`query`] waited.
         timeout: Duration,
     },
+    /// A socket call failed; an ICMP port unreachable shows up here as "Connection refused".
     #[error("lbcd query to {server}: cannot {action}: {source}")]
     Io {
+        /// The lbcd that was asked.
         server: SocketAddr,
+        /// The step that failed, e.g. `send the request`.
         action: &'static str,
+        /// The OS error.
         #[source]
         source: std::io::Error,
     },
@@ -235,7 +296,11 @@ fn status_meaning(status: u16) -> &'static str {
 
 /// Builds a query-load request. Version 2 has no service list, so `services` is ignored;
 /// version 3 sends each name NUL-padded to 32 bytes, their count in the status field.
-pub fn encode_request(version: u8, id: u16, services: &[&str]) -> Result<Vec<u8>, LbcdError> {
+pub(crate) fn encode_request(
+    version: u8,
+    id: u16,
+    services: &[&str],
+) -> Result<Vec<u8>, LbcdError> {
     let services: &[&str] = match version {
         2 => &[],
         3 => services,
@@ -288,7 +353,7 @@ fn be32(b: &[u8], at: usize) -> u32 {
 ///
 /// A v2 reply of exactly 36 bytes with no services is accepted with no weights: lbnamed, the
 /// v2 client, reads only the fixed part, and lbcdclient(1) ignores weights for v2.
-pub fn decode_reply(
+pub(crate) fn decode_reply(
     bytes: &[u8],
     expected_id: u16,
     expected_version: u8,

@@ -1,15 +1,15 @@
 //! Probes: how lbns learns whether a backend is up and how loaded it is.
 //!
-//! Each kind is one file implementing [`Probe`] plus one line in [`KINDS`]: a `build` function
+//! Each kind is one file implementing `Probe` plus one line in `KINDS`: a `build` function
 //! that checks the kind's own keys (from `probe = { ... }`) for one backend and returns the
-//! probe that runs for it. A probe never returns an error to its caller: [`observe`] turns
-//! every outcome, timeouts included, into an [`Observation`].
+//! probe that runs for it. A probe never returns an error to its caller: `observe` turns
+//! every outcome, timeouts included, into an `Observation`.
 
-pub mod exec;
-pub mod file;
-pub mod http;
+mod exec;
+mod file;
+mod http;
 pub mod lbcd;
-pub mod tcp;
+pub(crate) mod tcp;
 
 use std::future::Future;
 use std::net::IpAddr;
@@ -23,21 +23,22 @@ use crate::domain::{LbcdWeight, Observation, ProbeSpec};
 
 /// What a successful probe learned beyond "up".
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Reading {
+pub(crate) struct Reading {
     /// Load the backend reported (lower = better).
-    pub load: Option<f64>,
+    pub(crate) load: Option<f64>,
     /// lbcd's weight and increment for the asked service.
-    pub lbcd: Option<LbcdWeight>,
+    pub(crate) lbcd: Option<LbcdWeight>,
     /// A short note for the status page, e.g. `http://127.0.0.2/: status 200`.
-    pub detail: String,
+    pub(crate) detail: String,
 }
 
 /// The future one probe run returns: a reading, or why the backend is not up.
-pub type ProbeFuture<'a> = Pin<Box<dyn Future<Output = Result<Reading, String>> + Send + 'a>>;
+pub(crate) type ProbeFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<Reading, String>> + Send + 'a>>;
 
 /// One backend's probe of one kind. It lives as long as the backend's schedule and may keep
 /// state between runs (the TCP probe keeps its socket).
-pub trait Probe: Send {
+pub(crate) trait Probe: Send {
     /// Probes once. The caller bounds the run by the probe's timeout.
     fn run(&mut self) -> ProbeFuture<'_>;
 
@@ -46,20 +47,20 @@ pub trait Probe: Send {
 }
 
 /// What every kind's `build` gets: the backend and what probes share.
-pub struct Target<'a> {
-    pub address: IpAddr,
+pub(crate) struct Target<'a> {
+    pub(crate) address: IpAddr,
     /// The probe's timeout (a kind may pass it on, as HTTP does to its client).
-    pub timeout: Duration,
-    pub shared: &'a Shared,
+    pub(crate) timeout: Duration,
+    pub(crate) shared: &'a Shared,
 }
 
 /// Checks a kind's keys for one backend and builds its probe; the error is one line naming the
 /// problem (the caller adds the pool and backend).
-pub type Build = fn(&toml::Table, &Target<'_>) -> Result<Box<dyn Probe>, String>;
+pub(crate) type Build = fn(&toml::Table, &Target<'_>) -> Result<Box<dyn Probe>, String>;
 
 /// Every probe kind: its name in `kind = "..."` and its builder. A new kind is a file and a line
 /// here.
-pub const KINDS: &[(&str, Build)] = &[
+pub(crate) const KINDS: &[(&str, Build)] = &[
     ("tcp", tcp::build),
     ("http", http::build),
     ("lbcd", lbcd::build),
@@ -69,9 +70,9 @@ pub const KINDS: &[(&str, Build)] = &[
 
 /// What probes of every backend share. Cheap to clone.
 #[derive(Clone)]
-pub struct Shared {
+pub(crate) struct Shared {
     /// One HTTP client for every HTTP probe (no connection reuse; see [`http::client`]).
-    pub http: reqwest::Client,
+    pub(crate) http: reqwest::Client,
 }
 
 impl Default for Shared {
@@ -82,7 +83,7 @@ impl Default for Shared {
 
 impl Shared {
     /// Builds the shared parts (the HTTP client).
-    pub fn new() -> Shared {
+    pub(crate) fn new() -> Shared {
         Shared {
             http: http::client(),
         }
@@ -90,7 +91,11 @@ impl Shared {
 }
 
 /// Builds the probe `spec` describes for the backend at `address`.
-pub fn build(spec: &ProbeSpec, address: IpAddr, shared: &Shared) -> Result<Box<dyn Probe>, String> {
+pub(crate) fn build(
+    spec: &ProbeSpec,
+    address: IpAddr,
+    shared: &Shared,
+) -> Result<Box<dyn Probe>, String> {
     let target = Target {
         address,
         timeout: spec.timing.timeout,
@@ -108,7 +113,7 @@ pub fn build(spec: &ProbeSpec, address: IpAddr, shared: &Shared) -> Result<Box<d
 }
 
 /// Runs `probe` once, bounded by `timeout`, and says what it saw.
-pub async fn observe(probe: &mut dyn Probe, timeout: Duration) -> Observation {
+pub(crate) async fn observe(probe: &mut dyn Probe, timeout: Duration) -> Observation {
     let start = Instant::now();
     let result = tokio::time::timeout(timeout, probe.run()).await;
     let latency = start.elapsed();
@@ -140,7 +145,7 @@ pub async fn observe(probe: &mut dyn Probe, timeout: Duration) -> Observation {
 /// Reads a kind's keys into its settings struct (`#[serde(deny_unknown_fields)]`), turning
 /// serde's message into one line such as ``probe key `version` does not apply to kind =
 /// "http"``.
-pub fn settings<T: DeserializeOwned>(kind: &str, table: &toml::Table) -> Result<T, String> {
+pub(crate) fn settings<T: DeserializeOwned>(kind: &str, table: &toml::Table) -> Result<T, String> {
     T::deserialize(toml::Value::Table(table.clone())).map_err(|e| {
         let message = e.message().trim().to_owned();
         match message.strip_prefix("unknown field `") {

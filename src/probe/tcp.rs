@@ -28,13 +28,13 @@ use super::{Probe, ProbeFuture, Reading, Target};
 
 /// How many probe sockets may stay open between probes, and how many do.
 #[derive(Debug)]
-pub struct KeepBudget {
+pub(crate) struct KeepBudget {
     limit: AtomicUsize,
     kept: AtomicUsize,
 }
 
 impl KeepBudget {
-    pub const fn new(limit: usize) -> KeepBudget {
+    pub(crate) const fn new(limit: usize) -> KeepBudget {
         KeepBudget {
             limit: AtomicUsize::new(limit),
             kept: AtomicUsize::new(0),
@@ -56,13 +56,13 @@ static BUDGET: KeepBudget = KeepBudget::new(1024);
 
 /// Sets how many probe sockets may stay open between probes; callers derive it from the
 /// open-file limit, leaving room for listeners, TCP clients and in-flight probes.
-pub fn set_keep_budget(n: usize) {
+pub(crate) fn set_keep_budget(n: usize) {
     BUDGET.limit.store(n, Ordering::Relaxed);
 }
 
 /// One backend's TCP probe socket, kept between its probes while the budget allows.
 #[derive(Debug)]
-pub struct TcpState {
+pub(crate) struct TcpState {
     socket: Option<Socket>,
     budget: &'static KeepBudget,
     /// Holds one unit of `budget`; given back on drop.
@@ -84,7 +84,7 @@ impl Drop for TcpState {
 }
 
 impl TcpState {
-    pub fn with_budget(budget: &'static KeepBudget) -> TcpState {
+    pub(crate) fn with_budget(budget: &'static KeepBudget) -> TcpState {
         TcpState {
             socket: None,
             budget,
@@ -127,7 +127,7 @@ struct Settings {
 }
 
 /// `kind = "tcp"`: up when a connect to `port` is accepted.
-pub fn build(table: &toml::Table, target: &Target<'_>) -> Result<Box<dyn Probe>, String> {
+pub(crate) fn build(table: &toml::Table, target: &Target<'_>) -> Result<Box<dyn Probe>, String> {
     let Settings { port } = super::settings("tcp", table)?;
     let port = port.filter(|&p| p != 0).ok_or("a tcp probe needs a port")?;
     Ok(Box::new(TcpProbe {
@@ -162,7 +162,7 @@ impl Probe for TcpProbe {
 }
 
 /// Connects to `addr`: `Ok` if the connection was accepted.
-pub async fn connect(addr: SocketAddr, state: &mut TcpState) -> std::io::Result<()> {
+pub(crate) async fn connect(addr: SocketAddr, state: &mut TcpState) -> std::io::Result<()> {
     let socket = state.take_socket(addr)?;
     match socket.connect(&addr.into()) {
         Ok(()) => {

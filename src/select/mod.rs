@@ -15,7 +15,7 @@ use crate::domain::{AllDown, LbcdWeight, Policy, Pool, Verdict};
 
 /// Length of the precomputed cycle for policies that are not plain rotations. 120 is divisible
 /// by every weight sum up to 6 and by 8, 10, 12, so common weight ratios come out exact.
-pub const CYCLE: usize = 120;
+pub(crate) const CYCLE: usize = 120;
 
 /// One backend as the stages see it: its configured part and its verdict side by side.
 #[derive(Debug, Clone, PartialEq)]
@@ -27,11 +27,13 @@ struct Candidate {
     usable: bool,
     load: Option<f64>,
     lbcd: Option<LbcdWeight>,
+    /// Seconds left until it can be declared down, while it is in doubt.
+    ttl_cap: Option<u32>,
 }
 
 /// How a query walks the addresses.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Plan {
+pub(crate) enum Plan {
     /// Rotation `r` answers `addrs[r % n..]` then wraps, `cap` of them.
     Rotate,
     /// Rotation `r` answers `orderings[r % len]`, each a list of indices into `addrs`, already
@@ -42,35 +44,35 @@ pub enum Plan {
 /// The answer of one pool for one address family.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FamilyAnswer {
-    pub addrs: Vec<IpAddr>,
-    pub plan: Plan,
-    pub cap: usize,
-    pub ttl: u32,
+    pub(crate) addrs: Vec<IpAddr>,
+    pub(crate) plan: Plan,
+    pub(crate) cap: usize,
+    pub(crate) ttl: u32,
     /// All down under `all_down = "servfail"`.
-    pub servfail: bool,
+    pub(crate) servfail: bool,
     /// True when this is the all-down answer (for the status page and metrics).
-    pub all_down: bool,
+    pub(crate) all_down: bool,
     /// The pool counter's value when this answer was compiled: rotation `r` starts the plan at
     /// `r - rotation_base`, so a fresh plan (e.g. lbnamed weights after a poll) starts at its
     /// head.
-    pub rotation_base: usize,
+    pub(crate) rotation_base: usize,
 }
 
 impl FamilyAnswer {
     /// Number of addresses a query gets (0 = NODATA).
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         match &self.plan {
             Plan::Rotate => self.addrs.len().min(self.cap),
             Plan::Cycle(o) => o.first().map_or(0, Vec::len),
         }
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
     /// The addresses for rotation `r`, in answer order. No allocation.
-    pub fn addresses(&self, r: usize) -> impl Iterator<Item = IpAddr> + '_ {
+    pub(crate) fn addresses(&self, r: usize) -> impl Iterator<Item = IpAddr> + '_ {
         let r = r.wrapping_sub(self.rotation_base);
         let n = self.addrs.len();
         let (rotate, cycle) = match &self.plan {
@@ -108,6 +110,7 @@ pub fn select(pool: &Pool, verdicts: &[Verdict], v6: bool, seed: u64) -> FamilyA
             usable: v.usable,
             load: v.load,
             lbcd: v.lbcd,
+            ttl_cap: v.ttl_cap,
         })
         .collect();
     let family: Vec<&Candidate> = candidates
@@ -123,11 +126,25 @@ pub fn select(pool: &Pool, verdicts: &[Verdict], v6: bool, seed: u64) -> FamilyA
         addrs,
         plan,
         cap: pool.max_answers,
-        ttl: pool.ttl,
+        ttl: ttl(pool, &family, &up),
         servfail: false,
         all_down: false,
         rotation_base: 0,
     }
+}
+
+/// The TTL of an answer from `up` (of `family`): the pool's, or with an adaptive TTL
+/// (`failover`) no more than the seconds left for any backend in doubt, and the all-down TTL
+/// while fewer than `min_up` of the family are usable (gdnsd's DYNA TTL and `up_thresh`).
+fn ttl(pool: &Pool, family: &[&Candidate], up: &[&Candidate]) -> u32 {
+    let Some(adaptive) = &pool.adaptive else {
+        return pool.ttl;
+    };
+    let mut ttl = up.iter().filter_map(|c| c.ttl_cap).fold(pool.ttl, u32::min);
+    if (up.len() as f64) < adaptive.min_up * family.len() as f64 {
+        ttl = ttl.min(pool.all_down_ttl);
+    }
+    ttl
 }
 
 /// Stage 4: nothing of this family is up.

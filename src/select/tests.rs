@@ -13,6 +13,7 @@ fn pool(policy: Policy, answers: usize) -> Pool {
         name: "p.example.".parse().unwrap(),
         ttl: 5,
         max_answers: answers,
+        adaptive: None,
         backends: Vec::new(),
         policy,
         all_down: AllDown::ServeAll,
@@ -34,6 +35,7 @@ fn cand(last: u8, usable: bool) -> Candidate {
         usable,
         load: None,
         lbcd: None,
+        ttl_cap: None,
     }
 }
 
@@ -56,6 +58,7 @@ fn select(pool: &Pool, candidates: &[Candidate], v6: bool, seed: u64) -> FamilyA
             usable: c.usable,
             load: c.load,
             lbcd: c.lbcd,
+            ttl_cap: c.ttl_cap,
         })
         .collect();
     super::select(&pool, &verdicts, v6, seed)
@@ -259,4 +262,38 @@ fn best_answers_one_host_and_spreads_by_increment() {
     assert_eq!(seq, vec![2, 3, 2, 3, 2, 3]);
     let next: Vec<u8> = (6..9).map(|r| answers(&f, r)[0]).collect();
     assert_eq!(next, vec![2, 3, 4], "at equal weight all three share");
+}
+
+#[test]
+fn adaptive_ttl_follows_doubt_and_min_up() {
+    let mut p = pool(Policy::RoundRobin, usize::MAX);
+    p.ttl = 4;
+    p.all_down_ttl = 1;
+    let mut c: Vec<_> = (2..6).map(|i| cand(i, true)).collect();
+    // Without failover the TTL is the pool's, whatever the caps say.
+    c[1].ttl_cap = Some(2);
+    assert_eq!(select(&p, &c, false, 1).ttl, 4);
+    p.adaptive = Some(crate::domain::AdaptiveTtl {
+        within: std::time::Duration::from_secs(5),
+        min_up: 0.5,
+    });
+    // A backend in doubt: no more than its seconds left.
+    assert_eq!(select(&p, &c, false, 1).ttl, 2);
+    c[1].ttl_cap = Some(0);
+    assert_eq!(select(&p, &c, false, 1).ttl, 0);
+    c[1].ttl_cap = None;
+    assert_eq!(select(&p, &c, false, 1).ttl, 4);
+    // Two of four usable is not fewer than half: the steady TTL.
+    c[0].usable = false;
+    c[1].usable = false;
+    assert_eq!(select(&p, &c, false, 1).ttl, 4);
+    // One of four is: the short TTL, so a recovering pool is not pinned into caches.
+    c[2].usable = false;
+    let f = select(&p, &c, false, 1);
+    assert_eq!((f.ttl, f.all_down), (1, false));
+    // A cap of a backend that is not answered does not count.
+    c[0].ttl_cap = Some(0);
+    assert_eq!(select(&p, &c, false, 1).ttl, 1);
+    c[2].usable = true;
+    assert_eq!(select(&p, &c, false, 1).ttl, 4);
 }

@@ -2,7 +2,7 @@
 //! answer settings), compiled and swapped as one.
 //!
 //! The probe side (and reload) builds a new `Snapshot` beside the current one and publishes it
-//! with a single atomic pointer swap ([`SnapshotCell`]); queries load it without locks. A
+//! with a single atomic pointer swap (`SnapshotCell`); queries load it without locks. A
 //! snapshot is immutable except for the per-pool rotation counters, which are shared from one
 //! snapshot to the next so rotation continues smoothly across swaps.
 
@@ -22,15 +22,15 @@ use crate::zones::ZoneSet;
 /// The compiled, ready-to-answer state of one pool.
 #[derive(Debug)]
 pub struct PoolAnswer {
-    pub name: Name,
-    pub v4: FamilyAnswer,
-    pub v6: FamilyAnswer,
+    pub(crate) name: Name,
+    pub(crate) v4: FamilyAnswer,
+    pub(crate) v6: FamilyAnswer,
     /// Rotation counter, shared across snapshots of the same pool (see module docs).
     pub counter: Arc<AtomicUsize>,
 }
 
 impl PoolAnswer {
-    pub fn family(&self, rtype: RecordType) -> &FamilyAnswer {
+    pub(crate) fn family(&self, rtype: RecordType) -> &FamilyAnswer {
         if rtype == RecordType::AAAA {
             &self.v6
         } else {
@@ -39,12 +39,12 @@ impl PoolAnswer {
     }
 
     /// Picks the rotation for the next query: one relaxed atomic add, no lock.
-    pub fn next_rotation(&self) -> usize {
+    pub(crate) fn next_rotation(&self) -> usize {
         self.counter.fetch_add(1, Ordering::Relaxed)
     }
 
     /// The answer records for `rtype` (A or AAAA) at rotation `rotation`, owned by `owner`.
-    pub fn records(&self, rtype: RecordType, rotation: usize, owner: &Name) -> Vec<Record> {
+    pub(crate) fn records(&self, rtype: RecordType, rotation: usize, owner: &Name) -> Vec<Record> {
         let family = self.family(rtype);
         family
             .addresses(rotation)
@@ -64,18 +64,18 @@ impl PoolAnswer {
 pub struct Snapshot {
     /// Increases with every publish; shown on the status page and in logs.
     pub generation: u64,
-    pub zones: Arc<ZoneSet>,
+    pub(crate) zones: Arc<ZoneSet>,
     /// Indexed like the model's pools; zone nodes refer to pools by this index. A pool whose
     /// verdicts did not change keeps its compiled answer from one snapshot to the next.
     pub pools: Vec<Arc<PoolAnswer>>,
     /// What `[server]` says about EDNS, CHAOS and NSID, needed when encoding answers.
-    pub answering: Answering,
+    pub(crate) answering: Answering,
     /// Lowercased wire-format pool names → pool index, for the fast path.
-    pub pool_keys: FxHashMap<Box<[u8]>, usize>,
+    pub(crate) pool_keys: FxHashMap<Box<[u8]>, usize>,
 }
 
 /// `name` in wire format, lowercased, uncompressed.
-pub fn wire_key(name: &Name) -> Box<[u8]> {
+pub(crate) fn wire_key(name: &Name) -> Box<[u8]> {
     let mut out = Vec::with_capacity(name.len() + 1);
     for label in name.iter() {
         out.push(label.len() as u8);
@@ -88,7 +88,7 @@ pub fn wire_key(name: &Name) -> Box<[u8]> {
 impl PoolAnswer {
     /// Compiles pool number `index` from its backends' verdicts: the selection chain runs
     /// here, once per publish, never per query.
-    pub fn compile(
+    pub(crate) fn compile(
         pool: &Pool,
         index: usize,
         verdicts: &[Verdict],
@@ -142,7 +142,7 @@ impl Snapshot {
     }
 
     /// Assembles a snapshot of `model` from its compiled pools (indexed like `model.pools`).
-    pub fn new(
+    pub(crate) fn new(
         model: &Model,
         zones: Arc<ZoneSet>,
         generation: u64,
@@ -165,4 +165,4 @@ impl Snapshot {
 }
 
 /// The published snapshot: readers `load()`, the builder `store()`s a new one.
-pub type SnapshotCell = Arc<ArcSwap<Snapshot>>;
+pub(crate) type SnapshotCell = Arc<ArcSwap<Snapshot>>;

@@ -8,7 +8,7 @@ use ipnet::IpNet;
 /// Whether `ip` is inside one of the `allow` networks. IPv4-mapped IPv6 clients
 /// (`::ffff:127.0.0.1`, what a dual-stack socket reports for an IPv4 peer) are matched as the
 /// IPv4 address they are.
-pub fn allows(allow: &[IpNet], ip: IpAddr) -> bool {
+pub(crate) fn allows(allow: &[IpNet], ip: IpAddr) -> bool {
     let ip = ip.to_canonical();
     allow.iter().any(|net| net.contains(&ip))
 }

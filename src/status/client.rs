@@ -15,17 +15,35 @@ const CONTROL_TIMEOUT: Duration = Duration::from_secs(60);
 /// Why a request to lbns failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
+    /// The address given is not `host:port`; holds it as given.
     #[error("{0} is not a host:port address such as 127.0.0.1:8053")]
     Address(String),
+    /// No HTTP answer: refused, timed out, or cut off mid-body.
     #[error(
         "cannot reach lbns at {url}: {reason}\n(is lbns running, with its [status] listener on this address?)"
     )]
-    Unreachable { url: String, reason: String },
+    Unreachable {
+        /// The request's URL.
+        url: String,
+        /// The innermost cause, e.g. `Connection refused (os error 111)`, or `timed out`.
+        reason: String,
+    },
     /// lbns answered, and said no.
     #[error("{}", body.trim_end())]
-    Refused { status: u16, body: String },
+    Refused {
+        /// The HTTP status, e.g. 403 from outside `[status] allow`, 422 for a rejected reload.
+        status: u16,
+        /// lbns's explanation, printed as the error.
+        body: String,
+    },
+    /// `/status.json` answered with something that is not a [`Report`].
     #[error("{url} did not answer with a status report: {message}")]
-    BadReport { url: String, message: String },
+    BadReport {
+        /// The request's URL.
+        url: String,
+        /// serde_json's message.
+        message: String,
+    },
 }
 
 /// The address a client on this host should use for a status listener bound to `listen`:

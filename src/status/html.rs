@@ -56,7 +56,7 @@ footer a { color: inherit; }
 "#;
 
 /// Renders the whole page.
-pub fn page(r: &Report) -> String {
+pub(crate) fn page(r: &Report) -> String {
     let mut o = String::with_capacity(8192 + r.pools.len() * 2048);
     let _ = write!(
         o,
@@ -82,7 +82,7 @@ pub fn page(r: &Report) -> String {
         let _ = write!(
             o,
             "<section class=\"pool\">\n<div class=\"pool-head\"><h2>{}</h2>{}\
-             <div class=\"meta\"><span>policy {}</span><span>TTL {}s</span>\
+             <div class=\"meta\"><span>policy {}</span><span>TTL {}s</span>{}\
              <span>{} served</span></div></div>\n",
             esc(&p.name),
             p.all_down_note().map_or(String::new(), |n| format!(
@@ -90,7 +90,9 @@ pub fn page(r: &Report) -> String {
                 esc(n)
             )),
             esc(&p.policy),
-            p.ttl,
+            esc(&p.ttl_now()),
+            p.failover_seconds
+                .map_or(String::new(), |f| format!("<span>failover {f}s</span>")),
             p.served
         );
         o.push_str(
@@ -185,7 +187,7 @@ fn backend_row(o: &mut String, b: &BackendReport) {
 }
 
 /// HTML-escapes text for element content and double-quoted attributes.
-pub fn esc(s: &str) -> String {
+pub(crate) fn esc(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {

@@ -17,10 +17,10 @@
 
 mod allow;
 pub mod client;
-pub mod html;
-pub mod prom;
+mod html;
+mod prom;
 pub mod report;
-pub mod view;
+mod view;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -41,7 +41,7 @@ use crate::control::{Control, DrainError};
 use crate::net::NetError;
 
 /// The status page's data.
-pub fn report(control: &Control) -> Report {
+pub(crate) fn report(control: &Control) -> Report {
     let (pools, generation) = view::pools(control.monitor());
     Report::new(
         &pools,
@@ -53,14 +53,14 @@ pub fn report(control: &Control) -> Report {
 }
 
 /// `/metrics`.
-pub fn prometheus(control: &Control) -> String {
+pub(crate) fn prometheus(control: &Control) -> String {
     let (pools, generation) = view::pools(control.monitor());
     prom::render(&pools, control.metrics(), generation, control.started_at())
 }
 
 /// Binds one status listener. Done with the DNS sockets, before privileges are dropped, so the
 /// status port may be privileged too.
-pub fn bind(addr: SocketAddr) -> Result<std::net::TcpListener, NetError> {
+pub(crate) fn bind(addr: SocketAddr) -> Result<std::net::TcpListener, NetError> {
     let err = |source| NetError::Bind {
         proto: "status http",
         addr,
@@ -73,7 +73,7 @@ pub fn bind(addr: SocketAddr) -> Result<std::net::TcpListener, NetError> {
 }
 
 /// Serves `listener` until `cancel` fires, then lets requests in progress finish.
-pub async fn serve(
+pub(crate) async fn serve(
     listener: std::net::TcpListener,
     control: Arc<Control>,
     allow: Arc<[IpNet]>,

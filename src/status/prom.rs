@@ -14,13 +14,13 @@ use crate::metrics::{Metrics, QTYPES, rcode_name};
 use crate::monitor::health::LATENCY_BUCKETS;
 
 /// The Content-Type of this format.
-pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+pub(crate) const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// Rcodes always exported (at 0 until seen), so dashboards have every series from the start.
 const COMMON_RCODES: [u16; 6] = [0, 1, 2, 3, 4, 5];
 
 /// Renders every metric.
-pub fn render(
+pub(crate) fn render(
     pools: &[PoolView],
     metrics: &Metrics,
     generation: u64,
@@ -138,6 +138,20 @@ pub fn render(
             &[("pool", &p.name)],
             p.served as f64,
         );
+    }
+    w.family(
+        "lbns_pool_ttl_seconds",
+        "gauge",
+        "The TTL a pool's answers of the family carry now (adaptive with failover).",
+    );
+    for p in pools {
+        for (family, ttl) in [("ipv4", p.ttl_v4), ("ipv6", p.ttl_v6)] {
+            w.sample(
+                "lbns_pool_ttl_seconds",
+                &[("pool", &p.name), ("family", family)],
+                f64::from(ttl),
+            );
+        }
     }
     w.family(
         "lbns_pool_all_down",
@@ -375,6 +389,9 @@ mod tests {
             name: "www.example.".into(),
             policy: "round-robin".into(),
             ttl: 5,
+            ttl_v4: 5,
+            ttl_v6: 2,
+            failover: Some(std::time::Duration::from_secs(5)),
             all_down_v4: false,
             all_down_v6: true,
             served: 42,
@@ -397,6 +414,7 @@ mod tests {
             "lbns_queries_by_qtype_total{qtype=\"other\"} 0",
             "lbns_snapshot_generation 9",
             "lbns_pool_answers_total{pool=\"www.example.\"} 42",
+            "lbns_pool_ttl_seconds{pool=\"www.example.\",family=\"ipv6\"} 2",
             "lbns_pool_all_down{pool=\"www.example.\",family=\"ipv6\"} 1",
             "lbns_backend_up{pool=\"www.example.\",backend=\"web\\\"1\\\\\\n\"} 1",
             "lbns_backend_up{pool=\"www.example.\",backend=\"static\"} 1",

@@ -16,70 +16,88 @@ use crate::metrics::Metrics;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Report {
     /// lbns version serving.
-    pub version: String,
+    pub(crate) version: String,
     /// The published snapshot's generation: it grows with every reload, health flip, drain.
-    pub generation: u64,
-    pub uptime_seconds: f64,
+    pub(crate) generation: u64,
+    pub(crate) uptime_seconds: f64,
     /// The config file `lbns reload` reads.
     pub config: String,
+    /// Query counters since start.
     pub queries: Queries,
+    /// Every pool, in the config's order.
     pub pools: Vec<PoolReport>,
 }
 
 /// Query counters since start.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Queries {
+    /// Queries received over UDP, AF_XDP included.
     pub udp: u64,
-    pub tcp: u64,
+    pub(crate) tcp: u64,
     /// Received but not answered (responses, runts).
-    pub dropped: u64,
+    pub(crate) dropped: u64,
     /// UDP answers sent with TC=1.
-    pub truncated: u64,
+    pub(crate) truncated: u64,
     /// Answers by rcode name, only those seen.
     pub rcodes: BTreeMap<String, u64>,
     /// Queries by type name (`other` for the rest), only those seen.
-    pub qtypes: BTreeMap<String, u64>,
+    pub(crate) qtypes: BTreeMap<String, u64>,
 }
 
+/// One pool: its settings in force, its answers and its backends.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PoolReport {
+    /// The pool's name, absolute (`www.cluster.example.`).
     pub name: String,
-    pub policy: String,
-    pub ttl: u32,
+    pub(crate) policy: String,
+    /// The TTL of answers while no backend is in doubt (with `failover`, derived from it).
+    pub(crate) ttl: u32,
+    /// The TTL IPv4 (IPv6) answers carry now (adaptive with `failover`).
+    #[serde(default)]
+    pub(crate) ttl_v4: u32,
+    #[serde(default)]
+    pub(crate) ttl_v6: u32,
+    /// The promised failover time in seconds, if the pool has one.
+    #[serde(default)]
+    pub(crate) failover_seconds: Option<f64>,
     /// No IPv4 (IPv6) backend is usable: answers follow the pool's `all_down` policy.
-    pub all_down_v4: bool,
-    pub all_down_v6: bool,
+    pub(crate) all_down_v4: bool,
+    pub(crate) all_down_v6: bool,
     /// A/AAAA answers served for this pool (not the `answers` cap of the config).
     pub served: u64,
+    /// Every backend, in the pool's config order.
     pub backends: Vec<BackendReport>,
 }
 
+/// One backend: health, drain, load and its latest probe.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BackendReport {
+    /// The backend's name in its pool (its address unless the config names it).
     pub name: String,
-    pub address: String,
+    pub(crate) address: String,
     /// How it is probed, e.g. `tcp:80`, `http http://…`, `none`.
     pub probe: String,
     /// Health: `up`, `down` or `unknown`.
     pub state: String,
     /// In answers now: up, fresh and not drained.
     pub usable: bool,
+    /// Taken out of answers by `lbns drain`; kept across restarts until `lbns undrain`.
     pub drained: bool,
     /// Last load the backend reported, if its probe reports one.
     pub load: Option<f64>,
-    pub last_probe_age_seconds: Option<f64>,
+    pub(crate) last_probe_age_seconds: Option<f64>,
     /// Last probe's result text (`200 OK`, `connection refused`, …).
     pub last_result: Option<String>,
-    pub last_ok: Option<bool>,
-    pub latency_seconds: Option<f64>,
-    pub flips: u64,
-    pub probes_ok: u64,
-    pub probes_failed: u64,
+    pub(crate) last_ok: Option<bool>,
+    pub(crate) latency_seconds: Option<f64>,
+    pub(crate) flips: u64,
+    pub(crate) probes_ok: u64,
+    pub(crate) probes_failed: u64,
 }
 
 impl Report {
     /// Builds the report from the monitor's status and the query counters.
-    pub fn new(
+    pub(crate) fn new(
         pools: &[PoolView],
         metrics: &Metrics,
         generation: u64,
@@ -134,10 +152,12 @@ impl Report {
         for p in &self.pools {
             let _ = writeln!(
                 out,
-                "\npool {}  policy {}  ttl {}  served {}{}",
+                "\npool {}  policy {}  ttl {}{}  served {}{}",
                 p.name,
                 p.policy,
-                p.ttl,
+                p.ttl_now(),
+                p.failover_seconds
+                    .map_or(String::new(), |f| format!("  failover {f}s")),
                 p.served,
                 p.all_down_note()
                     .map_or(String::new(), |n| format!("  ALL DOWN: {n}"))
@@ -183,6 +203,9 @@ impl PoolReport {
             name: p.name.clone(),
             policy: p.policy.clone(),
             ttl: p.ttl,
+            ttl_v4: p.ttl_v4,
+            ttl_v6: p.ttl_v6,
+            failover_seconds: p.failover.map(|f| f.as_secs_f64()),
             all_down_v4: p.all_down_v4,
             all_down_v6: p.all_down_v6,
             served: p.served,
@@ -190,8 +213,17 @@ impl PoolReport {
         }
     }
 
+    /// The TTL answers carry now: one number, or IPv4/IPv6 when they differ.
+    pub(crate) fn ttl_now(&self) -> String {
+        if self.ttl_v4 == self.ttl_v6 {
+            self.ttl_v4.to_string()
+        } else {
+            format!("{}/{}", self.ttl_v4, self.ttl_v6)
+        }
+    }
+
     /// Which families are all down, if any: `IPv4`, `IPv6` or both.
-    pub fn all_down_note(&self) -> Option<&'static str> {
+    pub(crate) fn all_down_note(&self) -> Option<&'static str> {
         match (self.all_down_v4, self.all_down_v6) {
             (true, true) => Some("IPv4 and IPv6"),
             (true, false) => Some("IPv4"),
@@ -222,7 +254,7 @@ impl BackendReport {
     }
 
     /// `yes`, `no`, or `drained` (which says why better than `no`).
-    pub fn in_answers(&self) -> &'static str {
+    pub(crate) fn in_answers(&self) -> &'static str {
         match (self.usable, self.drained) {
             (_, true) => "drained",
             (true, false) => "yes",
@@ -231,7 +263,7 @@ impl BackendReport {
     }
 
     /// `1.2s ago: ok 200 OK`, or `-` when never probed.
-    pub fn last_probe(&self) -> String {
+    pub(crate) fn last_probe(&self) -> String {
         match (self.last_probe_age_seconds, &self.last_ok) {
             (Some(a), Some(ok)) => format!(
                 "{} ago: {}{}",
@@ -248,7 +280,7 @@ impl BackendReport {
 }
 
 /// A duration in seconds as `850ms`, `12.3s`, `4m05s`, `2h03m`, `3d04h`.
-pub fn age(secs: f64) -> String {
+pub(crate) fn age(secs: f64) -> String {
     let s = secs.max(0.0);
     if s < 1.0 {
         format!("{}ms", (s * 1000.0).round() as u64)
@@ -273,7 +305,7 @@ pub fn age(secs: f64) -> String {
 }
 
 /// Seconds as milliseconds with a useful precision: `0.21ms`, `3.4ms`, `120ms`.
-pub fn millis(secs: f64) -> String {
+pub(crate) fn millis(secs: f64) -> String {
     let ms = secs * 1000.0;
     if ms < 1.0 {
         format!("{ms:.2}ms")
@@ -352,6 +384,9 @@ pub(crate) mod tests {
                 name: "www.example.".into(),
                 policy: "round-robin".into(),
                 ttl: 5,
+                ttl_v4: 5,
+                ttl_v6: 5,
+                failover_seconds: None,
                 all_down_v4: false,
                 all_down_v6: true,
                 served: 12,

@@ -11,40 +11,47 @@ use crate::monitor::health::ProbeStats;
 
 /// One pool as the status page shows it.
 #[derive(Debug, Clone)]
-pub struct PoolView {
-    pub name: String,
-    pub policy: String,
-    pub ttl: u32,
+pub(crate) struct PoolView {
+    pub(crate) name: String,
+    pub(crate) policy: String,
+    /// The TTL of answers while no backend is in doubt (with `failover`, derived from it).
+    pub(crate) ttl: u32,
+    /// The TTL IPv4 (IPv6) answers carry now: lower than `ttl` while a backend is in doubt or
+    /// too few are usable (adaptive TTL, `failover`).
+    pub(crate) ttl_v4: u32,
+    pub(crate) ttl_v6: u32,
+    /// The promised failover time, if the pool has one.
+    pub(crate) failover: Option<Duration>,
     /// No IPv4 (IPv6) backend is usable: answers follow the pool's `all_down` policy.
-    pub all_down_v4: bool,
-    pub all_down_v6: bool,
+    pub(crate) all_down_v4: bool,
+    pub(crate) all_down_v6: bool,
     /// A/AAAA answers served for this pool (its rotation counter; kept across reloads).
-    pub served: u64,
-    pub backends: Vec<BackendView>,
+    pub(crate) served: u64,
+    pub(crate) backends: Vec<BackendView>,
 }
 
 /// One backend as the status page shows it.
 #[derive(Debug, Clone)]
-pub struct BackendView {
-    pub name: String,
-    pub address: IpAddr,
+pub(crate) struct BackendView {
+    pub(crate) name: String,
+    pub(crate) address: IpAddr,
     /// How it is probed, as the probe describes itself.
-    pub probe: String,
-    pub state: HealthState,
+    pub(crate) probe: String,
+    pub(crate) state: HealthState,
     /// In answers now: up, fresh and not drained.
-    pub usable: bool,
-    pub drained: bool,
-    pub load: Option<f64>,
-    pub last_probe_age: Option<Duration>,
-    pub last_result: Option<String>,
-    pub last_ok: Option<bool>,
-    pub last_latency: Option<Duration>,
-    pub flips: u64,
-    pub probes: ProbeStats,
+    pub(crate) usable: bool,
+    pub(crate) drained: bool,
+    pub(crate) load: Option<f64>,
+    pub(crate) last_probe_age: Option<Duration>,
+    pub(crate) last_result: Option<String>,
+    pub(crate) last_ok: Option<bool>,
+    pub(crate) last_latency: Option<Duration>,
+    pub(crate) flips: u64,
+    pub(crate) probes: ProbeStats,
 }
 
 /// Every pool and backend now, and the generation of the snapshot read.
-pub fn pools(monitor: &Monitor) -> (Vec<PoolView>, u64) {
+pub(crate) fn pools(monitor: &Monitor) -> (Vec<PoolView>, u64) {
     let snapshot = monitor.cell().load_full();
     let pools = monitor.inspect(|i| {
         i.model
@@ -60,6 +67,9 @@ pub fn pools(monitor: &Monitor) -> (Vec<PoolView>, u64) {
                     name: p.name.to_ascii(),
                     policy: p.policy.to_string(),
                     ttl: p.ttl,
+                    ttl_v4: answer.map_or(p.ttl, |a| a.v4.ttl),
+                    ttl_v6: answer.map_or(p.ttl, |a| a.v6.ttl),
+                    failover: p.adaptive.map(|a| a.within),
                     all_down_v4: answer.is_some_and(|a| a.v4.all_down),
                     all_down_v6: answer.is_some_and(|a| a.v6.all_down),
                     served: answer.map_or(0, |a| a.counter.load(Ordering::Relaxed) as u64),

@@ -18,25 +18,27 @@ const MAX_INCLUDE_DEPTH: usize = 16;
 
 /// A record read from a master file, with where it came from.
 #[derive(Debug, Clone)]
-pub struct SourcedRecord {
-    pub record: Record,
-    pub file: PathBuf,
-    pub line: usize,
-    /// True when the entry gave its own TTL rather than inheriting one.
-    pub explicit_ttl: bool,
+pub(crate) struct SourcedRecord {
+    pub(crate) record: Record,
+    pub(crate) file: PathBuf,
+    pub(crate) line: usize,
+    /// True when the entry gave its own TTL rather than inheriting one (checked by the tests).
+    #[cfg(test)]
+    pub(crate) explicit_ttl: bool,
 }
 
 /// Reads `path` as the master file of `origin`, following `$INCLUDE`s. Returns the records
 /// that parsed and every syntax error, so the caller can also check the good records' data
 /// rules and report everything at once.
-pub fn read_zone_file(path: &Path, origin: &Name) -> (Vec<SourcedRecord>, Vec<ZoneError>) {
+pub(crate) fn read_zone_file(path: &Path, origin: &Name) -> (Vec<SourcedRecord>, Vec<ZoneError>) {
     let mut reader = Reader::default();
     reader.file(path, origin.clone(), 0, None);
     (reader.records, reader.errors)
 }
 
-/// Parses master-file text (for tests and for `$INCLUDE`d content).
-pub fn read_zone_text(
+/// Parses master-file text (for tests).
+#[cfg(test)]
+fn read_zone_text(
     text: &str,
     path: &Path,
     origin: &Name,
@@ -400,6 +402,7 @@ impl Reader {
                     record,
                     file: path.to_owned(),
                     line,
+                    #[cfg(test)]
                     explicit_ttl,
                 });
             }

@@ -6,7 +6,7 @@
 //! a pool name must be inside a zone, not below a delegation, and not collide with A, AAAA or
 //! CNAME data from the file.
 
-pub mod file;
+mod file;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -21,32 +21,47 @@ use file::SourcedRecord;
 /// A problem that stops a zone from loading.
 #[derive(Debug, thiserror::Error)]
 pub enum ZoneError {
+    /// The zone's file could not be read (an unreadable `$INCLUDE` is a [`ZoneError::Syntax`]
+    /// at the directive).
     #[error("{}: cannot read zone file: {source}", file.display())]
     Read {
+        /// The path from `[[zone]] file`, joined with the config's directory.
         file: PathBuf,
+        /// The OS error.
         #[source]
         source: std::io::Error,
     },
     /// The file does not parse as a master file.
     #[error("{}:{line}: {message}", file.display())]
     Syntax {
+        /// The file the entry is in: the zone's, or one it includes.
         file: PathBuf,
+        /// Line of the problem, 1-based (an entry's first line when parentheses continue it).
         line: usize,
+        /// What is wrong, e.g. ``unknown record type `BOGUS` ``.
         message: String,
     },
     /// The file parses but breaks a rule of DNS data (RFC 1034/2181).
     #[error("{}:{line}: zone {zone}: {message}", file.display())]
     Data {
+        /// The file the record is in (the zone's own file, line 1, for a missing apex SOA or
+        /// NS).
         file: PathBuf,
+        /// Line of the offending record, 1-based.
         line: usize,
+        /// The zone's origin, as text.
         zone: String,
+        /// The rule broken, e.g. `no NS records at the apex`.
         message: String,
     },
     /// A pool that cannot live where the config puts it.
     #[error("{place}: pool {pool}: {message}")]
     Pool {
+        /// Where the `[[pool]]` is in the config.
         place: Place,
+        /// The pool's name, as text.
         pool: String,
+        /// Why, e.g. `is not inside any configured zone`.
         message: String,
     },
 }
@@ -54,9 +69,9 @@ pub enum ZoneError {
 /// Something suspicious that does not stop loading; `lbns check` prints these.
 #[derive(Debug, Clone)]
 pub struct ZoneWarning {
-    pub file: PathBuf,
-    pub line: usize,
-    pub message: String,
+    pub(crate) file: PathBuf,
+    pub(crate) line: usize,
+    pub(crate) message: String,
 }
 
 impl fmt::Display for ZoneWarning {
@@ -73,29 +88,30 @@ impl fmt::Display for ZoneWarning {
 
 /// All records of one type at one owner name.
 #[derive(Debug, Clone)]
-pub struct RRset {
-    pub rtype: RecordType,
-    pub records: Vec<Record>,
+pub(crate) struct RRset {
+    pub(crate) rtype: RecordType,
+    pub(crate) records: Vec<Record>,
 }
 
 /// One owner name in a zone. Empty non-terminals (RFC 8020) are nodes with no data.
 #[derive(Debug, Default)]
-pub struct Node {
+pub(crate) struct Node {
     /// Sorted by type code, so ANY picks the same RRset every time.
-    pub rrsets: Vec<RRset>,
+    pub(crate) rrsets: Vec<RRset>,
     /// NS here and not at the apex: a zone cut (RFC 1034 §4.2.1).
-    pub cut: bool,
+    pub(crate) cut: bool,
     /// Index of the pool answering A/AAAA at this name, if any.
-    pub pool: Option<usize>,
+    pub(crate) pool: Option<usize>,
 }
 
 impl Node {
-    pub fn rrset(&self, rtype: RecordType) -> Option<&RRset> {
+    pub(crate) fn rrset(&self, rtype: RecordType) -> Option<&RRset> {
         self.rrsets.iter().find(|s| s.rtype == rtype)
     }
 
     /// True if the node holds nothing: an empty non-terminal.
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    fn is_empty(&self) -> bool {
         self.rrsets.is_empty() && self.pool.is_none()
     }
 }
@@ -103,22 +119,17 @@ impl Node {
 /// One authoritative zone.
 #[derive(Debug)]
 pub struct Zone {
+    /// The apex, from `[[zone]] origin`.
     pub origin: Name,
-    pub lower_origin: LowerName,
-    /// The apex SOA as in the file.
-    pub soa: Record,
+    pub(crate) lower_origin: LowerName,
     /// The SOA for negative answers: TTL = min(SOA TTL, SOA MINIMUM) (RFC 2308 §3).
-    pub negative_soa: Record,
+    pub(crate) negative_soa: Record,
     nodes: HashMap<LowerName, Node>,
 }
 
 impl Zone {
-    pub fn node(&self, name: &LowerName) -> Option<&Node> {
+    pub(crate) fn node(&self, name: &LowerName) -> Option<&Node> {
         self.nodes.get(name)
-    }
-
-    pub fn apex(&self) -> &Node {
-        &self.nodes[&self.lower_origin]
     }
 
     /// Number of owner names, empty non-terminals included.
@@ -126,6 +137,7 @@ impl Zone {
         self.nodes.len()
     }
 
+    /// True when the zone has no names; never for a loaded zone, whose apex holds its SOA.
     pub fn is_empty(&self) -> bool {
         self.nodes.is_empty()
     }
@@ -181,7 +193,7 @@ impl ZoneSet {
     }
 
     /// The zone with the longest origin that is `name` or an ancestor of it.
-    pub fn find(&self, name: &LowerName) -> Option<&Zone> {
+    pub(crate) fn find(&self, name: &LowerName) -> Option<&Zone> {
         let labels = name.num_labels();
         let mut candidate = if labels > self.max_labels {
             LowerName::new(&Name::from(name).trim_to(self.max_labels as usize))
@@ -199,6 +211,7 @@ impl ZoneSet {
         }
     }
 
+    /// The loaded zones, in the config's order.
     pub fn zones(&self) -> &[Zone] {
         &self.zones
     }
@@ -240,7 +253,7 @@ impl ZoneSet {
 
 impl Zone {
     /// The highest zone cut at or above `name` (strictly below the apex), if any.
-    pub fn cut_above(&self, name: &LowerName) -> Option<LowerName> {
+    pub(crate) fn cut_above(&self, name: &LowerName) -> Option<LowerName> {
         let mut found = None;
         let mut n = name.clone();
         while n != self.lower_origin && !n.is_root() {
@@ -440,15 +453,13 @@ fn build_zone(
     if !errors.is_empty() {
         return Err(errors);
     }
-    let soa = soa.expect("checked above");
-    let mut negative_soa = soa.clone();
-    if let RData::SOA(s) = &soa.data {
-        negative_soa.ttl = soa.ttl.min(s.minimum);
+    let mut negative_soa = soa.expect("checked above");
+    if let RData::SOA(s) = &negative_soa.data {
+        negative_soa.ttl = negative_soa.ttl.min(s.minimum);
     }
     Ok(Zone {
         origin,
         lower_origin,
-        soa,
         negative_soa,
         nodes,
     })

@@ -300,7 +300,7 @@ impl Attr {
 
 /// The loaded program, attached to an interface for as long as this lives: closing the link
 /// (also when the process dies) detaches it, so no program outlives lbns.
-pub struct Attached {
+pub(crate) struct Attached {
     map: OwnedFd,
     _prog: OwnedFd,
     _link: OwnedFd,
@@ -309,7 +309,11 @@ pub struct Attached {
 impl Attached {
     /// Loads the program for `listen` and attaches it to `ifindex` (driver mode when the
     /// driver has it, generic otherwise). `queues` sizes the socket map.
-    pub fn load(listen: &[SocketAddr], ifindex: u32, queues: u32) -> Result<Attached, String> {
+    pub(crate) fn load(
+        listen: &[SocketAddr],
+        ifindex: u32,
+        queues: u32,
+    ) -> Result<Attached, String> {
         let map = create_map(queues)?;
         let prog = load_program(listen, &map)?;
         let link = Attr::new()
@@ -331,7 +335,7 @@ impl Attached {
     }
 
     /// Points receive queue `queue` at the AF_XDP socket `xsk`.
-    pub fn insert(&self, queue: u32, xsk: RawFd) -> io::Result<()> {
+    pub(crate) fn insert(&self, queue: u32, xsk: RawFd) -> io::Result<()> {
         let key = queue;
         let value = xsk as u32;
         Attr::new()

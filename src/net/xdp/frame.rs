@@ -21,21 +21,21 @@ const HOPS: u8 = 64;
 
 /// A UDP datagram found in a frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Datagram {
+pub(crate) struct Datagram {
     /// Where the DNS message is in the frame.
-    pub payload: Range<usize>,
+    pub(crate) payload: Range<usize>,
     /// The client.
-    pub src: SocketAddr,
+    pub(crate) src: SocketAddr,
 }
 
 impl Datagram {
     /// Length of the Ethernet + IP + UDP headers in front of the payload.
-    pub fn headers(&self) -> usize {
+    pub(crate) fn headers(&self) -> usize {
         self.payload.start
     }
 
     /// Bytes of the IP packet that carries `payload_len` octets of DNS in our reply.
-    pub fn ip_len(&self, payload_len: usize) -> usize {
+    pub(crate) fn ip_len(&self, payload_len: usize) -> usize {
         self.payload.start - ETH + payload_len
     }
 }
@@ -47,7 +47,7 @@ impl Datagram {
 /// what a Linux sender leaves for checksum offload (CHECKSUM_PARTIAL) on virtual links —
 /// loopback, veth — where the frame never crosses a wire and the kernel's own receive path
 /// trusts it without looking. A corrupted packet matches that value by chance once in 65,536.
-pub fn parse(frame: &[u8]) -> Option<Datagram> {
+pub(crate) fn parse(frame: &[u8]) -> Option<Datagram> {
     if frame.len() < ETH + IPV4 + UDP {
         return None;
     }
@@ -108,7 +108,7 @@ pub fn parse(frame: &[u8]) -> Option<Datagram> {
 /// Turns the frame holding `query` into the reply whose DNS message is already written at
 /// `frame[query.headers()..][..dns_len]`: swaps the addresses and ports, and writes lengths
 /// and checksums. Returns the frame length.
-pub fn reply(frame: &mut [u8], query: &Datagram, dns_len: usize) -> usize {
+pub(crate) fn reply(frame: &mut [u8], query: &Datagram, dns_len: usize) -> usize {
     let udp_at = query.headers() - UDP;
     let udp_len = UDP + dns_len;
     // Ethernet: back to where it came from.

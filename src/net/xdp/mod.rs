@@ -42,7 +42,7 @@ const STATS_BATCHES: u32 = 1024;
 const MTU_EVERY: Duration = Duration::from_secs(1);
 
 /// AF_XDP sockets bound and the program attached, not yet answering.
-pub struct Opened {
+pub(crate) struct Opened {
     iface: String,
     /// Kept to read the MTU again while running.
     ifsock: IfSock,
@@ -53,7 +53,7 @@ pub struct Opened {
 
 /// Attaches the steering program to `iface` and opens a socket per receive queue, for the UDP
 /// addresses `listen` (ports already bound).
-pub fn open(iface: &str, listen: &[SocketAddr]) -> Result<Opened, NetError> {
+pub(crate) fn open(iface: &str, listen: &[SocketAddr]) -> Result<Opened, NetError> {
     let err = |step: &str, e: String| NetError::Xdp {
         iface: iface.to_owned(),
         reason: format!("{step}: {e}"),
@@ -204,7 +204,7 @@ impl IfSock {
 }
 
 /// The running AF_XDP workers.
-pub struct Workers {
+pub(crate) struct Workers {
     threads: Vec<JoinHandle<()>>,
     stop: Arc<AtomicBool>,
     wake: OwnedFd,
@@ -214,7 +214,7 @@ pub struct Workers {
 
 impl Opened {
     /// Starts one worker per socket.
-    pub fn spawn(
+    pub(crate) fn spawn(
         self,
         cell: SnapshotCell,
         metrics: Arc<Metrics>,
@@ -277,7 +277,7 @@ impl Opened {
 impl Workers {
     /// Stops and joins the workers, at most [`STOP_GRACE`] in all (blocking), then detaches
     /// the program.
-    pub fn stop(self) {
+    pub(crate) fn stop(self) {
         self.stop.store(true, Ordering::Relaxed);
         let one = 1u64;
         // SAFETY: writing 8 bytes to our eventfd wakes every poll on it.

@@ -9,11 +9,11 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use socket2::{Domain, Socket, Type};
 
 /// Frame size: one page, so a frame never straddles one (aligned mode).
-pub const FRAME: usize = 4096;
+pub(crate) const FRAME: usize = 4096;
 /// Frames in the UMEM: half for the fill ring, the rest for replies in flight.
 const FRAMES: usize = 2048;
 /// Entries per ring (a power of two).
-pub const RING: u32 = 1024;
+pub(crate) const RING: u32 = 1024;
 
 fn check(r: libc::c_int) -> io::Result<()> {
     if r < 0 {
@@ -103,7 +103,7 @@ impl Drop for Ring {
 }
 
 /// An AF_XDP socket bound to one queue of one interface, with its own UMEM.
-pub struct Xsk {
+pub(crate) struct Xsk {
     fd: OwnedFd,
     umem: *mut u8,
     fill: Ring,
@@ -120,7 +120,7 @@ unsafe impl Send for Xsk {}
 impl Xsk {
     /// Creates the socket and binds it to `queue` of `ifindex` (zero-copy if the driver can,
     /// copy mode otherwise).
-    pub fn open(ifindex: u32, queue: u32) -> io::Result<Xsk> {
+    pub(crate) fn open(ifindex: u32, queue: u32) -> io::Result<Xsk> {
         let fd: OwnedFd = Socket::new(Domain::from(libc::AF_XDP), Type::RAW, None)?.into();
         let raw = fd.as_raw_fd();
         let umem_len = FRAME * FRAMES;
@@ -207,12 +207,12 @@ impl Xsk {
         Ok(xsk)
     }
 
-    pub fn fd(&self) -> RawFd {
+    pub(crate) fn fd(&self) -> RawFd {
         self.fd.as_raw_fd()
     }
 
     /// Takes back frames whose replies were sent, and gives free frames to the fill ring.
-    pub fn refill(&mut self) {
+    pub(crate) fn refill(&mut self) {
         let cons = self.completion.consumer().load(Ordering::Relaxed);
         let prod = self.completion.producer().load(Ordering::Acquire);
         for i in cons..prod {
@@ -237,7 +237,7 @@ impl Xsk {
     }
 
     /// Received frames not yet taken: (first index, count).
-    pub fn received(&self) -> (u32, u32) {
+    pub(crate) fn received(&self) -> (u32, u32) {
         let cons = self.rx.consumer().load(Ordering::Relaxed);
         let prod = self.rx.producer().load(Ordering::Acquire);
         (cons, prod.wrapping_sub(cons))
@@ -245,7 +245,7 @@ impl Xsk {
 
     /// The frame of received descriptor `i`: its address in the UMEM and its bytes, with room
     /// to grow to the end of the frame (for the reply).
-    pub fn rx_frame(&mut self, i: u32) -> (u64, usize, &mut [u8]) {
+    pub(crate) fn rx_frame(&mut self, i: u32) -> (u64, usize, &mut [u8]) {
         // SAFETY: RX entries are xdp_desc.
         let desc = unsafe { *self.rx.entry::<libc::xdp_desc>(i) };
         let start = desc.addr as usize;
@@ -257,18 +257,18 @@ impl Xsk {
     }
 
     /// Marks received descriptors up to `end` (exclusive) as taken.
-    pub fn release_rx(&mut self, end: u32) {
+    pub(crate) fn release_rx(&mut self, end: u32) {
         self.rx.consumer().store(end, Ordering::Release);
     }
 
     /// Gives a frame straight back (nothing to send).
-    pub fn recycle(&mut self, addr: u64) {
+    pub(crate) fn recycle(&mut self, addr: u64) {
         self.free.push(addr & !(FRAME as u64 - 1));
     }
 
     /// Queues `len` bytes at `addr` for sending; `false` if the TX ring is full (the frame is
     /// recycled: that reply is dropped, as a full socket buffer would drop it).
-    pub fn send(&mut self, addr: u64, len: usize) -> bool {
+    pub(crate) fn send(&mut self, addr: u64, len: usize) -> bool {
         let prod = self.tx.producer().load(Ordering::Relaxed);
         let cons = self.tx.consumer().load(Ordering::Acquire);
         if prod.wrapping_sub(cons) >= RING {
@@ -290,7 +290,7 @@ impl Xsk {
     }
 
     /// Tells the kernel to transmit what is queued (copy mode sends within this call).
-    pub fn kick(&self) {
+    pub(crate) fn kick(&self) {
         // SAFETY: sendto with no data on our socket is the documented TX wakeup.
         unsafe {
             libc::sendto(
@@ -306,7 +306,7 @@ impl Xsk {
 
     /// Datagrams the kernel dropped for this socket since it was opened, before lbns could take
     /// them: no free frame in the fill ring, RX ring full, or otherwise (XDP_STATISTICS).
-    pub fn dropped(&self) -> u64 {
+    pub(crate) fn dropped(&self) -> u64 {
         // SAFETY: all-zero is a valid xdp_statistics; the kernel fills it.
         let mut st: libc::xdp_statistics = unsafe { std::mem::zeroed() };
         let mut len = std::mem::size_of::<libc::xdp_statistics>() as libc::socklen_t;
@@ -329,7 +329,7 @@ impl Xsk {
     }
 
     /// Whether replies are still queued for the kernel.
-    pub fn tx_pending(&self) -> bool {
+    pub(crate) fn tx_pending(&self) -> bool {
         self.tx.producer().load(Ordering::Relaxed) != self.tx.consumer().load(Ordering::Acquire)
     }
 }
