@@ -10,7 +10,7 @@ use arc_swap::ArcSwap;
 use hickory_proto::rr::Name;
 
 use crate::domain::{Model, Verdict};
-use crate::snapshot::{PoolAnswer, Snapshot, SnapshotCell};
+use crate::snapshot::{PoolAnswer, PoolKeys, Snapshot, SnapshotCell, pool_keys};
 use crate::zones::ZoneSet;
 
 /// What makes a pool's new verdicts worth a recompile.
@@ -32,6 +32,8 @@ pub(crate) struct Publisher {
     compiled: Vec<(Vec<Verdict>, Arc<PoolAnswer>)>,
     /// Rotation counters by pool name, kept across snapshots and reloads.
     counters: HashMap<Name, Arc<AtomicUsize>>,
+    /// The fast path's pool index of the current model, rebuilt only when the model changes.
+    pool_keys: PoolKeys,
 }
 
 impl Publisher {
@@ -41,17 +43,20 @@ impl Publisher {
         zones: Arc<ZoneSet>,
         verdicts: Vec<Vec<Verdict>>,
     ) -> Publisher {
+        let keys = pool_keys(model);
         let mut publisher = Publisher {
             cell: Arc::new(ArcSwap::from_pointee(Snapshot::new(
                 model,
                 zones.clone(),
                 0,
                 Vec::new(),
+                keys.clone(),
             ))),
             generation: 0,
             zones,
             compiled: Vec::new(),
             counters: HashMap::new(),
+            pool_keys: keys,
         };
         publisher.replace(model, None, verdicts);
         publisher
@@ -78,6 +83,7 @@ impl Publisher {
         if let Some(z) = zones {
             self.zones = z;
         }
+        self.pool_keys = pool_keys(model);
         self.generation += 1;
         self.counters
             .retain(|name, _| model.pools.iter().any(|p| &p.name == name));
@@ -133,7 +139,13 @@ impl Publisher {
 
     fn store(&self, model: &Model) {
         let pools = self.compiled.iter().map(|(_, a)| a.clone()).collect();
-        let snapshot = Snapshot::new(model, self.zones.clone(), self.generation, pools);
+        let snapshot = Snapshot::new(
+            model,
+            self.zones.clone(),
+            self.generation,
+            pools,
+            self.pool_keys.clone(),
+        );
         self.cell.store(Arc::new(snapshot));
     }
 }

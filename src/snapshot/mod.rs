@@ -70,8 +70,24 @@ pub struct Snapshot {
     pub pools: Vec<Arc<PoolAnswer>>,
     /// What `[server]` says about EDNS, CHAOS and NSID, needed when encoding answers.
     pub(crate) answering: Answering,
-    /// Lowercased wire-format pool names → pool index, for the fast path.
-    pub(crate) pool_keys: FxHashMap<Box<[u8]>, usize>,
+    /// Lowercased wire-format pool names → pool index, for the fast path. Shared by every
+    /// snapshot of one model: a health change does not rebuild it.
+    pub(crate) pool_keys: PoolKeys,
+}
+
+/// See [`Snapshot::pool_keys`].
+pub(crate) type PoolKeys = Arc<FxHashMap<Box<[u8]>, usize>>;
+
+/// The fast path's pool index of `model`.
+pub(crate) fn pool_keys(model: &Model) -> PoolKeys {
+    Arc::new(
+        model
+            .pools
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (wire_key(&p.name), i))
+            .collect(),
+    )
 }
 
 /// `name` in wire format, lowercased, uncompressed.
@@ -138,22 +154,18 @@ impl Snapshot {
                 Arc::new(PoolAnswer::compile(p, i, v, generation, counter))
             })
             .collect();
-        Snapshot::new(model, zones, generation, pools)
+        Snapshot::new(model, zones, generation, pools, pool_keys(model))
     }
 
-    /// Assembles a snapshot of `model` from its compiled pools (indexed like `model.pools`).
+    /// Assembles a snapshot of `model` from its compiled pools (indexed like `model.pools`) and
+    /// its [`pool_keys`].
     pub(crate) fn new(
         model: &Model,
         zones: Arc<ZoneSet>,
         generation: u64,
         pools: Vec<Arc<PoolAnswer>>,
+        pool_keys: PoolKeys,
     ) -> Snapshot {
-        let pool_keys = model
-            .pools
-            .iter()
-            .enumerate()
-            .map(|(i, p)| (wire_key(&p.name), i))
-            .collect();
         Snapshot {
             generation,
             zones,
