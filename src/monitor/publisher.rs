@@ -202,6 +202,10 @@ backends = ["127.0.0.4", "127.0.0.5"]
             "pool a reused"
         );
         assert!(
+            Arc::ptr_eq(&first.pool_keys, &second.pool_keys),
+            "the name index is shared"
+        );
+        assert!(
             !Arc::ptr_eq(&first.pools[1], &second.pools[1]),
             "pool b recompiled"
         );
