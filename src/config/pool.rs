@@ -1,7 +1,6 @@
 //! Pool settings after validation: selection policy, all-down policy, probes, and the failover
 //! promise that ties probe timing to the TTLs served ([`Failover::prove`]).
 
-use std::fmt;
 use std::net::IpAddr;
 use std::ops::Range;
 use std::time::Duration;
@@ -140,25 +139,6 @@ pub(crate) enum Policy {
     Priority { min_healthy: usize },
     /// lbnamed: the single least-loaded host, its increment added after each answer.
     Best,
-}
-
-/// As written in the config, with the policy's own setting when it has one.
-impl fmt::Display for Policy {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Policy::RoundRobin => f.write_str("round-robin"),
-            Policy::Random => f.write_str("random"),
-            Policy::LeastLoaded => f.write_str("least-loaded"),
-            Policy::Weighted {
-                scale_by_load: false,
-            } => f.write_str("weighted"),
-            Policy::Weighted {
-                scale_by_load: true,
-            } => f.write_str("weighted, scale_by_load"),
-            Policy::Priority { min_healthy } => write!(f, "priority, min_healthy {min_healthy}"),
-            Policy::Best => f.write_str("best"),
-        }
-    }
 }
 
 /// What a pool answers when none of its backends of a family is up.
