@@ -1,8 +1,10 @@
 #!/bin/sh
 # Installs the tools the tests and benchmarks drive (Debian packages), if any is missing:
-# dig, kdig, lbcd, dnsperf, curl, unshare and ip (network namespaces), and headless Chromium
+# dig, kdig, lbcd, dnsperf, curl, unshare and ip (network namespaces), unbound (the caching
+# resolver of tests/it/resolver.rs and benches/failover-resolver.sh), and headless Chromium
 # for the status-page test.
-# Daemons in these packages (lbcd) must never auto-start: policy-rc.d is set to refuse first.
+# Daemons in these packages (lbcd, unbound) must never auto-start: policy-rc.d is set to refuse
+# first. unbound is only ever run by those two, in a private network namespace of their own.
 set -eu
 
 need=""
@@ -11,6 +13,7 @@ have dig      || need="$need bind9-dnsutils"
 have kdig     || need="$need knot-dnsutils"
 have dnsperf  || need="$need dnsperf"
 [ -x /usr/sbin/lbcd ] || need="$need lbcd"
+[ -x /usr/sbin/unbound ] || need="$need unbound"
 have curl     || need="$need curl"
 have python3  || need="$need python3"
 # The unit-file test runs `systemd-analyze verify` (the package is installed, never started).
@@ -38,7 +41,8 @@ echo "install-deps: installing$need" >&2
 $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
 # shellcheck disable=SC2086
 $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $need >/dev/null
-# lbcd ships a service; make sure nothing of it runs even if a policy was ignored.
+# lbcd and unbound ship services; make sure nothing of them runs even if a policy was ignored.
 if command -v systemctl >/dev/null 2>&1; then
-    $SUDO systemctl disable --now lbcd.service lbcd.socket >/dev/null 2>&1 || true
+    $SUDO systemctl disable --now lbcd.service lbcd.socket unbound.service \
+        unbound-resolvconf.service >/dev/null 2>&1 || true
 fi

@@ -13,6 +13,7 @@ mod lbcd;
 mod ops;
 mod policy;
 mod probe_kinds;
+mod resolver;
 mod tcp;
 #[cfg(feature = "xdp")]
 mod xdp;
