@@ -13,15 +13,19 @@
 #      its own loopback port, pinned to CPU $SERVER_CPU with one worker/thread (every thread; knotd
 #      re-pins its UDP workers itself and is pinned back), and verifies with dig that all of them
 #      give the same answers;
-#   5. runs dnsperf (pinned to CPU $CLIENT_CPU) at maximum throughput, interleaving the servers
+#   5. runs dnsperf (pinned to CPU $CLIENT_CPU) at fixed rates (--rates, default 20k, 50k and
+#      100k qps) with per-query output (-v), interleaving the servers (lbns, knot, nsd, gdnsd,
+#      lbns, ...) for --rounds rounds of --duration seconds per query set and rate: the primary
+#      comparison, every server doing the same work per second; each run's latency p99 comes
+#      from the per-query times (dnsperf 2.10 prints no percentiles);
+#   6. runs dnsperf at maximum throughput, interleaving the servers
 #      (lbns, knot, nsd, gdnsd, lbns, ...) for --rounds rounds of --duration seconds, per query set,
 #      and measures the server's CPU time (utime+stime from /proc, whole process tree) and its
 #      sleeps (voluntary context switches of all its threads) per run;
 #      on a shared machine it waits for quiet before each run and repeats runs that other
 #      processes disturbed (--noise-limit, --retries, --quiet-wait);
-#   6. runs dnsperf at a fixed 20k qps with per-query output (-v), in the same interleaved
-#      rounds, and computes each run's latency p99 (dnsperf 2.10 prints no percentiles) and the
-#      server's CPU per query at that common rate; the report shows medians over rounds;
+#      (at full load dnsperf's own core is the bottleneck: it uses ~10 s of CPU in every 10 s run,
+#      so full-load CPU per query compares servers at different loads; it is reported second);
 #   7. prints a markdown table and writes it, with the date and the command line, to
 #      benches/results/latest.md;
 #   8. on exit (trap) kills every server it started, by PID, and removes the temp dir.
@@ -41,10 +45,25 @@
 # is lbns's own. It is not a peer, its answers are checked only for being echoes, and it is not
 # measured by the criterion benches or the tests.
 #
+# --cookies adds two query sets, static+cookie and pools+cookie: the same queries, each carrying
+# a DNS client cookie (dnsperf -E 10:...), as dig and BIND-based resolvers send with every
+# query. lbns answers them on its fast path, making a server cookie for each; Knot (without its
+# cookies module), gdnsd and NSD (without answer-cookie) ignore the option.
+#
+# --rrl adds lbns-rrl (port 5307): lbns with response rate limiting on (`[rrl]
+# responses_per_second = 1000000`, never reached here), measured like the others: the cost of
+# RRL below its limit.
+#
+# --flood adds, after the rest, runs of lbns-flood (port 5308: `[rrl] responses_per_second = 10,
+# slip = 2`, as examples/production.toml) and lbns (RRL off) at each fixed rate from one source
+# address: nearly every response is over the limit (half dropped, half sent empty with TC=1),
+# and the report compares the server's CPU per query *received* with RRL off.
+#
 # Usage: benches/dnsperf.sh [--rounds N] [--duration S] [--no-build] [--only lbns,knot,nsd,gdnsd]
-#                           [--latency-qps Q] [--latency-duration S] [--clients C]
+#                           [--rates Q1,Q2,...] [--latency-duration S] [--no-full-load]
+#                           [--cookies] [--rrl] [--flood] [--clients C]
 #                           [--outstanding Q] [--threads T] [--buffer KB] [--edns] [--keep-tmp]
-#                           [--no-write] [--verify-only] [--noise-limit PCT] [--retries N]
+#                           [--no-write] [--results FILE] [--verify-only] [--noise-limit PCT] [--retries N]
 #                           [--quiet-wait S] [--xdp [--floor]]
 # Environment: SERVER_CPU (default 1) and CLIENT_CPU (default 0) choose the pinning.
 #
@@ -64,8 +83,13 @@ BUILD=1             # cargo build --release first
 ONLY=""            # default: every server
 XDP=0              # --xdp: add lbns-xdp and knot-xdp, in a private network namespace
 FLOOR=0            # --floor: add lbns-floor (needs --xdp)
-LAT_QPS=20000       # fixed rate of the latency run
-LAT_DURATION=""     # seconds of the latency run (default: --duration)
+RATES="20000,50000,100000"  # fixed rates of the primary comparison (--latency-qps Q: just Q)
+LAT_DURATION=""     # seconds of each fixed-rate run (default: --duration)
+FULL_LOAD=1         # --no-full-load: skip the full-load runs
+COOKIES=0           # --cookies: add the query sets with a client cookie
+RRL=0               # --rrl: add lbns-rrl (rate limiting on, below its limit)
+FLOOD=0             # --flood: add the one-source flood runs against lbns-flood
+COOKIE_OPT="10:0102030405060708"  # dnsperf -E: the client cookie of the +cookie sets
 CLIENTS=4           # dnsperf -c: UDP sockets (source ports) it uses
 OUTSTANDING=100     # dnsperf -q: queries in flight. 100 keeps one server core busy; at 500 the
                     # first burst overflows the kernel-default (208 KB) UDP receive buffers of
@@ -80,7 +104,8 @@ NOISE_LIMIT=3       # other load (% of a core) above which a run counts as distu
                     # latency already suffers at 5-8 %, while an idle machine stays under 2 %
 RETRIES=2           # repeat a disturbed run at most this many times
 QUIET_WAIT=60       # wait at most this many seconds for a quiet machine before each run
-WRITE=1             # write benches/results/latest.md
+WRITE=1             # write the results file
+RESULTS_FILE=""     # --results FILE (default benches/results/latest.md)
 SERVER_CPU="${SERVER_CPU:-1}"
 CLIENT_CPU="${CLIENT_CPU:-0}"
 
@@ -99,7 +124,11 @@ while [ $# -gt 0 ]; do
         --duration) DURATION="${2:?--duration needs seconds}"; shift 2 ;;
         --no-build) BUILD=0; shift ;;
         --only) ONLY="${2:?--only needs a list}"; shift 2 ;;
-        --latency-qps) LAT_QPS="${2:?}"; shift 2 ;;
+        --latency-qps|--rates) RATES="${2:?}"; shift 2 ;;
+        --no-full-load) FULL_LOAD=0; shift ;;
+        --cookies) COOKIES=1; shift ;;
+        --rrl) RRL=1; shift ;;
+        --flood) FLOOD=1; shift ;;
         --latency-duration) LAT_DURATION="${2:?}"; shift 2 ;;
         --clients) CLIENTS="${2:?}"; shift 2 ;;
         --outstanding) OUTSTANDING="${2:?}"; shift 2 ;;
@@ -112,6 +141,7 @@ while [ $# -gt 0 ]; do
         --retries) RETRIES="${2:?}"; shift 2 ;;
         --quiet-wait) QUIET_WAIT="${2:?}"; shift 2 ;;
         --no-write) WRITE=0; shift ;;
+        --results) RESULTS_FILE="${2:?--results needs a file}"; shift 2 ;;
         --xdp) XDP=1; shift ;;
         --floor) FLOOR=1; shift ;;
         -h|--help) usage; exit 0 ;;
@@ -119,7 +149,10 @@ while [ $# -gt 0 ]; do
     esac
 done
 : "${LAT_DURATION:=$DURATION}"
-for v in ROUNDS DURATION LAT_QPS LAT_DURATION CLIENTS OUTSTANDING THREADS SERVER_CPU CLIENT_CPU \
+RATES="${RATES//,/ }"
+for r in $RATES; do case "$r" in ''|*[!0-9]*|0) die "--rates: '$r' is not a positive integer" ;; esac; done
+[ -n "$RATES" ] || die "--rates needs at least one rate"
+for v in ROUNDS DURATION LAT_DURATION CLIENTS OUTSTANDING THREADS SERVER_CPU CLIENT_CPU \
          NOISE_LIMIT RETRIES QUIET_WAIT; do
     case "${!v}" in ''|*[!0-9]*) die "$v must be a non-negative integer, got '${!v}'" ;; esac
 done
@@ -130,6 +163,7 @@ done
 ALL_SERVERS="lbns knot nsd gdnsd"
 [ "$XDP" -eq 1 ] && ALL_SERVERS="lbns lbns-xdp knot knot-xdp nsd gdnsd"
 [ "$FLOOR" -eq 1 ] && ALL_SERVERS="lbns lbns-xdp lbns-floor knot knot-xdp nsd gdnsd"
+[ "$RRL" -eq 1 ] && ALL_SERVERS="${ALL_SERVERS/lbns /lbns lbns-rrl }"
 : "${ONLY:=${ALL_SERVERS// /,}}"
 SERVERS=""
 for s in $ALL_SERVERS; do
@@ -143,9 +177,10 @@ done
 
 port_of() {
     case "$1" in lbns) echo 5300 ;; knot) echo 5301 ;; nsd) echo 5302 ;; gdnsd) echo 5303 ;;
-                 lbns-xdp) echo 5304 ;; knot-xdp) echo 5305 ;; lbns-floor) echo 5306 ;; esac
+                 lbns-xdp) echo 5304 ;; knot-xdp) echo 5305 ;; lbns-floor) echo 5306 ;;
+                 lbns-rrl) echo 5307 ;; lbns-flood) echo 5308 ;; esac
 }
-is_peer() { case "$1" in lbns|lbns-xdp|lbns-floor) return 1 ;; *) return 0 ;; esac; }
+is_peer() { case "$1" in lbns*) return 1 ;; *) return 0 ;; esac; }
 # Servers that attach an XDP program to lo: one at a time, so started around each run.
 is_exclusive() { case "$1" in *-xdp|lbns-floor) return 0 ;; *) return 1 ;; esac; }
 
@@ -154,6 +189,7 @@ REPO="$(pwd)"
 # Before anything is written: the report itself would make the tree look dirty.
 LBNS_VERSION="$(git -C "$REPO" describe --always --dirty 2>/dev/null) (branch $(git -C "$REPO" rev-parse --abbrev-ref HEAD 2>/dev/null))"
 ZONE_SRC="$REPO/zones/cluster.example.zone"
+case "$RESULTS_FILE" in "") RESULTS_FILE="$REPO/benches/results/latest.md" ;; /*) ;; *) RESULTS_FILE="$REPO/$RESULTS_FILE" ;; esac
 CONF_SRC="$REPO/zones/lbns.toml"
 ORIGIN="cluster.example."
 LBNS="$REPO/target/release/lbns"
@@ -341,6 +377,21 @@ sed -e "s/127\.0\.0\.1:$(port_of lbns-xdp)/127.0.0.1:$(port_of lbns-floor)/" \
     -e 's/^\(listen = .*127\.0\.0\.1:\)8054/\18055/' \
     "$TMP/lbns-xdp/lbns.toml" >"$TMP/lbns-floor/lbns.toml"
 
+# lbns-rrl and lbns-flood: lbns's config with response rate limiting on, on their own ports.
+# The bundled config says `responses_per_second = 0` in its [rrl] table; that line is replaced.
+grep -q '^responses_per_second = 0$' "$TMP/lbns/lbns.toml" \
+    || die "$CONF_SRC has no \`responses_per_second = 0\` line for --rrl/--flood to replace"
+rrl_variant() { # name rate slip
+    mkdir -p "$TMP/$1"
+    cp "$ZONE_SRC" "$TMP/$1/cluster.example.zone"
+    sed -e "s/127\.0\.0\.1:$(port_of lbns)/127.0.0.1:$(port_of "$1")/" \
+        -e "s/^\(listen = .*127\.0\.0\.1:\)8053/\1$(( 8050 + $(port_of "$1") - 5300 ))/" \
+        -e "s/^responses_per_second = 0\$/responses_per_second = $2\nslip = $3/" \
+        "$TMP/lbns/lbns.toml" >"$TMP/$1/lbns.toml"
+}
+rrl_variant lbns-rrl 1000000 2
+rrl_variant lbns-flood 10 2
+
 # Peers: the bundled zone plus every pool as static RRsets with the pool TTL. The zone file has
 # no A/AAAA/CNAME at pool names (lbns rejects that), so this adds no conflicting data.
 PEER_ZONE="$TMP/zone/cluster.example.zone"
@@ -446,7 +497,7 @@ check() {
 }
 for s in $SERVERS; do
     case "$s" in
-        lbns|lbns-xdp|lbns-floor) check "$s" "$(lbns_bin "$s")" check --config "$TMP/$s/lbns.toml" ;;
+        lbns*) check "$s" "$(lbns_bin "$s")" check --config "$TMP/$s/lbns.toml" ;;
         knot) check knot knotc -c "$TMP/knot/knot.conf" conf-check
               check knot-zone knotc -c "$TMP/knot/knot.conf" zone-check ;;
         knot-xdp) check knot-xdp knotc -c "$TMP/knot-xdp/knot.conf" conf-check ;;
@@ -468,7 +519,7 @@ start_server() {
     fi
     # taskset execs the daemon, so $! is the daemon's own PID.
     case "$s" in
-        lbns|lbns-xdp|lbns-floor) taskset -c "$SERVER_CPU" "$(lbns_bin "$s")" serve --config "$TMP/$s/lbns.toml" \
+        lbns*) taskset -c "$SERVER_CPU" "$(lbns_bin "$s")" serve --config "$TMP/$s/lbns.toml" \
                                     >"$TMP/$s.log" 2>&1 & ;;
         knot) taskset -c "$SERVER_CPU" knotd -c "$TMP/knot/knot.conf" >"$TMP/knot.log" 2>&1 & ;;
         knot-xdp) taskset -c "$SERVER_CPU" knotd -c "$TMP/knot-xdp/knot.conf" >"$TMP/knot-xdp.log" 2>&1 & ;;
@@ -588,8 +639,10 @@ missing.$ORIGIN MX
 EOF
 awk '{ print $1 " " (index($3, ":") ? "AAAA" : "A") }' "$POOLS" | awk '!seen[$0]++' >"$TMP/queries/pools"
 SETS="static pools"
+# The +cookie sets are the same files, sent with a client cookie (see set_args).
+[ "$COOKIES" -eq 1 ] && SETS="static pools static+cookie pools+cookie"
 log "query sets:"
-for q in $SETS; do echo "     $q: $(tr '\n' ';' <"$TMP/queries/$q")" >&2; done
+for q in $SETS; do echo "     $q: $(tr '\n' ';' <"$TMP/queries/${q%+cookie}")" >&2; done
 
 # Correctness before measuring. For every query of both sets, each server must answer with AA,
 # and: static queries get exactly the same rcode and answer RRsets (sorted, with TTLs) on every
@@ -762,8 +815,10 @@ measure() {
     t0="$(cpu_ticks "${PID[$s]}")"
     reaped_ticks; c0="$REAPED"
     m0="$(machine_ticks)"
+    local -a set_args=(-d "$TMP/queries/${set%+cookie}")
+    case "$set" in *+cookie) set_args+=(-E "$COOKIE_OPT") ;; esac
     taskset -c "$CLIENT_CPU" dnsperf "${DNSPERF_COMMON[@]}" -p "$(port_of "$s")" \
-        -d "$TMP/queries/$set" "$@" >"$out" 2>&1 \
+        "${set_args[@]}" "$@" >"$out" 2>&1 \
         || { tail -20 "$out" >&2; die "dnsperf failed against $s"; }
     m1="$(machine_ticks)"
     reaped_ticks; c1="$REAPED"
@@ -785,8 +840,8 @@ measure() {
 # ("> T ..." for a timed-out query, without latency). Percentiles are over answered queries.
 # Prints what measure prints, then: avg_us p50_us p99_us max_us
 measure_latency() {
-    local s="$1" set="$2" out="$3"
-    measure "$s" "$set" "$out" -l "$LAT_DURATION" -Q "$LAT_QPS" -v | tr '\n' ' '
+    local s="$1" set="$2" out="$3" rate="$4"
+    measure "$s" "$set" "$out" -l "$LAT_DURATION" -Q "$rate" -v | tr '\n' ' '
     awk '/^> / && $2 != "T" { print $NF }' "$out" | sort -g >"$out.sorted"
     local n; n="$(wc -l <"$out.sorted")"
     [ "$n" -gt 0 ] || die "no per-query latencies in dnsperf -v output for $s (format changed?)"
@@ -856,9 +911,11 @@ median() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "nan"; else if
 # ---------------------------------------------------------------------------------------------
 # Each row: server set round answered lost qps runtime resp server_s client_s other_s steal_s
 #           cpu_us_per_query server_cpu_pct sleeps_per_query [avg_us p50_us p99_us max_us]
-RESULTS="$TMP/results.tsv"     # throughput runs
-LATENCY="$TMP/latency.tsv"     # fixed-rate runs (round "lat")
-: >"$RESULTS"; : >"$LATENCY"
+RESULTS="$TMP/results.tsv"     # full-load runs
+rate_file() { echo "$TMP/rate.$1.tsv"; }  # fixed-rate runs at rate $1
+FLOODS="$TMP/flood.tsv"        # --flood runs (round = rate)
+: >"$RESULTS"; : >"$FLOODS"
+for r in $RATES; do : >"$(rate_file "$r")"; done
 row() { # round server set measured-fields... -> TSV: the first 9 fields, then CPU µs/query, CPU %
       # and sleeps per query (from the 10th), then the rest
     local round="$1" s="$2" set="$3"; shift 3
@@ -871,38 +928,68 @@ row() { # round server set measured-fields... -> TSV: the first 9 fields, then C
         print ""
     }' <<<"$*"
 }
+nsets=$(wc -w <<<"$SETS")
+nservers=$(wc -w <<<"$SERVERS")
 
-nruns=$(( ROUNDS * 2 * $(wc -w <<<"$SERVERS") ))
-log "throughput: $ROUNDS round(s) x 2 query sets x [$SERVERS], ${DURATION}s each ($nruns runs, ~$(( nruns * (DURATION + 2) ))s)"
-i=0
+# The primary comparison: every server at the same fixed rates. One fixed-rate run is too noisy
+# for a p99 on a shared machine: interleaved rounds, medians.
+nruns=$(( ROUNDS * nsets * nservers * $(wc -w <<<"$RATES") ))
+log "fixed rates: $RATES qps for ${LAT_DURATION}s each, $ROUNDS round(s) x $nsets query set(s) x [$SERVERS] ($nruns runs, ~$(( nruns * (LAT_DURATION + 3) ))s; dnsperf -v, p99 from per-query times)"
 for round in $(seq 1 "$ROUNDS"); do
-    for set in $SETS; do
-        for s in $SERVERS; do
-            i=$((i + 1))
-            bring_up "$s"
-            guarded_run "$s" measure "$s" "$set" "$TMP/runs/$s.$set.$round.txt" -l "$DURATION"
-            take_down "$s"
-            row "$round" "$s" "$set" "$m" | tee -a "$RESULTS" | awk -F'\t' -v i="$i" -v n="$nruns" '{
-                printf "   [%d/%d] round %s %-6s %-5s %8.0f qps  lost %5d  server %5.2fs = %5.1f%% of a core, %6.2f us/query  (dnsperf %4.1fs, other %4.2fs, steal %4.2fs)\n",
-                    i, n, $3, $2, $1, $6, $5, $9, $14, $13, $10, $11, $12 }' >&2
+    for rate in $RATES; do
+        for set in $SETS; do
+            for s in $SERVERS; do
+                bring_up "$s"
+                guarded_run "$s" measure_latency "$s" "$set" "$TMP/runs/$s.$set.$rate.$round.txt" "$rate"
+                take_down "$s"
+                row "$round" "$s" "$set" "$m" | tee -a "$(rate_file "$rate")" | awk -F'\t' -v r="$rate" '{
+                    printf "   round %s %6d qps %-10s %-12s %6.0f qps  lost %5d  avg %5d us  p99 %6d us  server %6.2f us/query, %4.2f sleeps/query  (other %4.2fs, steal %4.2fs)\n",
+                        $3, r, $1, $2, $6, $5, $16, $18, $13, $15, $11, $12 }' >&2
+            done
         done
     done
 done
 
-# One fixed-rate run is too noisy for a p99 on a shared machine: the same interleaved rounds.
-log "latency: ${LAT_QPS} qps for ${LAT_DURATION}s, $ROUNDS round(s) per server and query set (dnsperf -v, p99 from per-query times)"
-for round in $(seq 1 "$ROUNDS"); do
-    for set in $SETS; do
-        for s in $SERVERS; do
-            bring_up "$s"
-            guarded_run "$s" measure_latency "$s" "$set" "$TMP/runs/$s.$set.latency.$round.txt"
-            take_down "$s"
-            row "$round" "$s" "$set" "$m" | tee -a "$LATENCY" | awk -F'\t' '{
-                printf "   round %s %-6s %-5s %6.0f qps  lost %5d  avg %5d us  p50 %5d us  p99 %6d us  max %6d us  server %6.2f us/query, %4.2f sleeps/query  (other %4.2fs, steal %4.2fs)\n",
-                    $3, $2, $1, $6, $5, $16, $17, $18, $19, $13, $15, $11, $12 }' >&2
+if [ "$FULL_LOAD" -eq 1 ]; then
+    nruns=$(( ROUNDS * nsets * nservers ))
+    log "full load: $ROUNDS round(s) x $nsets query set(s) x [$SERVERS], ${DURATION}s each ($nruns runs, ~$(( nruns * (DURATION + 2) ))s)"
+    i=0
+    for round in $(seq 1 "$ROUNDS"); do
+        for set in $SETS; do
+            for s in $SERVERS; do
+                i=$((i + 1))
+                bring_up "$s"
+                guarded_run "$s" measure "$s" "$set" "$TMP/runs/$s.$set.$round.txt" -l "$DURATION"
+                take_down "$s"
+                row "$round" "$s" "$set" "$m" | tee -a "$RESULTS" | awk -F'\t' -v i="$i" -v n="$nruns" '{
+                    printf "   [%d/%d] round %s %-10s %-12s %8.0f qps  lost %5d  server %5.2fs = %5.1f%% of a core, %6.2f us/query  (dnsperf %4.1fs, other %4.2fs, steal %4.2fs)\n",
+                        i, n, $3, $2, $1, $6, $5, $9, $14, $13, $10, $11, $12 }' >&2
+            done
         done
     done
-done
+fi
+
+# --flood: one source address sends the static set at each fixed rate to lbns-flood (limit 10
+# per second per name: nearly every response over it) and to lbns (no limit). Dropped responses
+# time out in dnsperf after 1 s, so up to a second's worth are outstanding: -q is raised to hold
+# them. The measure is the server's CPU per query received (answered + lost).
+if [ "$FLOOD" -eq 1 ]; then
+    start_server lbns-flood
+    ready lbns-flood
+    case " $SERVERS " in *" lbns "*) ;; *) start_server lbns; ready lbns ;; esac
+    log "flood: $RATES qps from one source for ${LAT_DURATION}s, $ROUNDS round(s), lbns and lbns-flood"
+    for round in $(seq 1 "$ROUNDS"); do
+        for rate in $RATES; do
+            for s in lbns lbns-flood; do
+                guarded_run "$s" measure "$s" static "$TMP/runs/$s.flood.$rate.$round.txt" \
+                    -l "$LAT_DURATION" -Q "$rate" -q 60000 -t 1
+                row "$rate" "$s" static "$m" | tee -a "$FLOODS" | awk -F'\t' '{
+                    printf "   round %s qps %-10s sent %8d  answered %8d  lost %8d  server %5.2fs = %6.2f us per query received\n",
+                        $3, $1, $4 + $5, $4, $5, $9, ($4 + $5 > 0 ? $9 * 1e6 / ($4 + $5) : 0) }' >&2
+            done
+        done
+    done
+fi
 
 # ---------------------------------------------------------------------------------------------
 # 7. Report.
@@ -914,29 +1001,36 @@ col() { # file server set column
         $1 == s && $2 == q { all[++n] = $c; if ($11 / $7 * 100 <= lim) clean[++k] = $c }
         END { if (k) for (i = 1; i <= k; i++) print clean[i]; else for (i = 1; i <= n; i++) print all[i] }' "$1"
 }
-declare -A MQPS MCPU MLOST MPCT MRESP LCPU LAT MFLAG MSLEEP LSLEEP
+median() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "nan"; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+# ⚠ when every run of this server and set in the file was disturbed.
+flag() { # file server set
+    awk -F'\t' -v s="$2" -v q="$3" -v lim="$NOISE_LIMIT" '
+        $1 == s && $2 == q { n++; if ($11 / $7 * 100 <= lim) k++ } END { if (n && !k) printf " ⚠" }' "$1"
+}
+declare -A MQPS MCPU MLOST MPCT MRESP MSLEEP RCPU RQPS RP99 RLOST RSLEEP
 for set in $SETS; do
     for s in $SERVERS; do
-        MQPS[$s.$set]="$(col "$RESULTS" "$s" "$set" 6 | median)"
-        MCPU[$s.$set]="$(col "$RESULTS" "$s" "$set" 13 | median)"
-        MPCT[$s.$set]="$(col "$RESULTS" "$s" "$set" 14 | median)"
-        MRESP[$s.$set]="$(col "$RESULTS" "$s" "$set" 8 | median)"
-        MSLEEP[$s.$set]="$(col "$RESULTS" "$s" "$set" 15 | median)"
-        LSLEEP[$s.$set]="$(col "$LATENCY" "$s" "$set" 15 | median)"
-        MLOST[$s.$set]="$(awk -F'\t' -v s="$s" -v q="$set" '$1 == s && $2 == q { t += $5 } END { print t + 0 }' "$RESULTS")"
-        LCPU[$s.$set]="$(col "$LATENCY" "$s" "$set" 13 | median)"
-        # Median avg / median p99 over the (undisturbed) rounds; ⚠ when every round was disturbed.
-        LAT[$s.$set]="$(printf '%.0f / %.0f' "$(col "$LATENCY" "$s" "$set" 16 | median)" "$(col "$LATENCY" "$s" "$set" 18 | median)")$(
-            awk -F'\t' -v s="$s" -v q="$set" -v lim="$NOISE_LIMIT" '
-                $1 == s && $2 == q && $11 / $7 * 100 <= lim { k++ } END { if (!k) printf " ⚠" }' "$LATENCY")"
-        # ⚠ on the qps when every round of this server and set was disturbed.
-        MFLAG[$s.$set]="$(awk -F'\t' -v s="$s" -v q="$set" -v lim="$NOISE_LIMIT" '
-            $1 == s && $2 == q && $11 / $7 * 100 <= lim { k++ } END { if (!k) printf " ⚠" }' "$RESULTS")"
+        if [ "$FULL_LOAD" -eq 1 ]; then
+            MQPS[$s.$set]="$(col "$RESULTS" "$s" "$set" 6 | median)"
+            MCPU[$s.$set]="$(col "$RESULTS" "$s" "$set" 13 | median)"
+            MPCT[$s.$set]="$(col "$RESULTS" "$s" "$set" 14 | median)"
+            MSLEEP[$s.$set]="$(col "$RESULTS" "$s" "$set" 15 | median)"
+            MLOST[$s.$set]="$(awk -F'\t' -v s="$s" -v q="$set" '$1 == s && $2 == q { t += $5 } END { print t + 0 }' "$RESULTS")"
+        fi
+        MRESP[$s.$set]="$(col "$(rate_file "${RATES%% *}")" "$s" "$set" 8 | median)"
+        for r in $RATES; do
+            f="$(rate_file "$r")"
+            RCPU[$s.$set.$r]="$(col "$f" "$s" "$set" 13 | median)"
+            RQPS[$s.$set.$r]="$(col "$f" "$s" "$set" 6 | median)"
+            RP99[$s.$set.$r]="$(col "$f" "$s" "$set" 18 | median)$(flag "$f" "$s" "$set")"
+            RSLEEP[$s.$set.$r]="$(col "$f" "$s" "$set" 15 | median)"
+            RLOST[$s.$set.$r]="$(awk -F'\t' -v s="$s" -v q="$set" '$1 == s && $2 == q { t += $5 } END { print t + 0 }' "$f")"
+        done
     done
 done
 
-# Lowest value among the peers of an associative array for a query set ("" if no peer ran).
-best_peer() { # array-name set
+# Lowest value among the peers of an associative array for a key suffix ("" if no peer ran).
+best_peer() { # array-name key-suffix (set, or set.rate)
     local -n arr="$1"; local best="" s
     for s in $SERVERS; do
         is_peer "$s" || continue
@@ -947,40 +1041,98 @@ best_peer() { # array-name set
     echo "$best"
 }
 ratio() { [ -n "$2" ] && awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f×", a / b; else printf "n/a" }' || echo "n/a"; }
+k() { echo "$(( $1 / 1000 ))k"; }
 
-K="$((LAT_QPS / 1000))k"
 table() {
-    echo "| server | query set | median qps | median CPU µs/query | CPU vs best peer | lost (all rounds) | server CPU % | server sleeps/query (full load / $K qps) | avg resp bytes | CPU µs/query at $K qps (vs best peer) | avg / p99 latency at $K qps (µs) |"
-    echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
-    local set s best lbest
+    local set s r best head="| server | query set |" line="|---|---|"
+    for r in $RATES; do head="$head CPU µs/query at $(k "$r") qps (vs best peer) |"; line="$line---:|"; done
+    head="$head achieved qps at $(k "${RATES##* }") | p99 latency µs at $(echo "$RATES" | awk '{ for (i = 1; i <= NF; i++) printf "%s%dk", (i > 1 ? " / " : ""), $i / 1000 }') | sleeps/query at $(k "${RATES%% *}") | lost (fixed rates) | avg resp bytes |"
+    line="$line---:|---:|---:|---:|---:|"
+    echo "$head"; echo "$line"
     for set in $SETS; do
-        best="$(best_peer MCPU "$set")"
-        lbest="$(best_peer LCPU "$set")"
         for s in $SERVERS; do
-            printf '| %s | %s | %.0f%s | %.2f | %s | %s | %.0f | %.2f / %.2f | %.0f | %.2f (%s) | %s |\n' "$s" "$set" \
-                "${MQPS[$s.$set]}" "${MFLAG[$s.$set]}" "${MCPU[$s.$set]}" "$(ratio "${MCPU[$s.$set]}" "$best")" \
-                "${MLOST[$s.$set]}" "${MPCT[$s.$set]}" "${MSLEEP[$s.$set]}" "${LSLEEP[$s.$set]}" "${MRESP[$s.$set]}" \
-                "${LCPU[$s.$set]}" "$(ratio "${LCPU[$s.$set]}" "$lbest")" "${LAT[$s.$set]}"
+            printf '| %s | %s |' "$s" "$set"
+            local lost=0 p99=""
+            for r in $RATES; do
+                best="$(best_peer RCPU "$set.$r")"
+                printf ' %.2f (%s) |' "${RCPU[$s.$set.$r]}" "$(ratio "${RCPU[$s.$set.$r]}" "$best")"
+                lost=$(( lost + ${RLOST[$s.$set.$r]} ))
+                p99="$p99${p99:+ / }${RP99[$s.$set.$r]}"
+            done
+            r="${RATES##* }"
+            printf ' %.0f | %s | %.2f | %s | %.0f |\n' "${RQPS[$s.$set.$r]}" "$p99" "${RSLEEP[$s.$set.${RATES%% *}]}" "$lost" "${MRESP[$s.$set]}"
         done
     done
 }
 
-runs_table() {
-    echo "| round | query set | server | answered | lost | qps | server CPU s | CPU µs/query | server CPU % | server sleeps/query | dnsperf CPU s | other CPU s | steal s |"
-    echo "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
-    awk -F'\t' -v lim="$NOISE_LIMIT" '{ printf "| %s | %s | %s | %s | %s | %.0f | %s | %s | %s | %s | %s | %s%s | %s |\n",
-                  $3, $2, $1, $4, $5, $6, $9, $13, $14, $15, $10, $11, ($11 / $7 * 100 > lim ? " ⚠" : ""), $12 }' "$RESULTS"
+full_load_table() {
+    echo "| server | query set | median qps | median CPU µs/query | CPU vs best peer | lost (all rounds) | server CPU % | server sleeps/query |"
+    echo "|---|---|---:|---:|---:|---:|---:|---:|"
+    local set s best
+    for set in $SETS; do
+        best="$(best_peer MCPU "$set")"
+        for s in $SERVERS; do
+            printf '| %s | %s | %.0f%s | %.2f | %s | %s | %.0f | %.2f |\n' "$s" "$set" \
+                "${MQPS[$s.$set]}" "$(flag "$RESULTS" "$s" "$set")" "${MCPU[$s.$set]}" "$(ratio "${MCPU[$s.$set]}" "$best")" \
+                "${MLOST[$s.$set]}" "${MPCT[$s.$set]}" "${MSLEEP[$s.$set]}"
+        done
+    done
 }
 
-latency_table() {
-    echo "| round | server | query set | achieved qps | answered | lost | avg µs | p50 µs | p99 µs | max µs | server CPU µs/query | server sleeps/query | other CPU s | steal s |"
+# lbns against itself: RRL on (below its limit) against off, and queries with a cookie against
+# the same queries without.
+self_table() {
+    local r set base
+    printf '| lbns CPU per query | query set |'
+    for r in $RATES; do printf ' at %s qps |' "$(k "$r")"; done
+    [ "$FULL_LOAD" -eq 1 ] && printf ' full load |'
+    echo
+    printf '|---|---|'; for r in $RATES; do printf -- '---:|'; done; [ "$FULL_LOAD" -eq 1 ] && printf -- '---:|'; echo
+    case " $SERVERS " in *" lbns-rrl "*)
+        for set in $SETS; do
+            printf '| RRL on / off (lbns-rrl / lbns) | %s |' "$set"
+            for r in $RATES; do printf ' %s |' "$(ratio "${RCPU[lbns-rrl.$set.$r]}" "${RCPU[lbns.$set.$r]}")"; done
+            [ "$FULL_LOAD" -eq 1 ] && printf ' %s |' "$(ratio "${MCPU[lbns-rrl.$set]}" "${MCPU[lbns.$set]}")"
+            echo
+        done ;;
+    esac
+    for set in $SETS; do
+        case "$set" in *+cookie) ;; *) continue ;; esac
+        base="${set%+cookie}"
+        for s in $SERVERS; do
+            case "$s" in lbns|lbns-rrl) ;; *) continue ;; esac
+            printf '| cookie / plain (%s) | %s |' "$s" "$set"
+            for r in $RATES; do printf ' %s |' "$(ratio "${RCPU[$s.$set.$r]}" "${RCPU[$s.$base.$r]}")"; done
+            [ "$FULL_LOAD" -eq 1 ] && printf ' %s |' "$(ratio "${MCPU[$s.$set]}" "${MCPU[$s.$base]}")"
+            echo
+        done
+    done
+}
+
+flood_table() {
+    echo "| rate (qps, one source) | server | sent | answered (TC=1 included) | not answered | server CPU µs per query received | vs RRL off |"
+    echo "|---:|---|---:|---:|---:|---:|---:|"
+    local r s off
+    for r in $RATES; do
+        off="$(awk -F'\t' -v r="$r" '$1 == "lbns" && $3 == r { print $9 * 1e6 / ($4 + $5) }' "$FLOODS" | median)"
+        for s in lbns lbns-flood; do
+            awk -F'\t' -v r="$r" -v s="$s" '$1 == s && $3 == r { print $4 + $5, $4, $5, $9 * 1e6 / ($4 + $5) }' "$FLOODS" |
+                sort -k4 -g | awk -v r="$r" -v s="$s" -v off="$off" '{ v[NR] = $0 } END {
+                    split(v[int((NR + 1) / 2)], m, " ")
+                    printf "| %d | %s | %d | %d | %d | %.2f | %.2f× |\n", r, s, m[1], m[2], m[3], m[4], (off > 0 ? m[4] / off : 0) }'
+        done
+    done
+}
+
+runs_table() { # file
+    echo "| round | query set | server | answered | lost | qps | server CPU s | CPU µs/query | server CPU % | server sleeps/query | dnsperf CPU s | other CPU s | steal s | p99 µs |"
     echo "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
-    awk -F'\t' -v lim="$NOISE_LIMIT" '{ printf "| %s | %s | %s | %.0f | %s | %s | %s | %s | %s | %s | %s | %s | %s%s | %s |\n",
-                  $3, $1, $2, $6, $4, $5, $16, $17, $18, $19, $13, $15, $11, ($11 / $7 * 100 > lim ? " ⚠" : ""), $12 }' "$LATENCY"
+    awk -F'\t' -v lim="$NOISE_LIMIT" '{ printf "| %s | %s | %s | %s | %s | %.0f | %s | %s | %s | %s | %s | %s%s | %s | %s |\n",
+                  $3, $2, $1, $4, $5, $6, $9, $13, $14, $15, $10, $11, ($11 / $7 * 100 > lim ? " ⚠" : ""), $12, ($18 == "" ? "-" : $18) }' "$1"
 }
 
 # Interference: the largest share of a core that something else used during any run.
-INTERFERENCE="$(cat "$RESULTS" "$LATENCY" | awk -F'\t' -v lim="$NOISE_LIMIT" -v rep="$(cat "$TMP/repeated" 2>/dev/null | wc -l)" '
+INTERFERENCE="$(cat "$RESULTS" "$FLOODS" $(for r in $RATES; do rate_file "$r"; done) | awk -F'\t' -v lim="$NOISE_LIMIT" -v rep="$(cat "$TMP/repeated" 2>/dev/null | wc -l)" '
     $7 > 0 { o = $11 / $7 * 100; st = $12 / $7 * 100; if (o > mo) mo = o; if (st > ms) ms = st; if (o > lim) f++ }
     END { printf "other load: %d run(s) repeated because it exceeded %d%% of a core, %d run(s) kept over it (⚠), largest %.0f%%; largest steal %.0f%% of a core", rep, lim, f, mo, ms }')"
 
@@ -989,6 +1141,7 @@ versions() {
     for s in $SERVERS; do
         case "$s" in
             lbns) echo "- lbns $LBNS_VERSION, release build$([ "$XDP" -eq 1 ] && echo ' with `--features xdp`')" ;;
+            lbns-rrl) echo "- lbns-rrl: the same lbns with \`[rrl] responses_per_second = 1000000\` (rate limiting on, never reached)" ;;
             lbns-xdp) echo "- lbns-xdp: the same lbns binary with \`xdp = \"lo\"\` (AF_XDP, generic XDP on loopback)" ;;
             knot) echo "- $(knotd --version 2>&1 | head -1)" ;;
             lbns-floor) echo "- lbns-floor: lbns built with \`--features bench-floor\`, with lbns-xdp's configuration: its AF_XDP worker sends every query back unanswered (QR set), so it does all lbns-xdp does per query but the DNS work — the floor of the AF_XDP path on this machine; not a peer" ;;
@@ -997,17 +1150,33 @@ versions() {
             gdnsd) echo "- $(gdnsd -h 2>&1 | grep -m1 'gdnsd version')" ;;
         esac
     done
+    [ "$FLOOD" -eq 1 ] && echo "- lbns-flood: the same lbns with \`[rrl] responses_per_second = 10, slip = 2\`"
     echo "- dnsperf $(dnsperf -h 2>&1 | sed -n 's/^Version //p' | head -1)"
 }
 
 TABLE="$(table)"
 echo
 echo "$TABLE"
+SELF=""
+if [ "$RRL" -eq 1 ] || [ "$COOKIES" -eq 1 ]; then
+    SELF="$(self_table)"
+    echo; echo "$SELF"
+fi
+FLOOD_TABLE=""
+if [ "$FLOOD" -eq 1 ]; then
+    FLOOD_TABLE="$(flood_table)"
+    echo; echo "$FLOOD_TABLE"
+fi
+FULL_TABLE=""
+if [ "$FULL_LOAD" -eq 1 ]; then
+    FULL_TABLE="$(full_load_table)"
+    echo; echo "$FULL_TABLE"
+fi
 echo
 echo "$INTERFERENCE"
 
 if [ "$WRITE" -eq 1 ]; then
-    mkdir -p "$REPO/benches/results"
+    mkdir -p "$(dirname "$RESULTS_FILE")"
     {
         echo "# lbns vs Knot DNS, NSD, gdnsd — dnsperf"
         echo
@@ -1015,34 +1184,63 @@ if [ "$WRITE" -eq 1 ]; then
         echo "- command: \`$CMDLINE\`"
         echo "- machine: $(nproc) CPUs ($(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)), $(uname -sr); load average at start: $LOADAVG_START; $INTERFERENCE"
         echo "- servers pinned to CPU $SERVER_CPU (\`taskset -c $SERVER_CPU\`), one UDP worker/thread each (lbns \`udp_workers = 1\`, knot \`udp-workers/tcp-workers/background-workers: 1\`, nsd \`server-count: 1\`, gdnsd \`udp_threads = 1\`); dnsperf pinned to CPU $CLIENT_CPU"
-        echo "- throughput: \`dnsperf ${DNSPERF_COMMON[*]} -p PORT -d SET -l $DURATION\`, $ROUNDS round(s), servers interleaved ($SERVERS) within each round and query set; medians over rounds"
+        echo "- fixed rates (the primary comparison): \`dnsperf ${DNSPERF_COMMON[*]} -p PORT -d SET -l $LAT_DURATION -Q RATE -v\` at $(echo "$RATES" | sed 's/ /, /g') qps, $ROUNDS round(s), servers interleaved ($SERVERS) within each round, rate and query set; medians over rounds; p99 is the nearest-rank percentile of the per-query latencies \`-v\` prints (dnsperf 2.10 prints no percentiles)"
+        [ "$FULL_LOAD" -eq 1 ] && echo "- full load (secondary): \`dnsperf ${DNSPERF_COMMON[*]} -p PORT -d SET -l $DURATION\`, $ROUNDS round(s); dnsperf's own core is the bottleneck there, so servers are compared at different loads"
+        [ "$COOKIES" -eq 1 ] && echo "- \`+cookie\` query sets: the same queries with \`-E $COOKIE_OPT\` (a client cookie on every query)"
+        [ "$FLOOD" -eq 1 ] && echo "- flood: \`dnsperf ... -d static -l $LAT_DURATION -Q RATE -q 60000 -t 1\` from one source to lbns-flood and lbns; CPU per query *received* (answered + lost)"
         [ "$XDP" -eq 1 ] && echo "- \`--xdp\`: everything ran in a private network namespace (\`unshare -n\`, with \`net.ipv4.conf.lo.route_localnet\` and \`accept_local\` set to 1 there, which AF_XDP replies on loopback need); lbns-xdp and knot-xdp answer UDP through AF_XDP in generic (copy) mode on lo, and each was started just before each of its runs and stopped after it (one XDP program per interface), the other servers ran throughout"
-        echo "- latency: the same with \`-l $LAT_DURATION -Q $LAT_QPS -v\`, $ROUNDS round(s), servers interleaved; medians over rounds of each run's average and p99; dnsperf 2.10 prints no percentiles and has no \`latency-histogram\` option, so p50/p99 are nearest-rank percentiles of the per-query latencies \`-v\` prints"
         echo
         echo "Versions:"
         echo
         versions
         echo
-        echo "## Summary"
+        echo "## Summary: fixed rates"
         echo
         echo "$TABLE"
         echo
-        echo "- Medians are over the undisturbed rounds (see *other CPU s* below) when there is at least one, else over all; *lost* sums all rounds."
-        echo "- *CPU µs/query*: the server process tree's utime+stime (/proc/PID/stat, $CLK_TCK ticks/s, read before and after the run) divided by the answered queries. *CPU vs best peer*: divided by the lowest of the peers ($(for s in $SERVERS; do is_peer "$s" && printf '%s ' "$s"; done | sed 's/ $//; s/ /, /g')) for the same query set."
-        echo "- *server CPU %*: that CPU time over the run time. Well under 100 % means the server was not the bottleneck — dnsperf on its one core was — so its qps is a lower bound, and its CPU µs/query is measured at a lower load than a saturated server's (less batching per wake-up); the fixed-rate column compares every server at the same $K qps."
-        echo "- *server sleeps/query*: voluntary context switches of all the server's threads (/proc/PID/task/*/status) per answered query, medians at full load and at $K qps: how often the server went to sleep waiting for queries, each sleep followed by a wake-up. Where a sleep and a wake-up cost an exit to the hypervisor, as on this VM, fewer per query means less CPU per query."
-        echo "- *avg resp bytes*: dnsperf's average response size, to show the servers sent comparable answers."
-        [ "$FLOOR" -eq 1 ] && echo "- *lbns-floor* answers nothing (its responses are the queries, hence the smaller size): its CPU µs/query is what the AF_XDP path costs here before any DNS work — frame checks, rings, and the kernel's send path, which on loopback delivers each reply into dnsperf's socket in the sender's context. Its ratio to the best peer is the lowest any AF_XDP server could reach in this setup; lbns-xdp minus lbns-floor is what lbns's answering costs."
+        echo "- Medians are over the undisturbed rounds (see *other CPU s* below) when there is at least one, else over all (⚠ after the p99 when every round was disturbed); *lost* sums all rounds."
+        echo "- *CPU µs/query*: the server process tree's utime+stime (/proc/PID/stat, $CLK_TCK ticks/s, read before and after the run) divided by the answered queries. *vs best peer*: divided by the lowest of the peers ($(for s in $SERVERS; do is_peer "$s" && printf '%s ' "$s"; done | sed 's/ $//; s/ /, /g')) for the same query set and rate."
+        echo "- *sleeps/query*: voluntary context switches of all the server's threads (/proc/PID/task/*/status) per answered query: how often the server went to sleep waiting for queries. Where a sleep and a wake-up cost an exit to the hypervisor, as on this VM, fewer per query means less CPU per query."
         echo "- Query sets: **static** = $(paste -sd';' "$TMP/queries/static" | sed 's/;/; /g'). **pools** = $(paste -sd';' "$TMP/queries/pools" | sed 's/;/; /g'). The peers serve the pool names as static RRsets with the same addresses and TTL; lbns answers \`api\` with at most 2 of its 3 addresses (\`answers = 2\`), the peers with all 3."
+        [ "$FLOOR" -eq 1 ] && echo "- *lbns-floor* answers nothing (its responses are the queries, hence the smaller size): its CPU µs/query is what the AF_XDP path costs here before any DNS work. Its ratio to the best peer is the lowest any AF_XDP server could reach in this setup; lbns-xdp minus lbns-floor is what lbns's answering costs."
+        if [ -n "$SELF" ]; then
+            echo
+            echo "## lbns against itself: rate limiting and cookies"
+            echo
+            echo "$SELF"
+        fi
+        if [ -n "$FLOOD_TABLE" ]; then
+            echo
+            echo "## Flood from one source"
+            echo
+            echo "$FLOOD_TABLE"
+        fi
+        if [ -n "$FULL_TABLE" ]; then
+            echo
+            echo "## Full load"
+            echo
+            echo "$FULL_TABLE"
+        fi
+        echo
         echo "- *other CPU s* below is everything the machine ran besides the server and dnsperf during the run (other processes, unattributed interrupts); *steal* is time the hypervisor took. Before each run the script waits (up to ${QUIET_WAIT}s) for a quiet machine, and repeats a run (up to $RETRIES times) whose other load exceeded $NOISE_LIMIT % of a core; runs kept over that are marked ⚠ — their qps and latency are unreliable, their CPU µs/query much less affected."
-        echo
-        echo "## Every throughput run"
-        echo
-        runs_table
-        echo
-        echo "## Fixed rate: $LAT_QPS qps"
-        echo
-        latency_table
-    } >"$REPO/benches/results/latest.md"
-    log "wrote benches/results/latest.md"
+        for r in $RATES; do
+            echo
+            echo "## Every run at $r qps"
+            echo
+            runs_table "$(rate_file "$r")"
+        done
+        if [ "$FLOOD" -eq 1 ]; then
+            echo
+            echo "## Every flood run (round = rate)"
+            echo
+            runs_table "$FLOODS"
+        fi
+        if [ "$FULL_LOAD" -eq 1 ]; then
+            echo
+            echo "## Every full-load run"
+            echo
+            runs_table "$RESULTS"
+        fi
+    } >"$RESULTS_FILE"
+    log "wrote $RESULTS_FILE"
 fi

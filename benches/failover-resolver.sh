@@ -9,8 +9,8 @@
 # The promise is that the client stops receiving it within the pool's `failover` time.
 #
 # What it does, in order:
-#   1. installs what is missing (scripts/install-deps.sh: unbound, python3, unshare, ip; with
-#      --kresd also knot-resolver), with /usr/sbin/policy-rc.d refusing service starts, so no
+#   1. installs what is missing (scripts/install-deps.sh: unbound, python3, unshare, ip, nft;
+#      with --kresd also knot-resolver), with /usr/sbin/policy-rc.d refusing service starts, so no
 #      packaged daemon is ever auto-started; exits non-zero if a required tool is still missing;
 #   2. builds lbns (`cargo build --release`) unless --no-build;
 #   3. re-runs itself in a private, empty network namespace (unshare -n): only a loopback, no
@@ -34,18 +34,38 @@
 #      receiving it after that), watching until every target has gone --settle seconds (default:
 #      the largest TTL seen + 1 s) without it; then restart it (killed) or SIGCONT it (hung) and
 #      wait until it is back in every answer;
-#   7. prints and writes to benches/results/failover-resolver.md the percentiles per case and
+#   7. with --cluster: the two lbns run with `[cluster]` (each the other's peer, a shared key,
+#      `quorum = "majority"`), each probing from its own address (`source`), and the client asks
+#      both lbns directly too; after the killed and hung trials come two more cases:
+#      - one-sided loss: an nftables rule in the namespace drops one instance's probes to one
+#        backend (by source address) for --cut seconds (default 20); measured: how long the
+#        two instances answer differently, when each drops the backend, what the client behind
+#        the resolver receives, and each instance's own view at the end of the cut (the cut
+#        one must see it down, or the rule did not take);
+#      - restart: SIGKILL one lbns (alternating) with every backend up, start it again --down
+#        seconds later (default 5); measured: the client's failed queries (the resolver should
+#        retry the other nameserver), when the restarted instance answers, and whether its
+#        first answer is its peer's;
+#   8. prints and writes to benches/results/failover-resolver.md the percentiles per case and
 #      per resolver (and lbns's own time-to-drop, from the direct queries), how many trials were
 #      within the failover bound, the failed queries, and every trial, with the command line,
-#      date and the lbns git revision;
-#   8. on exit (trap on EXIT, INT, TERM) stops every process it started, by PID.
+#      date and the lbns git revision; a --cluster run replaces only its own section of that
+#      file (between the `cluster-report` markers), and a run without it keeps that section;
+#   9. on exit (trap on EXIT, INT, TERM) stops every process it started, by PID.
 #
 # Usage: benches/failover-resolver.sh [--trials N] [--killed N] [--hung N] [--kresd]
+#                                     [--cluster] [--one-sided N] [--restarts N] [--cut S]
+#                                     [--down S]
 #                                     [--pool 'TOML'] [--settle S] [--max-wait S] [--seed N]
 #                                     [--no-build] [--no-install] [--no-write] [--lbns PATH]
 #                                     [--workdir DIR] [--keep-tmp]
-#   --trials N     killed and hung trials each (default 20); --killed / --hung set one of them
+#   --trials N     killed and hung trials each (default 20), and with --cluster one-sided and
+#                  restart trials each; --killed / --hung / --one-sided / --restarts set one
 #   --kresd        measure through Knot Resolver too (in the same trials)
+#   --cluster      the two lbns decide together (`[cluster]`); adds the one-sided and restart
+#                  cases (needs nft: scripts/install-deps.sh installs nftables)
+#   --cut S        one-sided trials: how long the cut lasts (default 20)
+#   --down S       restart trials: how long the killed lbns stays down (default 5)
 #   --pool 'TOML'  the pool's timing keys (default: POOL_SETTINGS below)
 #   --no-install   never install: a missing tool is an error (the test uses this)
 #   --lbns PATH    the lbns binary (default target/release/lbns)
@@ -67,6 +87,12 @@ FAILOVER_S=5
 
 TRIALS_KILLED=20
 TRIALS_HUNG=20
+ONE_SIDED=""
+RESTARTS=""
+TRIALS=""
+CUT_S=20
+DOWN_S=5
+CLUSTER=0
 KRESD=0
 BUILD=1
 INSTALL=1
@@ -88,9 +114,14 @@ log() { echo "== $*" >&2; }
 
 while [ $# -gt 0 ]; do
     case "$1" in
-        --trials) TRIALS_KILLED="${2:?--trials needs a number}"; TRIALS_HUNG="$2"; shift 2 ;;
+        --trials) TRIALS_KILLED="${2:?--trials needs a number}"; TRIALS_HUNG="$2"; TRIALS="$2"; shift 2 ;;
         --killed) TRIALS_KILLED="${2:?--killed needs a number}"; shift 2 ;;
         --hung) TRIALS_HUNG="${2:?--hung needs a number}"; shift 2 ;;
+        --one-sided) ONE_SIDED="${2:?--one-sided needs a number}"; shift 2 ;;
+        --restarts) RESTARTS="${2:?--restarts needs a number}"; shift 2 ;;
+        --cut) CUT_S="${2:?--cut needs seconds}"; shift 2 ;;
+        --down) DOWN_S="${2:?--down needs seconds}"; shift 2 ;;
+        --cluster) CLUSTER=1; shift ;;
         --kresd) KRESD=1; shift ;;
         --pool) POOL_SETTINGS="${2:?--pool needs TOML}"; shift 2 ;;
         --settle) SETTLE="${2:?--settle needs seconds}"; shift 2 ;;
@@ -106,10 +137,17 @@ while [ $# -gt 0 ]; do
         *) usage >&2; die "unknown option: $1" ;;
     esac
 done
-for v in TRIALS_KILLED TRIALS_HUNG MAX_WAIT; do
+# The one-sided and restart cases run by default only with --cluster (as many as --trials
+# says, else 20); asked for without it, they measure two instances that decide alone.
+if [ "$CLUSTER" -eq 1 ]; then
+    : "${ONE_SIDED:=${TRIALS:-20}}" "${RESTARTS:=${TRIALS:-20}}"
+else
+    : "${ONE_SIDED:=0}" "${RESTARTS:=0}"
+fi
+for v in TRIALS_KILLED TRIALS_HUNG ONE_SIDED RESTARTS MAX_WAIT CUT_S DOWN_S; do
     case "${!v}" in ''|*[!0-9]*) die "$v must be a non-negative integer, got '${!v}'" ;; esac
 done
-[ $((TRIALS_KILLED + TRIALS_HUNG)) -ge 1 ] || die "no trials to run"
+[ $((TRIALS_KILLED + TRIALS_HUNG + ONE_SIDED + RESTARTS)) -ge 1 ] || die "no trials to run"
 [ "$(id -u)" -eq 0 ] || die "needs root (unshare -n, port 53, packages)"
 
 cd "$(dirname "$0")/.."
@@ -153,6 +191,7 @@ if [ -z "${LBNS_FAILOVER_NETNS:-}" ] && [ "$INSTALL" -eq 1 ]; then
 fi
 missing=""
 for tool in unbound python3 unshare ip; do have "$tool" || missing="$missing $tool"; done
+[ "$ONE_SIDED" -gt 0 ] && { have nft || missing="$missing nft (Debian package nftables)"; }
 [ "$KRESD" -eq 1 ] && { have kresd || missing="$missing kresd (Debian package knot-resolver)"; }
 [ -z "$missing" ] || die "missing after install:$missing (run scripts/install-deps.sh as root)"
 # The Debian python3, when there is one: it starts faster than a version-manager shim.
@@ -249,6 +288,7 @@ import time
 
 NAME = "www.lb.test."
 TIMEOUT = 1.0  # a reply that has not come within this is lost
+NFT_TABLE = "lbns_bench"  # --cluster: the table of the one-sided cuts, in the namespace only
 
 
 class BadReply(Exception):
@@ -476,6 +516,16 @@ def run(argv):
     ap = argparse.ArgumentParser()
     ap.add_argument("--resolver", action="append", default=[], help="name=addr:port")
     ap.add_argument("--direct", required=True, help="name=addr:port (lbns itself)")
+    ap.add_argument("--also", action="append", default=[],
+                    help="name=addr:port: another lbns, asked directly too (--cluster)")
+    ap.add_argument("--instances", default="",
+                    help="the lbns addresses (comma list), in the order of --direct and --also")
+    ap.add_argument("--lbns", default=None, help="the lbns binary (to restart an instance)")
+    ap.add_argument("--one-sided", type=int, default=0)
+    ap.add_argument("--restarts", type=int, default=0)
+    ap.add_argument("--cut", type=float, default=20.0)
+    ap.add_argument("--down", type=float, default=5.0)
+    ap.add_argument("--nft", default="nft")
     ap.add_argument("--backends", required=True)
     ap.add_argument("--port", type=int, default=8080)
     ap.add_argument("--workdir", required=True)
@@ -497,7 +547,15 @@ def run(argv):
         resolvers.append(Target(name, addr, True, a.interval, stop))
     dname, daddr = a.direct.split("=", 1)
     direct = Target(dname, daddr, False, a.interval, stop)
-    targets = resolvers + [direct]
+    lbns_targets = [direct]
+    for spec in a.also:
+        name, addr = spec.split("=", 1)
+        lbns_targets.append(Target(name, addr, False, a.interval, stop))
+    instances = a.instances.split(",") if a.instances else []
+    targets = resolvers + lbns_targets
+    # Windows in which an lbns was killed on purpose (restart trials): its own queries failing
+    # then are expected, not failures. (label, from, to)
+    down_windows = []
     for t in targets:
         t.start()
 
@@ -525,6 +583,62 @@ def run(argv):
         ok = recent_ok(t, n)
         return len(ok) == n and all(victim in e.addrs for e in ok)
 
+    def all_in_answers(t, wanted, n):
+        ok = recent_ok(t, n)
+        return len(ok) == n and all(set(wanted) <= e.addrs for e in ok)
+
+    def nft(*args):
+        subprocess.run([a.nft] + list(args), check=True)
+
+    def own_state(ip, victim):
+        """An instance's own probe state of `victim`, from its status.json."""
+        import json
+        import urllib.request
+        try:
+            with urllib.request.urlopen("http://%s:8053/status.json" % ip, timeout=2) as r:
+                report = json.load(r)
+        except OSError as e:
+            return "unreadable (%s)" % e
+        for b in report["pools"][0]["backends"]:
+            if b["name"] == victim:
+                return b["state"]
+        return "absent"
+
+    def restart_lbns(ip):
+        log = open(os.path.join(a.workdir, "lbns-%s.log" % ip), "ab")
+        p = subprocess.Popen([a.lbns, "serve", "--config",
+                              os.path.join(a.workdir, "lbns-%s" % ip, "lbns.toml")],
+                             stdout=subprocess.DEVNULL, stderr=log, stdin=subprocess.DEVNULL)
+        children.append(p)
+        with open(os.path.join(a.workdir, "pids"), "a") as f:
+            f.write("%d\n" % p.pid)
+        with open(os.path.join(a.workdir, "lbns-%s.pid" % ip), "w") as f:
+            f.write("%d\n" % p.pid)
+
+    def disagreement(ts, t_from, t_to, step=0.05):
+        """Longest and total time within [t_from, t_to] in which the instances' latest answers
+        differ, on a 50 ms grid (each instance's answer at a moment: its latest reply)."""
+        logs = []
+        for t in ts:
+            e = [x for x in t.since(t_from - 1.0) if x.addrs is not None]
+            logs.append(([x.t1 for x in e], [x.addrs for x in e]))
+        longest = total = run = 0.0
+        g = t_from
+        while g <= t_to:
+            now = []
+            for t1s, addrs in logs:
+                i = bisect.bisect_right(t1s, g) - 1
+                now.append(addrs[i] if i >= 0 else None)
+            if None not in now and len(set(now)) > 1:
+                run += step
+                total += step
+                longest = max(longest, run)
+            else:
+                run = 0.0
+            g += step
+        return longest, total
+
+    one_sided_rows, restart_rows = [], []
     plan = []
     for i in range(max(a.killed, a.hung)):
         if i < a.killed:
@@ -587,6 +701,90 @@ def run(argv):
                 " ".join("%s=%.3f" % (t.label, row[t.label]) for t in targets),
                 " ".join("%s_back=%.2f" % (t.label, row[t.label + "_back"]) for t in targets),
                 sum(row[t.label + "_failed"] for t in targets)), flush=True)
+
+        # One-sided loss: one instance's probes to one backend are dropped (nftables, by the
+        # probe's source address) for `--cut` seconds; the other instance still reaches it.
+        if a.one_sided:
+            nft("add", "table", "inet", NFT_TABLE)
+            nft("add", "chain", "inet", NFT_TABLE, "out",
+                "{ type filter hook output priority 0; }")
+        for n in range(1, a.one_sided + 1):
+            cut_ip = instances[(n - 1) % len(instances)]
+            cut_t = lbns_targets[(n - 1) % len(lbns_targets)]
+            victim = backends[(n - 1) % len(backends)]
+            if not wait_until(lambda: all(in_answers(t, victim, 3) for t in targets), a.max_wait):
+                raise SystemExit("one-sided %d: %s never in every answer before the cut" % (n, victim))
+            nft("add", "rule", "inet", NFT_TABLE, "out", "ip", "saddr", cut_ip, "ip", "daddr",
+                victim, "tcp", "dport", str(a.port), "drop")
+            t_cut = time.monotonic()
+            time.sleep(a.cut)
+            # What each instance's own probes say of the victim now: the cut instance's must be
+            # down (the rule took), the other's up.
+            views = {ip: own_state(ip, victim) for ip in instances}
+            nft("flush", "chain", "inet", NFT_TABLE, "out")
+            t_restore = time.monotonic()
+            wait_until(lambda: all(in_answers(t, victim, 1) for t in targets), a.max_wait)
+            time.sleep(1.0)
+            t_end = time.monotonic()
+            row = {"n": n, "cut": cut_ip, "victim": victim, "views": views}
+            longest, total = disagreement(lbns_targets, t_cut, t_end)
+            row["disagree_longest"], row["disagree_total"] = longest, total
+            for t in targets:
+                during = [e for e in t.since(t_cut) if e.t0 < t_restore]
+                last = last_with(during, victim)
+                still = bool(during) and during[-1].addrs is not None and victim in during[-1].addrs
+                row[t.label] = math.inf if still else (last - t_cut if last else 0.0)
+                late = [e for e in during if e.t0 >= t_cut + a.bound and e.addrs is not None]
+                row[t.label + "_held"] = (sum(1 for e in late if victim in e.addrs), len(late))
+                after = [e.t1 for e in t.since(t_restore) if e.addrs is not None and victim in e.addrs]
+                row[t.label + "_back"] = (after[0] - t_restore) if after else math.inf
+                row[t.label + "_failed"] = sum(1 for e in t.since(t_cut) if e.t0 < t_end and e.addrs is None)
+            one_sided_rows.append(row)
+            print("one-sided=%d cut=%s victim=%s own=%s disagree=%.2f disagree_total=%.2f %s %s failed=%d" % (
+                n, cut_ip, victim, ",".join("%s:%s" % kv for kv in views.items()), longest, total,
+                " ".join("%s=%.3f" % (t.label, row[t.label]) for t in targets),
+                " ".join("%s_back=%.2f" % (t.label, row[t.label + "_back"]) for t in targets),
+                sum(row[t.label + "_failed"] for t in targets)), flush=True)
+
+        # An lbns instance killed (SIGKILL) and restarted while the client asks the resolvers.
+        for n in range(1, a.restarts + 1):
+            ip = instances[(n - 1) % len(instances)]
+            me = lbns_targets[(n - 1) % len(lbns_targets)]
+            if not wait_until(lambda: all(all_in_answers(t, backends, 3) for t in targets), a.max_wait):
+                raise SystemExit("restart %d: not every backend in every answer before the kill" % n)
+            pid = int(open(os.path.join(a.workdir, "lbns-%s.pid" % ip)).read().split()[-1])
+            os.kill(pid, signal.SIGKILL)
+            t_kill = time.monotonic()
+            for p in children:
+                if p.pid == pid:
+                    p.wait()
+            time.sleep(a.down)
+            restart_lbns(ip)
+            t_start = time.monotonic()
+            wait_until(lambda: any(e.addrs is not None for e in me.since(t_start)), a.max_wait)
+            first = [e for e in me.since(t_start) if e.addrs is not None]
+            t_first = first[0].t1 if first else math.inf
+            down_windows.append((me.label, t_kill, t_first))
+            # Its first answer, against what its peer answered at that moment.
+            peer_t = [t for t in lbns_targets if t is not me]
+            same = None
+            if first and peer_t:
+                before = [e for e in peer_t[0].since(t_kill) if e.addrs is not None and e.t1 <= t_first]
+                same = bool(before) and before[-1].addrs == first[0].addrs
+            time.sleep(2.0)
+            t_end = time.monotonic()
+            row = {"n": n, "killed": ip, "answers_after": t_first - t_start, "same": same}
+            for t in targets:
+                window = [e for e in t.since(t_kill) if e.t0 < t_end]
+                if t is me:
+                    window = [e for e in window if e.t0 >= t_first]
+                row[t.label + "_failed"] = sum(1 for e in window if e.addrs is None)
+                row[t.label + "_asked"] = len(window)
+            restart_rows.append(row)
+            print("restart=%d killed=%s answers_after=%.2f first_answer_as_peer=%s %s" % (
+                n, ip, row["answers_after"], same,
+                " ".join("%s_failed=%d/%d" % (t.label, row[t.label + "_failed"], row[t.label + "_asked"])
+                         for t in targets)), flush=True)
     finally:
         stop.set()
         for t in targets:
@@ -594,17 +792,24 @@ def run(argv):
 
     # Summary.
     print("== summary", flush=True)
-    totals = {t.label: (len(t.log), sum(1 for e in t.log if e.addrs is None)) for t in targets}
+    def expected(t, e):
+        """A query to an instance killed on purpose, sent while it was down."""
+        return any(lbl == t.label and f - TIMEOUT <= e.t0 < to for lbl, f, to in down_windows)
+
+    totals = {t.label: (len(t.log), sum(1 for e in t.log if e.addrs is None and not expected(t, e)))
+              for t in targets}
     errors = {}
     for t in targets:
         for e in t.log:
-            if e.err:
+            if e.err and not expected(t, e):
                 errors.setdefault(t.label, {}).setdefault(e.err, 0)
                 errors[t.label][e.err] += 1
     ttl_seen = {t.label: sorted({e.ttl for e in t.log if e.ttl is not None}) for t in targets}
     lines = []
-    lines.append("| case | measured at | trials | p50 | p95 | p99 | max | within %g s | back after restore: p50 / max |" % a.bound)
-    lines.append("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    sub = "###" if a.also else "##"
+    if rows:
+        lines.append("| case | measured at | trials | p50 | p95 | p99 | max | within %g s | back after restore: p50 / max |" % a.bound)
+        lines.append("|---|---|---:|---:|---:|---:|---:|---:|---:|")
     case_names = {"killed": "killed (SIGKILL: refused)", "hung": "hung (SIGSTOP: accepted, never answered)"}
     for case in ("killed", "hung"):
         cr = [r for r in rows if r["case"] == case]
@@ -614,7 +819,7 @@ def run(argv):
             v = sorted(r[t.label] for r in cr)
             back = sorted(r[t.label + "_back"] for r in cr)
             within = sum(1 for x in v if x <= a.bound)
-            where = ("client via %s (%s:%d)" % (t.label, *t.addr)) if t is not direct \
+            where = ("client via %s (%s:%d)" % (t.label, *t.addr)) if t not in lbns_targets \
                 else "lbns itself (%s:%d, direct)" % t.addr
             lines.append("| %s | %s | %d | %s | %s | %s | %s | %d/%d | %s / %s |" % (
                 case_names[case], where, len(v), fmt(percentile(v, 0.5)), fmt(percentile(v, 0.95)),
@@ -624,30 +829,137 @@ def run(argv):
                 case, t.label, len(v), fmt(percentile(v, 0.5), ""), fmt(percentile(v, 0.95), ""),
                 fmt(percentile(v, 0.99), ""), fmt(v[-1], ""), within, len(v)))
     print("failures " + " ".join("%s=%d" % (k, f) for k, (_, f) in totals.items()))
-    lines.append("")
-    lines.append("Failed queries (lost: no reply within %g s; or unparseable, truncated, not NOERROR, no A record), whole run: %s." % (
-        TIMEOUT, "; ".join("%s %d of %d%s" % (k, f, q, (" (" + ", ".join("%s: %d" % kv for kv in errors[k].items()) + ")") if k in errors else "")
+    if rows:
+        lines.append("")
+    lines.append("Failed queries (lost: no reply within %g s; or unparseable, truncated, not NOERROR, no A record), whole run%s: %s." % (
+        TIMEOUT, " (not counting queries to an lbns while it was killed on purpose)" if down_windows else "",
+        "; ".join("%s %d of %d%s" % (k, f, q, (" (" + ", ".join("%s: %d" % kv for kv in errors[k].items()) + ")") if k in errors else "")
                            for k, (q, f) in totals.items())))
     lines.append("")
     lines.append("TTLs seen in answers: %s." % "; ".join(
         "%s %s" % (k, ", ".join(map(str, v)) or "none") for k, v in ttl_seen.items()))
-    lines.append("")
-    lines.append("## Every trial")
-    lines.append("")
-    lines.append("Times in seconds from the signal; *back*: from the restart or SIGCONT to the first answer holding it again.")
-    lines.append("")
-    lines.append("| trial | case | victim | lbns TTL | phase | " + " | ".join(t.label for t in targets) + " | " +
-                 " | ".join(t.label + " back" for t in targets) + " | failed queries |")
-    lines.append("|---:|---|---|---:|---:|" + "---:|" * (2 * len(targets)) + "---:|")
+    lines.extend(one_sided_summary(a, one_sided_rows, resolvers, lbns_targets, sub))
+    lines.extend(restart_summary(a, restart_rows, resolvers, lbns_targets, sub))
+    if rows:
+        lines.append("")
+        lines.append("%s Every trial" % sub)
+        lines.append("")
+        lines.append("Times in seconds from the signal; *back*: from the restart or SIGCONT to the first answer holding it again.")
+        lines.append("")
+        lines.append("| trial | case | victim | lbns TTL | phase | " + " | ".join(t.label for t in targets) + " | " +
+                     " | ".join(t.label + " back" for t in targets) + " | failed queries |")
+        lines.append("|---:|---|---|---:|---:|" + "---:|" * (2 * len(targets)) + "---:|")
     for r in rows:
         lines.append("| %d | %s | %s | %d | %.2f | %s | %s | %d |" % (
             r["n"], r["case"], r["victim"], r["ttl"], r["phase"],
             " | ".join("%.3f" % r[t.label] if not math.isinf(r[t.label]) else "never" for t in targets),
             " | ".join("%.2f" % r[t.label + "_back"] if not math.isinf(r[t.label + "_back"]) else "never" for t in targets),
             sum(r[t.label + "_failed"] for t in targets)))
+    lines.extend(one_sided_trials(one_sided_rows, targets, sub))
+    lines.extend(restart_trials(restart_rows, targets, sub))
     with open(a.table, "w") as f:
         f.write("\n".join(lines) + "\n")
     return 0
+
+
+def p50_max(values):
+    v = sorted(values)
+    return "%s | %s" % (fmt(percentile(v, 0.5)), fmt(v[-1]) if v else "n/a")
+
+
+def one_sided_summary(a, rows, resolvers, lbns_targets, sub):
+    if not rows:
+        return []
+    n = len(rows)
+    cut_of = {ip: t for ip, t in zip(a.instances.split(","), lbns_targets)}
+    out = ["", "%s One-sided loss" % sub, "",
+           "One instance's probes to one backend dropped (nftables, by the probe's source address) "
+           "for %g s while the other instance still reaches it; the cut instance alternates, the "
+           "backend rotates. %d trials." % (a.cut, n), "",
+           "| measured | p50 | max |", "|---|---:|---:|",
+           "| the two lbns answer differently: longest stretch | %s |" % p50_max(r["disagree_longest"] for r in rows),
+           "| the two lbns answer differently: total per trial | %s |" % p50_max(r["disagree_total"] for r in rows),
+           "| the cut lbns drops the backend after | %s |" % p50_max(r[cut_of[r["cut"]].label] for r in rows),
+           "| the other lbns drops it after | %s |" % p50_max(
+               r[t.label] for r in rows for t in lbns_targets if t is not cut_of[r["cut"]])]
+    for t in resolvers:
+        out.append("| client via %s stops receiving it after | %s |" % (t.label, p50_max(r[t.label] for r in rows)))
+        out.append("| client via %s gets it back after the cut ends | %s |" % (
+            t.label, p50_max(r[t.label + "_back"] for r in rows)))
+    out.append("")
+    cut_down = sum(1 for r in rows if r["views"].get(r["cut"]) == "down")
+    other_up = sum(1 for r in rows if all(v == "up" for ip, v in r["views"].items() if ip != r["cut"]))
+    held = {t.label: tuple(map(sum, zip(*(r[t.label + "_held"] for r in rows)))) for t in resolvers + lbns_targets}
+    out.append("At the end of each cut the cut instance's own probes saw the backend down in %d of %d "
+               "trials and the other instance's up in %d of %d. From %g s after the cut to its end, "
+               "answers holding the cut backend: %s. With two instances and `quorum = \"majority\"`, "
+               "one up view against one down view is a tie, and a tie is down: the backend leaves "
+               "both instances' answers, as docs/config.md says (with three instances one cut keeps "
+               "it in all answers: tests/it/cluster_netns.rs)." % (
+                   cut_down, n, other_up, n, a.bound,
+                   "; ".join("%s %d of %d" % (k, h, m) for k, (h, m) in held.items())))
+    return out
+
+
+def one_sided_trials(rows, targets, sub):
+    if not rows:
+        return []
+    out = ["", "%s Every one-sided trial" % sub, "",
+           "Times in seconds from the cut; *back*: from the end of the cut to the first answer "
+           "holding it again; *own*: each instance's own probe state of the backend at the end "
+           "of the cut.", "",
+           "| trial | cut lbns | backend | own | disagree: longest | disagree: total | " +
+           " | ".join(t.label for t in targets) + " | " + " | ".join(t.label + " back" for t in targets) +
+           " | failed queries |",
+           "|---:|---|---|---|---:|---:|" + "---:|" * (2 * len(targets)) + "---:|"]
+    for r in rows:
+        out.append("| %d | %s | %s | %s | %.2f | %.2f | %s | %s | %d |" % (
+            r["n"], r["cut"], r["victim"], ", ".join("%s %s" % kv for kv in r["views"].items()),
+            r["disagree_longest"], r["disagree_total"],
+            " | ".join("%.3f" % r[t.label] if not math.isinf(r[t.label]) else "never" for t in targets),
+            " | ".join("%.2f" % r[t.label + "_back"] if not math.isinf(r[t.label + "_back"]) else "never" for t in targets),
+            sum(r[t.label + "_failed"] for t in targets)))
+    return out
+
+
+def restart_summary(a, rows, resolvers, lbns_targets, sub):
+    if not rows:
+        return []
+    n = len(rows)
+    out = ["", "%s An lbns instance killed and restarted" % sub, "",
+           "SIGKILL one instance (alternating) with every backend up, restart it %g s later, "
+           "while the client asks every 100 ms; counted from the kill to 2 s after the restarted "
+           "instance's first answer. %d trials." % (a.down, n), "",
+           "| measured | value |", "|---|---:|"]
+    for t in resolvers:
+        failed = sum(r[t.label + "_failed"] for r in rows)
+        asked = sum(r[t.label + "_asked"] for r in rows)
+        out.append("| client via %s: failed queries | %d of %d |" % (t.label, failed, asked))
+    for t in lbns_targets:
+        failed = sum(r[t.label + "_failed"] for r in rows)
+        asked = sum(r[t.label + "_asked"] for r in rows)
+        out.append("| lbns %s:%d asked directly, while up: failed queries | %d of %d |" % (
+            t.addr[0], t.addr[1], failed, asked))
+    out.append("| the restarted instance answers after: p50 / max | %s |" % p50_max(
+        r["answers_after"] for r in rows).replace(" | ", " / "))
+    out.append("| its first answer is its peer's answer | %d of %d |" % (sum(1 for r in rows if r["same"]), n))
+    return out
+
+
+def restart_trials(rows, targets, sub):
+    if not rows:
+        return []
+    out = ["", "%s Every restart trial" % sub, "",
+           "*failed*: failed queries of all asked, from the kill to 2 s after the first answer "
+           "(for the killed instance itself: from its first answer).", "",
+           "| trial | killed | answers after (s) | first answer as its peer's | " +
+           " | ".join(t.label + " failed" for t in targets) + " |",
+           "|---:|---|---:|---|" + "---:|" * len(targets)]
+    for r in rows:
+        out.append("| %d | %s | %.2f | %s | %s |" % (
+            r["n"], r["killed"], r["answers_after"], "yes" if r["same"] else "no",
+            " | ".join("%d/%d" % (r[t.label + "_failed"], r[t.label + "_asked"]) for t in targets)))
+    return out
 
 
 if __name__ == "__main__":
@@ -675,7 +987,26 @@ done
 printf '%s\n' '$TTL 300' \
     '@       SOA ns1 hostmaster 1 3600 600 86400 60' \
     '@       NS  ns1' '@       NS  ns2' 'ns1     A   127.0.0.53' 'ns2     A   127.0.0.54' >"$TMP/lb.test.zone"
-for ip in 127.0.0.53 127.0.0.54; do
+INSTANCES="127.0.0.53 127.0.0.54"
+# --cluster: each instance the other's peer, one shared key (lbns refuses a key others may read),
+# and probes sent from the instance's own address, so that an nftables rule can cut one
+# instance's probes and not the other's.
+CLUSTER_TOML=""
+PROBE_SOURCE=""
+if [ "$CLUSTER" -eq 1 ]; then
+    (umask 077 && head -c 32 /dev/urandom | base64 >"$TMP/cluster.key")
+fi
+for ip in $INSTANCES; do
+    if [ "$CLUSTER" -eq 1 ]; then
+        peers=""
+        for p in $INSTANCES; do [ "$p" = "$ip" ] || peers="$peers\"$p:8055\", "; done
+        CLUSTER_TOML="[cluster]
+listen = \"$ip:8055\"
+peers = [${peers%, }]
+key_file = \"$TMP/cluster.key\"
+"
+        PROBE_SOURCE=", source = \"$ip\""
+    fi
     mkdir -p "$TMP/lbns-$ip"
     cp "$TMP/lb.test.zone" "$TMP/lbns-$ip/lb.test.zone"
     cat >"$TMP/lbns-$ip/lbns.toml" <<EOF
@@ -687,6 +1018,7 @@ udp_workers = 1
 [status]
 listen = "$ip:8053"
 
+$CLUSTER_TOML
 [[zone]]
 origin = "lb.test."
 file = "lb.test.zone"
@@ -695,15 +1027,18 @@ file = "lb.test.zone"
 name = "www.lb.test."
 $POOL_SETTINGS
 backends = [$BACKENDS_TOML]
-probe = { kind = "http", port = 8080 }
+probe = { kind = "http", port = 8080$PROBE_SOURCE }
 EOF
     "$LBNS" check --config "$TMP/lbns-$ip/lbns.toml" >"$TMP/lbns-$ip.check" 2>&1 \
         || { cat "$TMP/lbns-$ip.check" >&2; die "lbns check rejected the config (pool settings: $POOL_SETTINGS)"; }
     "$LBNS" serve --config "$TMP/lbns-$ip/lbns.toml" >/dev/null 2>"$TMP/lbns-$ip.log" &
     started $!
+    # The restart trials kill it by this PID and start it again.
+    echo $! >"$TMP/lbns-$ip.pid"
+    disown $!
 done
 WANT="${BACKENDS// /,}"
-for ip in 127.0.0.53 127.0.0.54; do
+for ip in $INSTANCES; do
     "$PY" "$DRIVER" ready "$ip:53" "$WANT" 30 >&2 || { cat "$TMP/lbns-$ip.log" >&2; die "lbns on $ip did not serve all four backends"; }
 done
 
@@ -775,10 +1110,19 @@ fi
 log "trials: $TRIALS_KILLED killed, $TRIALS_HUNG hung; pool: $POOL_SETTINGS; bound ${FAILOVER_S}s"
 SEED_ARGS=()
 [ -n "$SEED" ] && SEED_ARGS=(--seed "$SEED")
+# The cluster cases ask the second lbns directly too, and cut or restart either instance.
+EXTRA_ARGS=()
+if [ "$CLUSTER" -eq 1 ] || [ $((ONE_SIDED + RESTARTS)) -gt 0 ]; then
+    log "then: $ONE_SIDED one-sided (${CUT_S}s cuts), $RESTARTS restarts (${DOWN_S}s down)$([ "$CLUSTER" -eq 1 ] && echo "; [cluster] on")"
+    EXTRA_ARGS=(--also "lbns2=127.0.0.54:53" --instances "${INSTANCES// /,}" --lbns "$LBNS"
+        --one-sided "$ONE_SIDED" --restarts "$RESTARTS" --cut "$CUT_S" --down "$DOWN_S")
+    [ "$ONE_SIDED" -gt 0 ] && EXTRA_ARGS+=(--nft "$(command -v nft)")
+fi
 "$PY" -u "$DRIVER" run "${RESOLVERS[@]}" --direct "lbns=127.0.0.53:53" \
     --backends "${BACKENDS// /,}" --port 8080 --workdir "$TMP" \
     --killed "$TRIALS_KILLED" --hung "$TRIALS_HUNG" --bound "$FAILOVER_S" \
-    --settle "$SETTLE" --max-wait "$MAX_WAIT" --table "$TMP/table.md" "${SEED_ARGS[@]}" &
+    --settle "$SETTLE" --max-wait "$MAX_WAIT" --table "$TMP/table.md" "${SEED_ARGS[@]}" \
+    "${EXTRA_ARGS[@]}" &
 DRIVER_PID=$!
 started "$DRIVER_PID"
 wait "$DRIVER_PID" || die "the trial driver failed (logs in $TMP; --keep-tmp keeps them)"
@@ -788,23 +1132,65 @@ wait "$DRIVER_PID" || die "the trial driver failed (logs in $TMP; --keep-tmp kee
 # ---------------------------------------------------------------------------------------------
 echo
 cat "$TMP/table.md"
-if [ "$WRITE" -eq 1 ]; then
-    {
-        echo "# Failover as a client behind a caching resolver sees it"
-        echo
-        echo "- date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
-        echo "- command: \`$CMDLINE\`"
-        echo "- lbns $LBNS_VERSION, release build"
-        echo "- $(unbound -V 2>&1 | head -1 | sed 's/^Version/unbound/')$([ -n "$KRESD_VERSION" ] && echo "; $KRESD_VERSION")"
-        echo "- machine: $(nproc) CPUs ($(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)), $(uname -sr), shared with other work; load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
-        echo "- setup (all in a private network namespace, \`unshare -n\`): four HTTP backends on 127.0.0.2-.5:8080; two lbns on 127.0.0.53:53 and 127.0.0.54:53, zone \`lb.test.\`, pool \`www.lb.test.\` with \`$POOL_SETTINGS\`, \`probe = { kind = \"http\", port = 8080 }\` (the default probe timing: interval 1 s, timeout 500 ms, jitter 200 ms, rise 2, fall 2); unbound on 127.0.0.1:53 with \`stub-zone\` lb.test. → both lbns, \`prefetch: no\`, \`serve-expired: no\`, \`module-config: \"iterator\"\`, one thread$([ "$KRESD" -eq 1 ] && echo "; kresd on 127.0.0.1:5353 with \`policy.STUB\` lb.test. → both lbns, default \`cache.min_ttl\` (5 s)")"
-        echo "- client: a python3 UDP query for \`www.lb.test. A\` every 100 ms to each resolver and to the lbns on 127.0.0.53 (*lbns itself*); a reply not back within 1 s, unparseable, truncated, not NOERROR or without an A record is a failed query, not a drop"
-        echo "- each trial: wait until the victim (the next backend in turn) is in every answer; sleep a random 0..TTL s (a random phase of the cache cycle); SIGKILL it (*killed*: connections refused) or SIGSTOP it (*hung*: the kernel still accepts connections into its 128-deep backlog, nothing answers); the **client-visible time** runs from the signal to the last answer still holding it, watched until every target went $([ "$SETTLE" = auto ] && echo "the largest TTL seen + 1 s" || echo "$SETTLE s") without it (or $MAX_WAIT s: *never*); then restart / SIGCONT it and wait until it is back everywhere. Killed and hung trials alternate."
+OUT="$REPO/benches/results/failover-resolver.md"
+# A --cluster run's report is one block of $OUT, between these lines: each kind of run replaces
+# only its own part and keeps the other's.
+BEGIN_MARK='<!-- cluster-report: begin (written by benches/failover-resolver.sh --cluster) -->'
+END_MARK='<!-- cluster-report: end -->'
+# block 1: the cluster block of $OUT; block 0: the rest, without trailing blank lines.
+block() {
+    [ -f "$OUT" ] || return 0
+    awk -v b="$BEGIN_MARK" -v e="$END_MARK" -v want="$1" '
+        $0 == b { inb = 1 }
+        (inb ? 1 : 0) == want { if ($0 == "") blank++; else { for (; blank > 0; blank--) print ""; print } }
+        $0 == e { inb = 0 }' "$OUT"
+}
+meta() {
+    echo "- date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
+    echo "- command: \`$CMDLINE\`"
+    echo "- lbns $LBNS_VERSION, release build"
+    echo "- $(unbound -V 2>&1 | head -1 | sed 's/^Version/unbound/')$([ -n "$KRESD_VERSION" ] && echo "; $KRESD_VERSION")"
+    echo "- machine: $(nproc) CPUs ($(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)), $(uname -sr), shared with other work; load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
+    echo "- setup (all in a private network namespace, \`unshare -n\`): four HTTP backends on 127.0.0.2-.5:8080; two lbns on 127.0.0.53:53 and 127.0.0.54:53, zone \`lb.test.\`, pool \`www.lb.test.\` with \`$POOL_SETTINGS\`, \`probe = { kind = \"http\", port = 8080$PROBE_SOURCE }\` (the default probe timing: interval 1 s, timeout 500 ms, jitter 200 ms, rise 2, fall 2); unbound on 127.0.0.1:53 with \`stub-zone\` lb.test. → both lbns, \`prefetch: no\`, \`serve-expired: no\`, \`module-config: \"iterator\"\`, one thread$([ "$KRESD" -eq 1 ] && echo "; kresd on 127.0.0.1:5353 with \`policy.STUB\` lb.test. → both lbns, default \`cache.min_ttl\` (5 s)")"
+    if [ "$CLUSTER" -eq 1 ]; then
+        echo "- \`[cluster]\` on both lbns: each the other's peer (127.0.0.53:8055, 127.0.0.54:8055), one key file (chmod 600), the defaults \`quorum = \"majority\"\`, \`exchange_interval = \"500ms\"\`, \`peer_max_age\` 1.5 s; each probes from its own address (\`source\`, in the probe line above)"
+    fi
+    echo "- client: a python3 UDP query for \`www.lb.test. A\` every 100 ms to each resolver and to the lbns on 127.0.0.53 (*lbns itself*)$([ -n "${EXTRA_ARGS[*]}" ] && echo " and on 127.0.0.54 (*lbns2*)"); a reply not back within 1 s, unparseable, truncated, not NOERROR or without an A record is a failed query, not a drop"
+    if [ $((TRIALS_KILLED + TRIALS_HUNG)) -gt 0 ]; then
+        echo "- each killed or hung trial: wait until the victim (the next backend in turn) is in every answer; sleep a random 0..TTL s (a random phase of the cache cycle); SIGKILL it (*killed*: connections refused) or SIGSTOP it (*hung*: the kernel still accepts connections into its 128-deep backlog, nothing answers); the **client-visible time** runs from the signal to the last answer still holding it, watched until every target went $([ "$SETTLE" = auto ] && echo "the largest TTL seen + 1 s" || echo "$SETTLE s") without it (or $MAX_WAIT s: *never*); then restart / SIGCONT it and wait until it is back everywhere. Killed and hung trials alternate."
         echo "- the promise: the client stops receiving it within the pool's failover time, ${FAILOVER_S} s (*within*). Percentiles are nearest-rank; p95 is shown only with at least 20 trials and p99 only with at least 100 (below that they would be the maximum)"
-        echo
-        echo "## Summary"
-        echo
-        cat "$TMP/table.md"
-    } >"$REPO/benches/results/failover-resolver.md"
+    fi
+}
+if [ "$WRITE" -eq 1 ]; then
+    NEW="$OUT.new.$$"
+    if [ "$CLUSTER" -eq 1 ]; then
+        {
+            block 0
+            echo
+            echo "$BEGIN_MARK"
+            echo
+            echo "## With \`[cluster]\`: the two lbns decide together"
+            echo
+            meta
+            echo
+            [ $((TRIALS_KILLED + TRIALS_HUNG)) -gt 0 ] && { echo "### Killed and hung backends"; echo; }
+            cat "$TMP/table.md"
+            echo
+            echo "$END_MARK"
+        } >"$NEW"
+    else
+        {
+            echo "# Failover as a client behind a caching resolver sees it"
+            echo
+            meta
+            echo
+            echo "## Summary"
+            echo
+            cat "$TMP/table.md"
+            kept="$(block 1)"
+            [ -z "$kept" ] || printf '\n%s\n' "$kept"
+        } >"$NEW"
+    fi
+    mv "$NEW" "$OUT"
     log "wrote benches/results/failover-resolver.md"
 fi

@@ -1,5 +1,5 @@
 //! Criterion benches of the query path (bytes in → bytes out) for the fast path and the full
-//! handler, and of selection (compiling a pool's orderings).
+//! handler, with and without a DNS cookie, and of selection (compiling a pool's orderings).
 //!
 //! Run: `cargo bench --bench query`.
 
@@ -10,10 +10,11 @@ use std::sync::Arc;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};
+use hickory_proto::rr::rdata::opt::EdnsOption;
 use hickory_proto::rr::{Name, RecordType};
 use lbns::config::{Config, Place};
 use lbns::dns::fast::FastPath;
-use lbns::dns::{Transport, handle};
+use lbns::dns::{Client, handle_from};
 use lbns::domain::{AllDown, Backend, Model, Policy, Pool, Verdict};
 use lbns::select::select;
 use lbns::snapshot::Snapshot;
@@ -35,37 +36,64 @@ fn snapshot() -> Snapshot {
     Snapshot::compile(&model, Arc::new(zones), 1, &verdicts)
 }
 
-fn query(name: &str, rtype: RecordType) -> Vec<u8> {
+fn query(name: &str, rtype: RecordType, cookie: Option<&[u8]>) -> Vec<u8> {
     let mut m = Message::new(0x4242, MessageType::Query, OpCode::Query);
     m.add_query(Query::query(Name::from_ascii(name).unwrap(), rtype));
     let mut e = Edns::new();
     e.set_max_payload(1232);
+    if let Some(data) = cookie {
+        e.options_mut()
+            .insert(EdnsOption::Unknown(10, data.to_vec()));
+    }
     m.edns = Some(e);
     m.to_vec().unwrap()
 }
 
 fn query_path(c: &mut Criterion) {
     let snap = snapshot();
+    let client = Client::now("192.0.2.1".parse().unwrap());
+    // A client cookie alone (a first query), as dig and resolvers send one.
+    let cookie = Some(&[1u8, 2, 3, 4, 5, 6, 7, 8][..]);
     let cases = [
-        ("static A", query("mail.cluster.example.", RecordType::A)),
-        ("pool A", query("www.cluster.example.", RecordType::A)),
-        ("pool AAAA", query("www.cluster.example.", RecordType::AAAA)),
-        ("NXDOMAIN", query("nope.cluster.example.", RecordType::A)),
-        ("MX + additional", query("cluster.example.", RecordType::MX)),
+        (
+            "static A",
+            query("mail.cluster.example.", RecordType::A, None),
+        ),
+        ("pool A", query("www.cluster.example.", RecordType::A, None)),
+        (
+            "pool AAAA",
+            query("www.cluster.example.", RecordType::AAAA, None),
+        ),
+        (
+            "NXDOMAIN",
+            query("nope.cluster.example.", RecordType::A, None),
+        ),
+        (
+            "MX + additional",
+            query("cluster.example.", RecordType::MX, None),
+        ),
+        (
+            "static A + cookie",
+            query("mail.cluster.example.", RecordType::A, cookie),
+        ),
+        (
+            "pool A + cookie",
+            query("www.cluster.example.", RecordType::A, cookie),
+        ),
     ];
     let mut out = Vec::with_capacity(4096);
     let mut fast = FastPath::new();
     for (what, q) in &cases {
         c.bench_function(&format!("fast path: {what}"), |b| {
             b.iter(|| {
-                let o = fast.answer(&snap, black_box(q), &mut out);
+                let o = fast.answer(&snap, black_box(q), &client, &mut out);
                 assert!(o.is_some());
                 black_box(&out);
             })
         });
         c.bench_function(&format!("full handler: {what}"), |b| {
             b.iter(|| {
-                handle(&snap, black_box(q), Transport::Udp, &mut out);
+                handle_from(&snap, black_box(q), &client, &mut out);
                 black_box(&out);
             })
         });

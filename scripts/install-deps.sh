@@ -1,8 +1,8 @@
 #!/bin/sh
 # Installs the tools the tests and benchmarks drive (Debian packages), if any is missing:
-# dig, kdig, lbcd, dnsperf, curl, unshare and ip (network namespaces), unbound (the caching
-# resolver of tests/it/resolver.rs and benches/failover-resolver.sh), and headless Chromium
-# for the status-page test.
+# dig, kdig, lbcd, dnsperf, curl, unshare and ip (network namespaces), nft (rules inside those
+# namespaces), unbound (the caching resolver of tests/it/resolver.rs and
+# benches/failover-resolver.sh), and headless Chromium for the status-page test.
 # Daemons in these packages (lbcd, unbound) must never auto-start: policy-rc.d is set to refuse
 # first. unbound is only ever run by those two, in a private network namespace of their own.
 set -eu
@@ -22,6 +22,10 @@ have systemd-analyze || need="$need systemd"
 # nsenter for the client's namespace, setpriv to run lbns unprivileged).
 { have unshare && have nsenter && have setpriv; } || need="$need util-linux"
 [ -x /usr/sbin/ip ] || [ -x /sbin/ip ] || have ip || need="$need iproute2"
+# The cluster tests and benchmark cut one instance's probes to one backend with an nftables
+# rule inside their private network namespace (one-sided loss). The package ships a service
+# that is never enabled or started here: it would load /etc/nftables.conf on the host.
+[ -x /usr/sbin/nft ] || [ -x /sbin/nft ] || have nft || need="$need nftables"
 # The status-page browser test renders it in headless Chromium; a font so text is drawn.
 have chromium || need="$need chromium"
 [ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need="$need fonts-dejavu-core"

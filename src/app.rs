@@ -2,15 +2,18 @@
 //! on request. `main` drives it from signals; tests drive it in-process.
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Config, ServerConfig, StatusConfig};
+use crate::config::{Config, ControlConfig, ServerConfig, StatusConfig};
 use crate::control::{self, Control, LoadError, Loaded};
+use crate::dns::RateTable;
 use crate::domain::Model;
 use crate::metrics::Metrics;
 use crate::monitor::Monitor;
+use crate::monitor::peers::Link;
 #[cfg(feature = "xdp")]
 use crate::net::xdp;
 use crate::net::{NetError, tcp, udp};
@@ -58,6 +61,9 @@ pub enum AppError {
     /// The user or group could not be resolved or switched to.
     #[error(transparent)]
     Privileges(#[from] PrivError),
+    /// The control socket could not be set up.
+    #[error(transparent)]
+    Control(#[from] status::SocketError),
 }
 
 /// A running lbns: listeners bound and answering.
@@ -66,12 +72,15 @@ pub struct Server {
     udp_addrs: Vec<SocketAddr>,
     tcp_addrs: Vec<SocketAddr>,
     status_addrs: Vec<SocketAddr>,
+    control_socket: PathBuf,
     cancel: CancellationToken,
     udp: udp::Workers,
     /// AF_XDP workers (`[server] xdp`), only in a build with the `xdp` feature.
     #[cfg(feature = "xdp")]
     xdp: Option<xdp::Workers>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// Saves the drained sets taken from peers (`[cluster]` only).
+    peer_drains: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Server {
@@ -84,6 +93,7 @@ impl Server {
             model,
             zones,
             warnings,
+            peer_key,
         } = control::check(config)?;
         for w in &warnings {
             tracing::warn!("{w}");
@@ -96,6 +106,8 @@ impl Server {
             udp_workers,
             tcp_idle_timeout,
             tcp_max_connections,
+            tcp_max_connections_per_client,
+            tcp_write_timeout,
             edns_udp_size: _,
             identity: _,
             version: _,
@@ -105,14 +117,28 @@ impl Server {
             user,
             group,
             xdp: xdp_iface,
+            // Read by the zone loader, in `check` above.
+            include_dirs: _,
         } = config.server.clone();
         let StatusConfig {
             listen: status_listen,
             allow,
+            header_timeout,
+            idle_timeout,
+            max_connections,
         } = config.status.clone();
+        let ControlConfig {
+            socket: control_path,
+            group: control_group,
+        } = config.control.clone();
         // Everything that can fail on a typo fails here, before a socket is opened.
         let identity = privdrop::resolve(user.as_deref(), group.as_deref())?;
+        let control_gid = match &control_group {
+            Some(g) => Some(privdrop::lookup_group(g)?.gid),
+            None => None,
+        };
         let saved = SavedState::load(&state_file)?;
+        SavedState::remove_orphans(&state_file);
 
         // Bind first (a busy port fails fast), answer only after the first probe round.
         let mut udp_sockets = Vec::new();
@@ -126,6 +152,19 @@ impl Server {
             udp_sockets.extend(sockets);
             tcp_listeners.push(listener);
         }
+        // The peers' socket, bound with the others (its port may be privileged too).
+        let cluster_socket = match &model.cluster {
+            Some(c) => {
+                Some(
+                    std::net::UdpSocket::bind(c.listen).map_err(|source| NetError::Bind {
+                        proto: "cluster udp",
+                        addr: c.listen,
+                        source,
+                    })?,
+                )
+            }
+            None => None,
+        };
         let status_listeners = status_listen
             .iter()
             .map(|&a| status::bind(a))
@@ -158,6 +197,10 @@ impl Server {
             .into());
         }
 
+        // Last of the sockets, so that a start failing above leaves no socket file (dropping
+        // it removes the file, too).
+        let control_socket = status::socket::bind(&control_path, control_gid)?;
+
         // Every socket is bound: nothing below needs root.
         match &identity {
             Some(target) => privdrop::drop_to(target)?,
@@ -170,12 +213,26 @@ impl Server {
         let allow: Arc<[ipnet::IpNet]> = allow.into();
         let (zones_n, pools_n) = (config.zones.len(), config.pools.len());
         set_probe_socket_budget(&model, tcp_max_connections);
-        let monitor = Arc::new(Monitor::start(model, zones).await);
+        let link = match (cluster_socket, peer_key, &model.cluster) {
+            (Some(socket), Some(key), Some(c)) => Some(
+                Link::new(socket, key, c.peers.clone(), c.peer_max_age).map_err(|source| {
+                    NetError::Bind {
+                        proto: "cluster udp",
+                        addr: c.listen,
+                        source,
+                    }
+                })?,
+            ),
+            _ => None,
+        };
+        let monitor = Arc::new(Monitor::start(model, zones, link).await);
         let cell = monitor.cell();
 
         let cancel = CancellationToken::new();
         let metrics = Arc::new(Metrics::default());
         let query_log = Arc::new(QueryLog::new(query_log_sample));
+        // Allocated once, whether `[rrl]` is on or not: a reload may turn it on.
+        let limiter = Arc::new(RateTable::new(config.rrl.table_size));
         let control = Arc::new(Control::new(
             monitor,
             metrics.clone(),
@@ -184,17 +241,24 @@ impl Server {
         ));
         // Before any listener runs, so no query ever sees a drained backend.
         control.restore_drained(&saved);
+        let peer_drains = control
+            .monitor()
+            .has_peers()
+            .then(|| control.save_peer_drains());
         let udp = udp::Workers::spawn(
             udp_sockets,
             cell.clone(),
+            limiter.clone(),
             metrics.clone(),
             query_log.clone(),
         );
         #[cfg(feature = "xdp")]
-        let xdp = xdp.map(|x| x.spawn(cell.clone(), metrics.clone(), query_log.clone()));
+        let xdp = xdp.map(|x| x.spawn(cell.clone(), limiter, metrics.clone(), query_log.clone()));
         let limits = tcp::Limits {
             idle_timeout: tcp_idle_timeout,
+            write_timeout: tcp_write_timeout,
             max_connections: tcp_max_connections,
+            max_per_client: tcp_max_connections_per_client,
         };
         let mut tasks: Vec<_> = tcp_listeners
             .into_iter()
@@ -209,18 +273,32 @@ impl Server {
                 ))
             })
             .collect();
+        let http_limits = status::Limits {
+            header_timeout,
+            idle_timeout,
+            max_connections,
+        };
         tasks.extend(status_listeners.into_iter().map(|l| {
             tokio::spawn(status::serve(
                 l,
                 control.clone(),
                 allow.clone(),
+                http_limits,
                 cancel.clone(),
             ))
         }));
+        let control_path = control_socket.path().to_owned();
+        tasks.push(tokio::spawn(status::serve_control(
+            control_socket,
+            control.clone(),
+            http_limits,
+            cancel.clone(),
+        )));
         tracing::info!(
             udp = ?udp_addrs,
             tcp = ?tcp_addrs,
             status = ?status_addrs,
+            control = %control_path.display(),
             zones = zones_n,
             pools = pools_n,
             "lbns answering"
@@ -230,11 +308,13 @@ impl Server {
             udp_addrs,
             tcp_addrs,
             status_addrs,
+            control_socket: control_path,
             cancel,
             udp,
             #[cfg(feature = "xdp")]
             xdp,
             tasks,
+            peer_drains,
         })
     }
 
@@ -254,6 +334,11 @@ impl Server {
         &self.status_addrs
     }
 
+    /// The control socket's path (`[control] socket`).
+    pub fn control_socket(&self) -> &Path {
+        &self.control_socket
+    }
+
     /// The published snapshot, for inspection.
     pub fn snapshot(&self) -> Arc<Snapshot> {
         self.control.monitor().cell().load_full()
@@ -267,7 +352,11 @@ impl Server {
     /// Stops accepting, lets in-flight TCP answers and status requests finish, and joins the
     /// UDP workers.
     pub async fn shutdown(self) {
-        self.control.monitor().stop();
+        self.control.monitor().stopped().await;
+        if let Some(t) = self.peer_drains {
+            t.abort();
+            let _ = t.await;
+        }
         self.cancel.cancel();
         for t in self.tasks {
             let _ = t.await;

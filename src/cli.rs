@@ -31,7 +31,8 @@ pub enum LogFormat {
     Json,
 }
 
-/// The subcommands; the ones that talk to a running lbns go through its status listener.
+/// The subcommands; the ones that talk to a running lbns go through its control socket (or,
+/// for `status --status-addr`, its status listener).
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Answer queries until SIGTERM or SIGINT; SIGHUP reloads config and zones.
@@ -59,13 +60,13 @@ pub enum Command {
     Reload {
         /// The running lbns to ask.
         #[command(flatten)]
-        target: StatusTarget,
+        target: ControlTarget,
     },
     /// Take a backend out of answers at once; kept across restarts until `undrain`.
     Drain {
         /// The running lbns to ask.
         #[command(flatten)]
-        target: StatusTarget,
+        target: ControlTarget,
         /// Pool name, e.g. www.cluster.example. (the final dot may be left out).
         pool: String,
         /// Backend name or address.
@@ -75,7 +76,7 @@ pub enum Command {
     Undrain {
         /// The running lbns to ask.
         #[command(flatten)]
-        target: StatusTarget,
+        target: ControlTarget,
         /// Pool name, e.g. www.cluster.example. (the final dot may be left out).
         pool: String,
         /// Backend name or address.
@@ -83,14 +84,26 @@ pub enum Command {
     },
 }
 
-/// Which running lbns to talk to: `--status-addr`, else the `[status] listen` of `--config`,
-/// else the default 127.0.0.1:8053.
+/// Which running lbns `status` asks: its status listener at `--status-addr`, else its control
+/// socket (`--socket`, else the `[control] socket` of `--config`).
 #[derive(Debug, Args)]
 pub struct StatusTarget {
-    /// Address of its status listener, host:port.
-    #[arg(long, value_name = "ADDR", conflicts_with = "config")]
+    /// Address of its status listener, host:port (it answers reads only).
+    #[arg(long, value_name = "ADDR", conflicts_with_all = ["config", "socket"])]
     pub status_addr: Option<String>,
-    /// Read the status listener's address from this configuration file.
+    /// The control socket.
+    #[command(flatten)]
+    pub control: ControlTarget,
+}
+
+/// Which running lbns to change: its control socket, `--socket`, else the `[control] socket`
+/// of `--config` (default `zones/lbns.toml`, as for `serve`).
+#[derive(Debug, Args)]
+pub struct ControlTarget {
+    /// Path of its control socket.
+    #[arg(long, value_name = "PATH", conflicts_with = "config")]
+    pub socket: Option<PathBuf>,
+    /// Read the control socket's path from this configuration file [default: zones/lbns.toml].
     #[arg(short, long)]
     pub config: Option<PathBuf>,
 }

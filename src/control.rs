@@ -11,10 +11,11 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
-use crate::config::{Config, ConfigError, ConfigErrors, ServerConfig, StatusConfig};
+use crate::config::{Config, ConfigError, ConfigErrors, ControlConfig, ServerConfig, StatusConfig};
 use crate::domain::Model;
 use crate::metrics::Metrics;
 use crate::monitor::Monitor;
+use crate::monitor::peers::PeerKey;
 use crate::probe;
 use crate::querylog::QueryLog;
 use crate::state::{SavedState, StateError};
@@ -29,6 +30,9 @@ pub enum LoadError {
     /// The zone files.
     #[error("{}", ZoneErrors(.0))]
     Zones(Vec<ZoneError>),
+    /// The cluster's key file.
+    #[error(transparent)]
+    ClusterKey(#[from] crate::monitor::peers::KeyError),
 }
 
 struct ZoneErrors<'a>(&'a [ZoneError]);
@@ -68,6 +72,8 @@ pub struct Loaded {
     pub zones: ZoneSet,
     /// What the zone checks flag without refusing the config; `lbns check` prints them.
     pub warnings: Vec<ZoneWarning>,
+    /// The cluster's shared secret, read from `[cluster] key_file`.
+    pub(crate) peer_key: Option<PeerKey>,
 }
 
 /// Everything `lbns check` verifies: the model of the config (each probe's own keys included)
@@ -90,12 +96,17 @@ pub fn check(config: Config) -> Result<Loaded, LoadError> {
     if !errors.is_empty() {
         return Err(LoadError::Config(ConfigErrors(errors)));
     }
+    let peer_key = match &config.cluster {
+        Some(c) => Some(PeerKey::load(&c.key_file)?),
+        None => None,
+    };
     let (zones, warnings) = ZoneSet::load(&config.zones, &model.pools).map_err(LoadError::Zones)?;
     Ok(Loaded {
         config,
         model,
         zones,
         warnings,
+        peer_key,
     })
 }
 
@@ -171,12 +182,20 @@ impl Control {
     /// privileges, the state file, the status listener) is named in a warning.
     pub(crate) async fn reload(&self, config: Config) -> Result<Vec<ZoneWarning>, LoadError> {
         let _guard = self.reload_lock.lock().await;
+        // Reading a large zone takes seconds: off the runtime threads, which also answer DNS
+        // over TCP. What a rejected load built is freed there too.
+        let loaded = match tokio::task::spawn_blocking(move || check(config)).await {
+            Ok(loaded) => loaded,
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        };
         let Loaded {
             config,
             model,
             zones,
             warnings,
-        } = check(config)?;
+            // Peers are set up at start only (see `restart_only_changes`).
+            peer_key: _,
+        } = loaded?;
         let old = self.config.lock().expect("config lock").clone();
         let pending = restart_only_changes(&old, &config);
         if !pending.is_empty() {
@@ -221,7 +240,35 @@ impl Control {
             state_file = %self.state_file.display(),
             "restored drained backends"
         );
-        self.monitor.restore_drained(drained);
+        self.monitor.restore_drained(drained, saved.drain_version);
+    }
+
+    /// Saves the drained set whenever a peer's newer one is taken, so it survives a restart of
+    /// this instance too. Runs until the monitor stops.
+    pub(crate) fn save_peer_drains(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let control = self.clone();
+        let mut changes = self.monitor.drains_changed();
+        tokio::spawn(async move {
+            while changes.changed().await.is_ok() {
+                let c = control.clone();
+                // The state file is fsynced: off the runtime threads.
+                let _ = tokio::task::spawn_blocking(move || {
+                    let _guard = c.drain_lock.lock().expect("drain lock");
+                    let saved = SavedState::from_drained(
+                        &c.monitor.drained(),
+                        c.monitor.drain_version(),
+                    );
+                    match saved.save(&c.state_file) {
+                        Ok(()) => tracing::info!(
+                            count = saved.drained.len(),
+                            "took the drained set of a peer"
+                        ),
+                        Err(e) => tracing::error!(error = %e, "took the drained set of a peer, but could not save it"),
+                    }
+                })
+                .await;
+            }
+        })
     }
 
     /// Drains (or undrains) a backend: out of (back into) answers at once, and saved to the
@@ -252,7 +299,7 @@ impl Control {
             return Err(DrainError::NoBackend { pool, backend });
         }
         tracing::info!(pool = %pool, backend = %backend, "{verb}");
-        SavedState::from_drained(&self.monitor.drained())
+        SavedState::from_drained(&self.monitor.drained(), self.monitor.drain_version())
             .save(&self.state_file)
             .map_err(|source| DrainError::Persist {
                 pool: pool.clone(),
@@ -280,20 +327,24 @@ impl Control {
     }
 }
 
-/// The keys of `[server]` and `[status]` that differ between `old` and `new` and apply only at
-/// a restart. Every key is named here, so a new one must be sorted into "now" or "restart".
+/// The keys of `[server]`, `[status]` and `[control]` that differ between `old` and `new` and
+/// apply only at a restart. Every key is named here, so a new one must be sorted into "now" or "restart".
 fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
     let ServerConfig {
         listen,
         udp_workers,
         tcp_idle_timeout,
         tcp_max_connections,
+        tcp_max_connections_per_client,
+        tcp_write_timeout,
         // Applied at reload: the snapshot and the query log read them.
         edns_udp_size: _,
         identity: _,
         version: _,
         nsid: _,
         query_log_sample: _,
+        // Read with the zones at each reload.
+        include_dirs: _,
         state_file,
         user,
         group,
@@ -302,7 +353,14 @@ fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
     let StatusConfig {
         listen: status_listen,
         allow,
+        header_timeout,
+        idle_timeout,
+        max_connections,
     } = &old.status;
+    let ControlConfig {
+        socket,
+        group: control_group,
+    } = &old.control;
     let n = &new.server;
     let mut changed = Vec::new();
     let mut note = |key: &'static str, differs: bool| {
@@ -320,11 +378,37 @@ fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
         "server.tcp_max_connections",
         *tcp_max_connections != n.tcp_max_connections,
     );
+    note(
+        "server.tcp_max_connections_per_client",
+        *tcp_max_connections_per_client != n.tcp_max_connections_per_client,
+    );
+    note(
+        "server.tcp_write_timeout",
+        *tcp_write_timeout != n.tcp_write_timeout,
+    );
     note("server.state_file", *state_file != n.state_file);
     note("server.user", *user != n.user);
     note("server.group", *group != n.group);
     note("server.xdp", *xdp != n.xdp);
     note("status.listen", *status_listen != new.status.listen);
     note("status.allow", *allow != new.status.allow);
+    note(
+        "status.header_timeout",
+        *header_timeout != new.status.header_timeout,
+    );
+    note(
+        "status.idle_timeout",
+        *idle_timeout != new.status.idle_timeout,
+    );
+    note(
+        "status.max_connections",
+        *max_connections != new.status.max_connections,
+    );
+    // The rate table is allocated once; the rest of [rrl] and [cookies] applies at reload.
+    note("rrl.table_size", old.rrl.table_size != new.rrl.table_size);
+    note("control.socket", *socket != new.control.socket);
+    note("control.group", *control_group != new.control.group);
+    // The peers' socket, key and quorum are set up once.
+    note("cluster", old.cluster != new.cluster);
     changed
 }

@@ -10,9 +10,11 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use hickory_proto::rr::Name;
+use ipnet::IpNet;
 
 use crate::config::{
-    self, BackendConfig, Config, Place, PoolConfig, ProbeConfig, ProbeTiming, ServerConfig,
+    self, BackendConfig, Config, CookieSecret, CookieSecrets, CookiesConfig, Place, PoolConfig,
+    ProbeConfig, ProbeTiming, RrlConfig, ServerConfig,
 };
 
 /// Everything about pools and answers that a reload can change.
@@ -21,6 +23,23 @@ pub struct Model {
     /// Indexed as in the config; zone nodes and snapshots refer to pools by this index.
     pub pools: Vec<Pool>,
     pub(crate) answering: Answering,
+    /// The peers whose views combine with this instance's (`[cluster]`), if any.
+    pub(crate) cluster: Option<Cluster>,
+}
+
+/// The instances that decide together (`[cluster]`).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Cluster {
+    /// Where this instance receives peer messages and sends them from.
+    pub(crate) listen: std::net::SocketAddr,
+    /// The other instances, by address; a peer's index here names it in the health table.
+    pub(crate) peers: Vec<std::net::SocketAddr>,
+    /// How the fresh views combine.
+    pub(crate) quorum: crate::config::Quorum,
+    /// Time between two messages to each peer.
+    pub(crate) exchange_interval: Duration,
+    /// A peer's view not heard again within this does not count.
+    pub(crate) peer_max_age: Duration,
 }
 
 impl Model {
@@ -28,7 +47,25 @@ impl Model {
     pub fn new(config: &Config) -> Model {
         Model {
             pools: config.pools.iter().map(Pool::from_config).collect(),
-            answering: Answering::from_config(&config.server),
+            answering: Answering::from_config(&config.server, &config.rrl, &config.cookies),
+            cluster: config.cluster.as_ref().map(|c| {
+                let crate::config::ClusterConfig {
+                    listen,
+                    peers,
+                    // Read by `control::check` and at start; the model never holds the secret.
+                    key_file: _,
+                    quorum,
+                    exchange_interval,
+                    peer_max_age,
+                } = c;
+                Cluster {
+                    listen: *listen,
+                    peers: peers.clone(),
+                    quorum: *quorum,
+                    exchange_interval: *exchange_interval,
+                    peer_max_age: *peer_max_age,
+                }
+            }),
         }
     }
 
@@ -60,17 +97,86 @@ pub(crate) struct Answering {
     pub(crate) version: Option<String>,
     /// NSID payload (RFC 5001), `None` when NSID is off.
     pub(crate) nsid: Option<Vec<u8>>,
+    /// Response rate limiting on UDP (`[rrl]`); `None` when off.
+    pub(crate) rate_limit: Option<RateLimit>,
+    /// DNS cookies (`[cookies]`); `None` when off: a COOKIE option is then ignored.
+    pub(crate) cookies: Option<CookieKeys>,
 }
 
 impl Answering {
-    fn from_config(server: &ServerConfig) -> Answering {
+    fn from_config(server: &ServerConfig, rrl: &RrlConfig, cookies: &CookiesConfig) -> Answering {
+        let RrlConfig {
+            responses_per_second,
+            slip,
+            ipv4_prefix,
+            ipv6_prefix,
+            window,
+            exempt,
+            log_only,
+            // The table is allocated once, at start (`app`).
+            table_size: _,
+        } = rrl;
+        let CookiesConfig { enabled, secrets } = cookies;
         Answering {
             edns_udp_size: server.edns_udp_size,
             identity: server.identity.clone(),
             version: server.version.clone(),
             nsid: server.nsid.then(|| server.identity.clone().into_bytes()),
+            rate_limit: (*responses_per_second > 0).then(|| RateLimit {
+                responses_per_second: *responses_per_second,
+                slip: *slip,
+                ipv4_prefix: *ipv4_prefix,
+                ipv6_prefix: *ipv6_prefix,
+                window: *window,
+                exempt: exempt.clone(),
+                log_only: *log_only,
+            }),
+            cookies: enabled.then(|| match secrets {
+                CookieSecrets::Rotating(every) => CookieKeys::Rotating {
+                    every_secs: every.as_secs().max(1),
+                },
+                CookieSecrets::Shared { file: _, secrets } => CookieKeys::Shared(secrets.clone()),
+            }),
         }
     }
+}
+
+/// Response rate limiting as the UDP listeners apply it (docs/config.md, `[rrl]`): per client
+/// prefix, response class and name, `responses_per_second` responses, the excess remembered
+/// for `window` seconds; every `slip`th limited response is sent empty with TC=1, the others
+/// dropped.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct RateLimit {
+    /// Never 0 here.
+    pub(crate) responses_per_second: u32,
+    /// 0: drop every limited response.
+    pub(crate) slip: u32,
+    pub(crate) ipv4_prefix: u8,
+    pub(crate) ipv6_prefix: u8,
+    /// Seconds.
+    pub(crate) window: u32,
+    /// Clients never limited.
+    pub(crate) exempt: Vec<IpNet>,
+    /// Count and log, but send every response.
+    pub(crate) log_only: bool,
+}
+
+impl RateLimit {
+    /// Whether `ip` is in an `exempt` network.
+    pub(crate) fn exempts(&self, ip: IpAddr) -> bool {
+        self.exempt.iter().any(|n| n.contains(&ip))
+    }
+}
+
+/// The keys server cookies are made with (RFC 9018 §4.4).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum CookieKeys {
+    /// A key this process derives from its own random secret for each period of
+    /// `every_secs` seconds; a cookie is checked with the key of the period of its timestamp,
+    /// so the previous period's stays good for as long as the cookie does.
+    Rotating { every_secs: u64 },
+    /// Shared with peers through a file: the first makes cookies, every one is accepted.
+    Shared(Vec<CookieSecret>),
 }
 
 /// A load-balanced name and its backends.

@@ -11,7 +11,10 @@ pub mod config;
 pub mod control;
 pub mod dns;
 pub mod domain;
+#[doc(hidden)]
+pub mod fuzzing;
 mod limits;
+pub mod logging;
 mod metrics;
 mod monitor;
 mod net;

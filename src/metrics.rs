@@ -58,6 +58,13 @@ pub(crate) struct Metrics {
     pub(crate) xdp_queries: AtomicU64,
     /// Datagrams the kernel dropped at lbns's AF_XDP sockets (rings full), as last read.
     pub(crate) xdp_dropped: AtomicU64,
+    /// UDP responses over the rate limit (`[rrl]`): slipped, dropped, or sent under
+    /// `log_only`.
+    pub(crate) rrl_limited: AtomicU64,
+    /// Limited responses sent empty with TC=1 (or BADCOOKIE).
+    pub(crate) rrl_slipped: AtomicU64,
+    /// Limited responses not sent.
+    pub(crate) rrl_dropped: AtomicU64,
 }
 
 impl Metrics {
@@ -134,6 +141,9 @@ pub(crate) struct LocalMetrics {
     dropped: u64,
     truncated: u64,
     fast: u64,
+    rrl_limited: u64,
+    rrl_slipped: u64,
+    rrl_dropped: u64,
     rcodes: [u64; RCODE_SLOTS],
     qtypes: [u64; QTYPES.len() + 1],
     /// This worker takes its queries through AF_XDP.
@@ -163,6 +173,20 @@ impl LocalMetrics {
         self.truncated += u64::from(o.truncated);
     }
 
+    /// A response over the rate limit: `slipped` (sent empty), dropped (not sent, and then
+    /// not recorded otherwise), or neither (sent under `log_only`).
+    pub(crate) fn record_limited(&mut self, slipped: bool, dropped: bool) {
+        self.rrl_limited += 1;
+        self.rrl_slipped += u64::from(slipped);
+        self.rrl_dropped += u64::from(dropped);
+    }
+
+    /// A query whose response rate limiting dropped: counted as a query, not as a response.
+    pub(crate) fn record_unanswered(&mut self, fast: bool) {
+        self.queries += 1;
+        self.fast += u64::from(fast);
+    }
+
     /// A response already recorded went out truncated after all: it did not fit the interface
     /// MTU (see `net::udp`).
     pub(crate) fn record_late_truncation(&mut self) {
@@ -183,6 +207,9 @@ impl LocalMetrics {
         add(&shared.dropped, self.dropped);
         add(&shared.truncated, self.truncated);
         add(&shared.fast_path, self.fast);
+        add(&shared.rrl_limited, self.rrl_limited);
+        add(&shared.rrl_slipped, self.rrl_slipped);
+        add(&shared.rrl_dropped, self.rrl_dropped);
         if self.xdp {
             add(&shared.xdp_queries, self.queries);
         }

@@ -3,7 +3,8 @@
 //!
 //! JSON, small enough to read and fix by hand. Written atomically (a temporary file in the same
 //! directory, fsync, rename, fsync of the directory) so a crash mid-write leaves either the old
-//! or the new file, never half of one.
+//! or the new file, never half of one. A temporary file a killed lbns left behind is removed at
+//! the next start.
 
 use std::collections::{BTreeSet, HashSet};
 use std::fs::File;
@@ -51,8 +52,16 @@ pub enum StateError {
 #[serde(deny_unknown_fields)]
 pub struct SavedState {
     pub(crate) version: u32,
+    /// When the drained set last changed, on whichever instance of the cluster changed it
+    /// (milliseconds since the Unix epoch): across peers the newest set wins.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub(crate) drain_version: u64,
     /// Backends kept out of answers by `lbns drain`, sorted so the file diffs cleanly.
     pub drained: BTreeSet<Drained>,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
 }
 
 /// One drained backend, by pool name (absolute, with the final dot) and backend name.
@@ -69,6 +78,7 @@ impl Default for SavedState {
     fn default() -> SavedState {
         SavedState {
             version: VERSION,
+            drain_version: 0,
             drained: BTreeSet::new(),
         }
     }
@@ -76,9 +86,13 @@ impl Default for SavedState {
 
 impl SavedState {
     /// The state holding `drained` (the monitor's `(pool, backend)` pairs).
-    pub(crate) fn from_drained(drained: &HashSet<(String, String)>) -> SavedState {
+    pub(crate) fn from_drained(
+        drained: &HashSet<(String, String)>,
+        drain_version: u64,
+    ) -> SavedState {
         SavedState {
             version: VERSION,
+            drain_version,
             drained: drained
                 .iter()
                 .map(|(pool, backend)| Drained {
@@ -123,6 +137,50 @@ impl SavedState {
         Ok(state)
     }
 
+    /// Removes the temporary files (`.NAME.PID.tmp`) that writes of `path` by processes no
+    /// longer running left behind: a kill between create and rename leaves one. Those of a
+    /// running process (two lbns sharing a directory by mistake) are left alone. Best effort:
+    /// what cannot be removed is logged.
+    pub(crate) fn remove_orphans(path: &Path) {
+        let (Some(name), dir) = (path.file_name(), state_dir(path)) else {
+            return;
+        };
+        let prefix = format!(".{}.", name.to_string_lossy());
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        let mut removed = 0;
+        for entry in entries.flatten() {
+            let file = entry.file_name();
+            let Some(pid) = file
+                .to_str()
+                .and_then(|f| f.strip_prefix(&prefix))
+                .and_then(|f| f.strip_suffix(".tmp"))
+                .and_then(|pid| pid.parse::<i32>().ok())
+            else {
+                continue;
+            };
+            if pid != std::process::id() as i32 && running(pid) {
+                continue;
+            }
+            match std::fs::remove_file(entry.path()) {
+                Ok(()) => removed += 1,
+                Err(e) => tracing::warn!(
+                    file = %entry.path().display(),
+                    error = %e,
+                    "cannot remove a temporary state file"
+                ),
+            }
+        }
+        if removed > 0 {
+            tracing::info!(
+                count = removed,
+                dir = %dir.display(),
+                "removed temporary state files left by an interrupted write"
+            );
+        }
+    }
+
     /// Replaces `path` atomically with this state.
     pub(crate) fn save(&self, path: &Path) -> Result<(), StateError> {
         let err = |source| StateError::Write {
@@ -131,10 +189,7 @@ impl SavedState {
         };
         let mut text = serde_json::to_string_pretty(self).expect("state serializes");
         text.push('\n');
-        let dir = match path.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d,
-            _ => Path::new("."),
-        };
+        let dir = state_dir(path);
         let name = path.file_name().ok_or_else(|| {
             err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -163,6 +218,25 @@ impl SavedState {
     }
 }
 
+/// The directory of the state file `path` (`.` for a bare name).
+fn state_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    }
+}
+
+/// Whether process `pid` exists (signal 0 checks without sending anything; EPERM means it
+/// exists but belongs to someone else).
+fn running(pid: i32) -> bool {
+    if pid <= 0 {
+        return false;
+    }
+    // SAFETY: kill(2) with signal 0 sends nothing.
+    let r = unsafe { libc::kill(pid, 0) };
+    r == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -178,7 +252,7 @@ mod tests {
             ("api.example.".to_owned(), "127.0.0.5".to_owned()),
         ]
         .into();
-        SavedState::from_drained(&set).save(&path).unwrap();
+        SavedState::from_drained(&set, 0).save(&path).unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(text.contains("\"version\": 1"), "{text}");
         // Sorted: api before www.
@@ -203,6 +277,33 @@ mod tests {
         std::fs::write(&path, "{ \"version\": 9, \"drained\": [] }").unwrap();
         let err = SavedState::load(&path).unwrap_err().to_string();
         assert!(err.contains("version 9 is newer"), "{err}");
+    }
+
+    #[test]
+    fn orphaned_temporary_files_are_removed_and_live_ones_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lbns.state");
+        // A PID above the kernel's maximum (4194304) is never running.
+        let orphans = [".lbns.state.99999999.tmp", ".lbns.state.99999998.tmp"];
+        let ours = format!(".lbns.state.{}.tmp", std::process::id());
+        // PID 1 always runs: its temporary file may be mid-write.
+        let kept = [
+            ".lbns.state.1.tmp",
+            ".other.state.99999999.tmp",
+            "lbns.state.9.tmp",
+        ];
+        for f in orphans.iter().chain(&kept).chain([&ours.as_str()]) {
+            std::fs::write(dir.path().join(f), "{").unwrap();
+        }
+        SavedState::remove_orphans(&path);
+        let mut left: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        let mut expected = kept.map(str::to_owned).to_vec();
+        expected.sort();
+        assert_eq!(left, expected);
     }
 
     #[test]

@@ -6,8 +6,11 @@
 //! all the way `named-checkconf` does.
 
 mod cidr;
+mod cluster;
+mod cookies;
 mod pool;
 mod raw;
+mod rrl;
 
 use std::collections::HashSet;
 use std::fmt;
@@ -23,8 +26,11 @@ use toml::Spanned;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
 
 pub(crate) use cidr::parse_cidr;
+pub use cluster::{ClusterConfig, DEFAULT_EXCHANGE_INTERVAL, Quorum};
+pub(crate) use cookies::{CookieSecret, CookieSecrets, CookiesConfig};
 pub use pool::*;
-pub(crate) use raw::{RawPool, RawProbe, RawServer, RawStatus, RawZone};
+pub(crate) use raw::{RawControl, RawPool, RawProbe, RawServer, RawStatus, RawZone};
+pub(crate) use rrl::RrlConfig;
 
 /// Default listen address: loopback on an unprivileged port, so a first run needs no root.
 pub(crate) const DEFAULT_LISTEN: &str = "127.0.0.1:5353";
@@ -34,15 +40,31 @@ pub(crate) const DEFAULT_POOL_TTL: u32 = 5;
 pub(crate) const DEFAULT_TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default cap on concurrent TCP connections.
 pub(crate) const DEFAULT_TCP_MAX_CONNECTIONS: usize = 256;
+/// Default cap on concurrent TCP connections from one client (RFC 7766 §6.2.2 asks clients to
+/// keep few; a server may enforce it).
+pub(crate) const DEFAULT_TCP_MAX_CONNECTIONS_PER_CLIENT: usize = 16;
+/// Default time one TCP response may take to be written: a 64 KiB answer needs a few round
+/// trips, a client that does not read never finishes.
+pub(crate) const DEFAULT_TCP_WRITE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Default EDNS UDP payload (DNS Flag Day 2020): fits a 1280-octet IPv6 MTU without fragments.
 pub(crate) const DEFAULT_EDNS_UDP_SIZE: u16 = 1232;
 /// Default state file, beside the config file.
 pub(crate) const DEFAULT_STATE_FILE: &str = "lbns.state";
 /// Default status listener: loopback only, and a port that needs no privileges.
 pub const DEFAULT_STATUS_LISTEN: &str = "127.0.0.1:8053";
-/// Default status allowlist: loopback only. The control endpoints (reload, drain) have no other
-/// authentication, so anything wider is the operator's explicit choice.
+/// Default status allowlist: loopback only. The listener changes nothing (control is on the
+/// Unix socket), but the page names backends and addresses: wider is the operator's choice.
 pub(crate) const DEFAULT_STATUS_ALLOW: [&str; 2] = ["127.0.0.0/8", "::1/128"];
+/// Default time a status client has to send a whole request head: a slow sender is closed.
+pub(crate) const DEFAULT_STATUS_HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default time a status connection may sit with no request and no byte moving.
+pub(crate) const DEFAULT_STATUS_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default cap on concurrent status connections (each listener, and the control socket).
+pub(crate) const DEFAULT_STATUS_MAX_CONNECTIONS: usize = 64;
+/// Default control socket, beside the state file.
+pub(crate) const DEFAULT_CONTROL_SOCKET: &str = "lbns.sock";
+/// Longest path a Unix socket address holds (`sun_path` is 108 bytes with the final NUL).
+const MAX_SOCKET_PATH: usize = 107;
 
 /// The validated configuration. Built only by [`Config::load`] / [`Config::parse`].
 #[derive(Debug, Clone)]
@@ -50,8 +72,16 @@ pub struct Config {
     /// The file this came from; zone files are resolved against its directory.
     pub(crate) path: PathBuf,
     pub(crate) server: ServerConfig,
-    /// The status and control listener; `lbns status --config` finds its address here.
+    /// The HTTP status listener (read only).
     pub status: StatusConfig,
+    /// The control socket; `lbns reload --config` finds it here.
+    pub control: ControlConfig,
+    /// Response rate limiting on UDP.
+    pub(crate) rrl: RrlConfig,
+    /// DNS cookies and their secret.
+    pub(crate) cookies: CookiesConfig,
+    /// The peers this instance shares observations and drains with (`[cluster]`), if any.
+    pub cluster: Option<ClusterConfig>,
     /// The zones to serve, in file order.
     pub zones: Vec<ZoneConfig>,
     /// The pools, in file order: the model, snapshots and status page keep this order.
@@ -67,6 +97,8 @@ pub(crate) struct ServerConfig {
     pub(crate) udp_workers: usize,
     pub(crate) tcp_idle_timeout: Duration,
     pub(crate) tcp_max_connections: usize,
+    pub(crate) tcp_max_connections_per_client: usize,
+    pub(crate) tcp_write_timeout: Duration,
     /// Largest UDP response we send and the payload size we advertise (512..=4096).
     pub(crate) edns_udp_size: u16,
     /// CHAOS id.server / hostname.bind answer and NSID payload.
@@ -85,15 +117,33 @@ pub(crate) struct ServerConfig {
     pub(crate) group: Option<String>,
     /// Network interface whose UDP queries are taken through AF_XDP.
     pub(crate) xdp: Option<String>,
+    /// Where a zone may `$INCLUDE` from: the config file's directory, then `include_dirs`
+    /// (joined with the config's dir).
+    pub(crate) include_dirs: Vec<PathBuf>,
 }
 
-/// The HTTP status and control listener, from `[status]`.
+/// The HTTP status listener, from `[status]`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StatusConfig {
     /// Addresses to listen on; empty when the listener is off.
     pub listen: Vec<SocketAddr>,
-    /// Clients outside every one of these get 403.
+    /// Connections from outside every one of these are closed as soon as they are accepted.
     pub(crate) allow: Vec<IpNet>,
+    /// A request head must be complete this long after its first byte.
+    pub(crate) header_timeout: Duration,
+    /// A connection with no request in progress and no byte moving this long is closed.
+    pub(crate) idle_timeout: Duration,
+    /// Concurrent connections per listener; more are closed at once.
+    pub(crate) max_connections: usize,
+}
+
+/// The control socket, from `[control]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ControlConfig {
+    /// The Unix socket reload, drain and undrain go through (joined with the config's dir).
+    pub socket: PathBuf,
+    /// A group allowed to use the socket too (mode 0660); `None`: its owner only (0600).
+    pub(crate) group: Option<String>,
 }
 
 /// A zone to serve, from `[[zone]]`.
@@ -102,6 +152,9 @@ pub struct ZoneConfig {
     pub(crate) origin: Name,
     /// Absolute or relative to the working directory (already joined with the config's dir).
     pub(crate) file: PathBuf,
+    /// Directories whose files `$INCLUDE` may read: `[server] include_dirs` and the config
+    /// file's own directory.
+    pub(crate) include_dirs: Vec<PathBuf>,
     /// Where the `[[zone]]` table sits in the config, for messages about it.
     pub(crate) place: Place,
 }
@@ -308,6 +361,10 @@ impl Cx<'_> {
 
         let mut server = None;
         let mut status = None;
+        let mut control = None;
+        let mut rrl = None;
+        let mut cookies = None;
+        let mut cluster = None;
         let mut zones = Vec::new();
         let mut pools = Vec::new();
         if !had_syntax_errors {
@@ -322,12 +379,28 @@ impl Cx<'_> {
                     "status" => {
                         status = self.section::<RawStatus>(value, "[status]").map(|s| (s, table));
                     }
+                    "control" => {
+                        control = self
+                            .section::<RawControl>(value, "[control]")
+                            .map(|c| (c, table));
+                    }
+                    "rrl" => rrl = self.section::<rrl::RawRrl>(value, "[rrl]").map(|r| (r, table)),
+                    "cookies" => {
+                        cookies = self
+                            .section::<cookies::RawCookies>(value, "[cookies]")
+                            .map(|c| (c, table));
+                    }
+                    "cluster" => {
+                        cluster = self
+                            .section::<cluster::RawCluster>(value, "[cluster]")
+                            .map(|c| (c, table));
+                    }
                     "zone" => zones = self.array(value, "[[zone]]"),
                     "pool" => pools = self.array(value, "[[pool]]"),
                     other => self.errors.push(ConfigError::Toml {
                         place: self.place(key_span),
                         message: format!(
-                            "unknown section `{other}`, expected `server`, `status`, `zone` or `pool`"
+                            "unknown section `{other}`, expected `server`, `status`, `control`, `rrl`, `cookies`, `cluster`, `zone` or `pool`"
                         ),
                     }),
                 }
@@ -338,12 +411,23 @@ impl Cx<'_> {
         let server = self.server(server, table);
         let (status, table) = status.unwrap_or_default();
         let status = self.status(status, table, &server);
-        let zones = self.zones(zones);
-        let pools = self.pools(pools, &zones);
+        let (control, table) = control.unwrap_or_default();
+        let control = self.control(control, table, &server);
+        let (rrl, table) = rrl.unwrap_or_default();
+        let rrl = self.rrl(rrl, table);
+        let (cookies, table) = cookies.unwrap_or_default();
+        let cookies = self.cookies(cookies, table);
+        let cluster = cluster.and_then(|(c, table)| self.cluster(c, table));
+        let zones = self.zones(zones, &server.include_dirs);
+        let pools = self.pools(pools, &zones, cluster.as_ref());
         Config {
             path: self.path.to_owned(),
             server,
             status,
+            control,
+            rrl,
+            cookies,
+            cluster,
             zones,
             pools,
         }
@@ -377,6 +461,8 @@ impl Cx<'_> {
             udp_workers,
             tcp_idle_timeout,
             tcp_max_connections,
+            tcp_max_connections_per_client,
+            tcp_write_timeout,
             edns_udp_size,
             identity,
             version,
@@ -386,6 +472,7 @@ impl Cx<'_> {
             user,
             group,
             xdp,
+            include_dirs,
         } = raw;
 
         let (listen, at) = key(listen, &table);
@@ -415,29 +502,31 @@ impl Cx<'_> {
         };
 
         let (tcp_idle_timeout, at) = key(tcp_idle_timeout, &table);
-        let tcp_idle_timeout = match tcp_idle_timeout {
-            None => DEFAULT_TCP_IDLE_TIMEOUT,
-            Some(t) => match humantime::parse_duration(&t) {
-                Ok(d) if !d.is_zero() => d,
-                Ok(_) => {
-                    self.invalid(at, "tcp_idle_timeout must be more than 0");
-                    DEFAULT_TCP_IDLE_TIMEOUT
-                }
-                Err(e) => {
-                    self.invalid(
-                        at,
-                        format!("tcp_idle_timeout: `{t}` is not a duration such as \"10s\": {e}"),
-                    );
-                    DEFAULT_TCP_IDLE_TIMEOUT
-                }
-            },
-        };
+        let tcp_idle_timeout = self.timeout(
+            tcp_idle_timeout,
+            at,
+            "tcp_idle_timeout",
+            DEFAULT_TCP_IDLE_TIMEOUT,
+        );
 
         let (tcp_max_connections, at) = key(tcp_max_connections, &table);
         let tcp_max_connections = tcp_max_connections.unwrap_or(DEFAULT_TCP_MAX_CONNECTIONS);
         if tcp_max_connections == 0 {
             self.invalid(at, "tcp_max_connections must be at least 1");
         }
+        let (per_client, at) = key(tcp_max_connections_per_client, &table);
+        let tcp_max_connections_per_client =
+            per_client.unwrap_or(DEFAULT_TCP_MAX_CONNECTIONS_PER_CLIENT);
+        if tcp_max_connections_per_client == 0 {
+            self.invalid(at, "tcp_max_connections_per_client must be at least 1");
+        }
+        let (tcp_write_timeout, at) = key(tcp_write_timeout, &table);
+        let tcp_write_timeout = self.timeout(
+            tcp_write_timeout,
+            at,
+            "tcp_write_timeout",
+            DEFAULT_TCP_WRITE_TIMEOUT,
+        );
 
         let (edns_udp_size, at) = key(edns_udp_size, &table);
         let edns_udp_size = edns_udp_size.unwrap_or(DEFAULT_EDNS_UDP_SIZE);
@@ -473,12 +562,23 @@ impl Cx<'_> {
                 "xdp: this lbns was built without AF_XDP support (cargo build --features xdp)",
             );
         }
+        let (include_dirs, at) = key(include_dirs, &table);
+        let mut dirs = vec![self.config_dir()];
+        for dir in include_dirs.unwrap_or_default() {
+            if dir.is_empty() {
+                self.invalid(at.clone(), "include_dirs: an entry is empty");
+                continue;
+            }
+            dirs.push(self.relative_to_config(&dir));
+        }
 
         ServerConfig {
             listen: addrs,
             udp_workers,
             tcp_idle_timeout,
             tcp_max_connections,
+            tcp_max_connections_per_client,
+            tcp_write_timeout,
             edns_udp_size,
             identity: identity.unwrap_or_else(host_name),
             version,
@@ -488,7 +588,71 @@ impl Cx<'_> {
             user,
             group,
             xdp,
+            include_dirs: dirs,
         }
+    }
+
+    /// A timeout key: a duration such as `"10s"`, more than zero.
+    fn timeout(
+        &mut self,
+        text: Option<String>,
+        at: Range<usize>,
+        name: &str,
+        default: Duration,
+    ) -> Duration {
+        let Some(t) = text else { return default };
+        match humantime::parse_duration(&t) {
+            Ok(d) if !d.is_zero() => d,
+            Ok(_) => {
+                self.invalid(at, format!("{name} must be more than 0"));
+                default
+            }
+            Err(e) => {
+                self.invalid(
+                    at,
+                    format!("{name}: `{t}` is not a duration such as \"10s\": {e}"),
+                );
+                default
+            }
+        }
+    }
+
+    fn control(
+        &mut self,
+        raw: RawControl,
+        table: Range<usize>,
+        server: &ServerConfig,
+    ) -> ControlConfig {
+        let RawControl { socket, group } = raw;
+        let (socket, at) = key(socket, &table);
+        let socket = match socket {
+            Some(s) if s.is_empty() => {
+                self.invalid(at.clone(), "control socket must not be empty");
+                PathBuf::from(DEFAULT_CONTROL_SOCKET)
+            }
+            Some(s) => self.relative_to_config(&s),
+            // Beside the state file: a directory lbns may already write to.
+            None => server
+                .state_file
+                .parent()
+                .unwrap_or(Path::new("."))
+                .join(DEFAULT_CONTROL_SOCKET),
+        };
+        if socket.as_os_str().len() > MAX_SOCKET_PATH {
+            self.invalid(
+                at,
+                format!(
+                    "control socket {} is longer than the {MAX_SOCKET_PATH} bytes a Unix socket \
+                     path may have",
+                    socket.display()
+                ),
+            );
+        }
+        let (group, at) = key(group, &table);
+        if group.as_deref().is_some_and(str::is_empty) {
+            self.invalid(at, "control group must not be empty");
+        }
+        ControlConfig { socket, group }
     }
 
     fn status(
@@ -501,6 +665,9 @@ impl Cx<'_> {
             enabled,
             listen,
             allow,
+            header_timeout,
+            idle_timeout,
+            max_connections,
         } = raw;
         let (listen, at) = key(listen, &table);
         let listen = listen.map_or_else(|| vec![DEFAULT_STATUS_LISTEN.to_owned()], |l| l.0);
@@ -541,9 +708,31 @@ impl Cx<'_> {
                 Err(e) => self.invalid(at.clone(), format!("status allow: `{text}`: {e}")),
             }
         }
+        let (header_timeout, at) = key(header_timeout, &table);
+        let header_timeout = self.timeout(
+            header_timeout,
+            at,
+            "status header_timeout",
+            DEFAULT_STATUS_HEADER_TIMEOUT,
+        );
+        let (idle_timeout, at) = key(idle_timeout, &table);
+        let idle_timeout = self.timeout(
+            idle_timeout,
+            at,
+            "status idle_timeout",
+            DEFAULT_STATUS_IDLE_TIMEOUT,
+        );
+        let (max_connections, at) = key(max_connections, &table);
+        let max_connections = max_connections.unwrap_or(DEFAULT_STATUS_MAX_CONNECTIONS);
+        if max_connections == 0 {
+            self.invalid(at, "status max_connections must be at least 1");
+        }
         StatusConfig {
             listen: addrs,
             allow,
+            header_timeout,
+            idle_timeout,
+            max_connections,
         }
     }
 
@@ -552,7 +741,19 @@ impl Cx<'_> {
         self.path.parent().unwrap_or(Path::new(".")).join(file)
     }
 
-    fn zones(&mut self, raw: Vec<(RawZone, Range<usize>)>) -> Vec<ZoneConfig> {
+    /// The config file's directory (`.` for a bare file name).
+    fn config_dir(&self) -> PathBuf {
+        match self.path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
+            _ => PathBuf::from("."),
+        }
+    }
+
+    fn zones(
+        &mut self,
+        raw: Vec<(RawZone, Range<usize>)>,
+        include_dirs: &[PathBuf],
+    ) -> Vec<ZoneConfig> {
         let mut out: Vec<ZoneConfig> = Vec::new();
         for (RawZone { origin, file }, span) in raw {
             let at = origin.span();
@@ -567,6 +768,7 @@ impl Cx<'_> {
             out.push(ZoneConfig {
                 origin,
                 file: self.relative_to_config(&file),
+                include_dirs: include_dirs.to_vec(),
                 place: self.place(span),
             });
         }
@@ -583,7 +785,9 @@ impl Cx<'_> {
         &mut self,
         raw: Vec<(RawPool, Range<usize>)>,
         zones: &[ZoneConfig],
+        cluster: Option<&ClusterConfig>,
     ) -> Vec<PoolConfig> {
+        let peer_delay = cluster.map_or(Duration::ZERO, ClusterConfig::detection_delay);
         let mut out: Vec<PoolConfig> = Vec::new();
         for (pool, span) in raw {
             let RawPool {
@@ -747,6 +951,7 @@ impl Cx<'_> {
                         .filter(|b| b.probe.is_probed())
                         .map(|b| b.probe.timing),
                     max_ttl,
+                    peer_delay,
                 ) {
                     Ok(f) => Some(f),
                     Err(message) => {
@@ -837,6 +1042,74 @@ file = "cluster.example.zone"
         assert!(c.server.udp_workers >= 1);
         assert_eq!(c.zones[0].origin.to_ascii(), "cluster.example.");
         assert_eq!(c.zones[0].file, Path::new("cluster.example.zone"));
+    }
+
+    #[test]
+    fn control_socket_status_limits_and_include_dirs() {
+        let c = parse(MINIMAL).unwrap();
+        assert_eq!(c.control.socket, Path::new("lbns.sock"));
+        assert_eq!(c.control.group, None);
+        let st = &c.status;
+        assert_eq!(
+            (st.header_timeout, st.idle_timeout, st.max_connections),
+            (Duration::from_secs(5), Duration::from_secs(10), 64)
+        );
+        assert_eq!(c.server.include_dirs, [Path::new(".")]);
+        assert_eq!(c.zones[0].include_dirs, [Path::new(".")]);
+        // The socket follows the state file; include_dirs are relative to the config.
+        let c = Config::parse(
+            &format!(
+                "[server]\nstate_file = \"/var/lib/lbns/lbns.state\"\n\
+                 include_dirs = [\"inc\", \"/srv/zones\"]\n{MINIMAL}"
+            ),
+            Path::new("/etc/lbns/lbns.toml"),
+        )
+        .unwrap();
+        assert_eq!(c.control.socket, Path::new("/var/lib/lbns/lbns.sock"));
+        assert_eq!(
+            c.zones[0].include_dirs,
+            [
+                Path::new("/etc/lbns"),
+                Path::new("/etc/lbns/inc"),
+                Path::new("/srv/zones")
+            ]
+        );
+        let c = parse(&format!(
+            "[control]\nsocket = \"/run/lbns/control.sock\"\ngroup = \"adm\"\n\
+             [status]\nheader_timeout = \"2s\"\nidle_timeout = \"1m\"\nmax_connections = 8\n{MINIMAL}"
+        ))
+        .unwrap();
+        assert_eq!(c.control.socket, Path::new("/run/lbns/control.sock"));
+        assert_eq!(c.control.group.as_deref(), Some("adm"));
+        let st = &c.status;
+        assert_eq!(
+            (st.header_timeout, st.idle_timeout, st.max_connections),
+            (Duration::from_secs(2), Duration::from_secs(60), 8)
+        );
+        let long = "/tmp/".to_owned() + &"s".repeat(110);
+        let err = parse(&format!(
+            "[control]\nsocket = \"{long}\"\ngroup = \"\"\n[status]\nheader_timeout = \"0s\"\n\
+             idle_timeout = \"soon\"\nmax_connections = 0\n[server]\ninclude_dirs = [\"\"]\n{MINIMAL}"
+        ))
+        .unwrap_err();
+        for expected in [
+            format!(
+                "t.toml:2:10: control socket {long} is longer than the 107 bytes a Unix socket \
+                 path may have"
+            ),
+            "t.toml:3:9: control group must not be empty".to_owned(),
+            "t.toml:5:18: status header_timeout must be more than 0".to_owned(),
+            "t.toml:6:16: status idle_timeout: `soon` is not a duration such as \"10s\": \
+             expected number at 0"
+                .to_owned(),
+            "t.toml:7:19: status max_connections must be at least 1".to_owned(),
+            "t.toml:9:16: include_dirs: an entry is empty".to_owned(),
+        ] {
+            assert!(
+                err.lines().any(|l| l == expected),
+                "missing {expected}:\n{err}"
+            );
+        }
     }
 
     #[test]
@@ -1160,6 +1433,47 @@ backends = [{ address = "127.0.0.2", wieght = 2 }]
             err.contains("failover 3s cannot be kept: first evidence (interval + jitter + timeout) 1s 700ms + a TTL of 1s + resolver slack 1s = 3s 700ms exceeds it"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn cluster_keys_are_checked_and_peers_delay_detection() {
+        let cluster = "[cluster]\nlisten = \"127.0.0.53:8055\"\npeers = [\"127.0.0.54:8055\", \"127.0.0.55:8055\"]\nkey_file = \"peer.key\"\n";
+        let c = parse(&format!("{cluster}{MINIMAL}")).unwrap();
+        let k = c.cluster.as_ref().unwrap();
+        assert_eq!(k.quorum, Quorum::Majority);
+        assert_eq!(k.exchange_interval, Duration::from_millis(500));
+        assert_eq!(k.peer_max_age, Duration::from_millis(1500));
+        assert_eq!(k.key_file, Path::new("peer.key"));
+        // With peers, a majority learns of a death one exchange later: 2.9s + 0.5s.
+        let text = format!(
+            "{cluster}{MINIMAL}\n[[pool]]\nname = \"www.cluster.example.\"\nfailover = \"5s\"\n\
+             backends = [\"127.0.0.2\"]\nprobe = {{ kind = \"tcp\", port = 80 }}\n"
+        );
+        let c = parse(&text).unwrap();
+        let f = c.pools[0].failover.as_ref().unwrap();
+        assert_eq!(f.detection, Duration::from_millis(3400));
+        // A quorum one instance can meet waits for a silent peer's view to age out (1.5s).
+        let err = parse(&text.replace("[cluster]\n", "[cluster]\nquorum = 1\n")).unwrap_err();
+        assert!(
+            err.contains("= 2s 900ms + peer exchange 1s 500ms + resolver_min_ttl 0s + resolver slack 1s = 5s 400ms exceeds it"),
+            "{err}"
+        );
+        let err = parse(&format!(
+            "[cluster]\nlisten = \"127.0.0.54:8055\"\npeers = [\"127.0.0.54:8055\", \"x\"]\nquorum = 4\n\
+             peer_max_age = \"100ms\"\n{MINIMAL}"
+        ))
+        .unwrap_err();
+        for expected in [
+            "cluster: peer `x` is not an address:port",
+            "cluster: listen 127.0.0.54:8055 is also a peer",
+            "cluster: peers need a key_file",
+            "cluster: quorum 4 is not \"majority\" or a number from 1 to 2",
+            "cluster: peer_max_age must be longer than exchange_interval",
+        ] {
+            assert!(err.contains(expected), "missing {expected}:\n{err}");
+        }
+        let err = parse(&format!("[cluster]\nkey_file = \"k\"\n{MINIMAL}")).unwrap_err();
+        assert!(err.contains("the other keys need `peers`"), "{err}");
     }
 
     #[test]

@@ -45,7 +45,8 @@ pub struct Failover {
     /// Worst case from a backend's death to the first failed probe's result: interval +
     /// jitter + timeout (the slowest backend of the pool).
     pub first_evidence: Duration,
-    /// Worst case from a backend's death to its removal: (interval + jitter) × fall + timeout.
+    /// Worst case from a backend's death to its removal: (interval + jitter) × fall + timeout,
+    /// plus the peer exchange delay with `[cluster]`.
     pub detection: Duration,
     /// The TTL answers carry while no backend is in doubt, in seconds.
     pub steady_ttl: u32,
@@ -64,6 +65,10 @@ impl Failover {
     ///   which a resolver may raise to `resolver_min_ttl`: `detection + resolver_min_ttl + 1 s
     ///   ≤ within`.
     ///
+    /// With peers (`[cluster]`) a backend leaves the answers when a quorum of instances sees it
+    /// down, up to `peer_delay` after this instance does ([`crate::config::ClusterConfig::detection_delay`]):
+    /// it is added to `detection`.
+    ///
     /// `max_ttl` (the `ttl` key, if set) caps `T`. Backends never probed are never taken out,
     /// so they do not enter the proof; a pool of only those gets `T` = `within` − 1 s.
     pub(crate) fn prove(
@@ -72,6 +77,7 @@ impl Failover {
         min_up: f64,
         timings: impl Iterator<Item = ProbeTiming>,
         max_ttl: Option<u32>,
+        peer_delay: Duration,
     ) -> Result<Failover, String> {
         let f = humantime::format_duration;
         let secs = |d: Duration| f(Duration::from_millis(d.as_millis() as u64));
@@ -84,18 +90,24 @@ impl Failover {
                 worst = Some(t);
             }
         }
-        let detection = worst.map_or(Duration::ZERO, |t| t.detection_bound());
+        let local = worst.map_or(Duration::ZERO, |t| t.detection_bound());
+        let detection = local + worst.map_or(Duration::ZERO, |_| peer_delay);
         if let Some(t) = worst {
             let total = detection + floor + RESOLVER_SLACK;
             if total > within {
+                let peers = if peer_delay.is_zero() {
+                    String::new()
+                } else {
+                    format!(" + peer exchange {}", secs(peer_delay))
+                };
                 return Err(format!(
-                    "failover {} cannot be kept: detection (interval {} + jitter {}) × fall {} + timeout {} = {} + resolver_min_ttl {}s + resolver slack 1s = {} exceeds it; lower interval, jitter, fall or timeout, or raise failover",
+                    "failover {} cannot be kept: detection (interval {} + jitter {}) × fall {} + timeout {} = {}{peers} + resolver_min_ttl {}s + resolver slack 1s = {} exceeds it; lower interval, jitter, fall or timeout, or raise failover",
                     secs(within),
                     secs(t.interval),
                     secs(t.jitter),
                     t.fall,
                     secs(t.timeout),
-                    secs(detection),
+                    secs(local),
                     resolver_min_ttl,
                     secs(total),
                 ));

@@ -21,8 +21,14 @@ pub(crate) struct RawServer {
     pub(crate) udp_workers: Option<usize>,
     /// How long an idle TCP connection stays open, e.g. `"10s"` (default 10 s, RFC 7766 §6.2.3).
     pub(crate) tcp_idle_timeout: Option<Spanned<String>>,
-    /// Concurrent TCP connections accepted before new ones are closed (default 256).
+    /// Concurrent TCP connections; at the cap, the one longest without a complete query is
+    /// closed to make room (default 256).
     pub(crate) tcp_max_connections: Option<Spanned<usize>>,
+    /// Concurrent TCP connections from one client address, IPv6 counted per /64 (default 16).
+    pub(crate) tcp_max_connections_per_client: Option<Spanned<usize>>,
+    /// How long one TCP response may take to be written before the connection is closed, e.g.
+    /// `"2s"` (default 2 s): a client that does not read loses its slot.
+    pub(crate) tcp_write_timeout: Option<Spanned<String>>,
     /// Largest UDP response lbns sends and the size it advertises in EDNS (default 1232, the
     /// DNS Flag Day 2020 value that avoids IP fragmentation).
     pub(crate) edns_udp_size: Option<Spanned<u16>>,
@@ -43,6 +49,8 @@ pub(crate) struct RawServer {
     pub(crate) group: Option<Spanned<String>>,
     /// Answer UDP arriving on this network interface through AF_XDP (default: off).
     pub(crate) xdp: Option<Spanned<String>>,
+    /// Directories besides the config file's whose files a zone may `$INCLUDE`.
+    pub(crate) include_dirs: Option<Spanned<Vec<String>>>,
 }
 
 /// `[status]`: the HTTP status and control listener. Every key is optional.
@@ -55,6 +63,23 @@ pub(crate) struct RawStatus {
     pub(crate) listen: Option<Spanned<OneOrMany>>,
     /// Client networks allowed in, as CIDR (default `["127.0.0.0/8", "::1/128"]`).
     pub(crate) allow: Option<Spanned<Vec<String>>>,
+    /// How long a request head may take to arrive, e.g. `"5s"` (default 5 s).
+    pub(crate) header_timeout: Option<Spanned<String>>,
+    /// How long a connection may sit with no request and no byte moving (default 10 s).
+    pub(crate) idle_timeout: Option<Spanned<String>>,
+    /// Concurrent connections accepted before new ones are closed (default 64).
+    pub(crate) max_connections: Option<Spanned<usize>>,
+}
+
+/// `[control]`: the Unix socket that reload, drain and undrain go through. Every key is
+/// optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawControl {
+    /// Path of the socket (default `lbns.sock` beside the state file).
+    pub(crate) socket: Option<Spanned<String>>,
+    /// Group allowed to use the socket besides its owner (default: none, mode 0600).
+    pub(crate) group: Option<Spanned<String>>,
 }
 
 /// A string or a list of strings: `listen = "127.0.0.1:8053"` and `listen = ["..."]` both work.

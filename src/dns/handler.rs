@@ -11,7 +11,9 @@ use hickory_proto::rr::rdata::opt::{EdnsCode, EdnsOption, NSIDPayload};
 use hickory_proto::rr::{DNSClass, RData, Record, RecordType};
 use hickory_proto::serialize::binary::{BinEncodable, BinEncoder};
 
+use super::cookie::Client;
 use super::resolve::{Answer, resolve};
+use super::rrl::Answered;
 use crate::snapshot::Snapshot;
 
 /// Which transport a query came in on; it decides the size limit of the response.
@@ -44,7 +46,33 @@ pub fn handle(
     transport: Transport,
     out: &mut Vec<u8>,
 ) -> Option<Outcome> {
-    answer(snap, query, transport, None, out)
+    answer(snap, query, transport, None, None, out)
+}
+
+/// Answers `query` received over TCP, whose listener closes a connection after `idle` with no
+/// complete query: a query carrying edns-tcp-keepalive is told so (RFC 7828 §3.3.2).
+pub(crate) fn handle_tcp(
+    snap: &Snapshot,
+    query: &[u8],
+    idle: std::time::Duration,
+    out: &mut Vec<u8>,
+) -> Option<Outcome> {
+    // The option counts in units of 100 ms (RFC 7828 §3.1).
+    let units = u16::try_from(idle.as_millis() / 100).unwrap_or(u16::MAX);
+    answer(snap, query, Transport::Tcp, None, Some(units), out)
+}
+
+/// Answers `query` from `client` over UDP, as the UDP listeners do: with DNS cookies (RFC 7873,
+/// see [`super::cookie`]), and with what response rate limiting counts the answer as.
+pub fn handle_from(
+    snap: &Snapshot,
+    query: &[u8],
+    client: &Client,
+    out: &mut Vec<u8>,
+) -> Option<Answered> {
+    super::cookie::answer_udp(snap, query, client, out, |limit, out| {
+        answer(snap, query, Transport::Udp, limit, None, out)
+    })
 }
 
 /// Answers `query` over UDP with header, question and OPT only, TC=1, so the client retries
@@ -54,15 +82,17 @@ pub(crate) fn handle_truncated(
     query: &[u8],
     out: &mut Vec<u8>,
 ) -> Option<Outcome> {
-    answer(snap, query, Transport::Udp, Some(0), out)
+    answer(snap, query, Transport::Udp, Some(0), None, out)
 }
 
-/// [`handle`], with the size limit forced to `limit` when given.
+/// [`handle`], with the size limit forced to `limit` when given, and the TCP idle timeout to
+/// advertise (in 100 ms units) when the query came over TCP.
 fn answer(
     snap: &Snapshot,
     query: &[u8],
     transport: Transport,
     limit: Option<usize>,
+    keepalive: Option<u16>,
     out: &mut Vec<u8>,
 ) -> Option<Outcome> {
     out.clear();
@@ -80,6 +110,7 @@ fn answer(
     response.metadata.checking_disabled = request.checking_disabled;
     response.queries = request.queries.clone();
     // RFC 6891 §6.1.1: a query with OPT gets OPT back, advertising our own payload size.
+    let mut keepalive_with_timeout = false;
     if let Some(req_edns) = &request.edns {
         let mut edns = Edns::new();
         edns.set_max_payload(snap.answering.edns_udp_size);
@@ -92,6 +123,21 @@ fn answer(
             && let Ok(payload) = NSIDPayload::new(nsid.clone())
         {
             edns.options_mut().insert(EdnsOption::NSID(payload));
+        }
+        // RFC 7828 §3: edns-tcp-keepalive over TCP (over UDP it is ignored). A query asks with
+        // the option empty and is told our idle timeout; the TIMEOUT field belongs to
+        // responses only, so a query carrying one is malformed (FORMERR, as unbound answers).
+        if let Some(units) = keepalive
+            && let Some(option) = req_edns.option(EdnsCode::Keepalive)
+        {
+            if option.is_empty() {
+                let code = u16::from(EdnsCode::Keepalive);
+                let timeout = units.to_be_bytes().to_vec();
+                edns.options_mut()
+                    .insert(EdnsOption::Unknown(code, timeout));
+            } else {
+                keepalive_with_timeout = true;
+            }
         }
         response.edns = Some(edns);
     }
@@ -109,10 +155,10 @@ fn answer(
     } else if request.edns.as_ref().is_some_and(|e| e.version() > 0) {
         // RFC 6891 §6.1.3: we speak version 0 only.
         ResponseCode::BADVERS
-    } else if request.queries.len() != 1
-        || !request.answers.is_empty()
-        || !request.authorities.is_empty()
-    {
+    } else if request.queries.len() != 1 || !request.answers.is_empty() || keepalive_with_timeout {
+        // Records in AUTHORITY are not an error (RFC 1035 §4.1.1 does not forbid them): an
+        // IXFR query carries the client's SOA there (RFC 1995 §3) and is refused like AXFR
+        // below. They are ignored.
         ResponseCode::FormErr
     } else {
         let q = &request.queries[0];
@@ -208,6 +254,12 @@ fn encode(
         response.additionals.clear();
         response.metadata.truncation = true;
         emit(&response, out);
+        // Only the questions are left: many of them (a FORMERR, QDCOUNT > 1) can be over the
+        // limit on their own, and a UDP response never is.
+        if out.len() > limit && response.queries.len() > 1 {
+            response.queries.clear();
+            emit(&response, out);
+        }
     }
     Outcome {
         rcode,
@@ -249,10 +301,11 @@ fn header_only(query: &[u8], rcode: ResponseCode, out: &mut Vec<u8>) -> Outcome 
 #[cfg(test)]
 mod tests {
     use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
+    use hickory_proto::rr::rdata::SOA;
     use hickory_proto::rr::rdata::opt::{EdnsCode, EdnsOption, NSIDPayload};
-    use hickory_proto::rr::{DNSClass, Name, RecordType};
+    use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 
-    use super::{Outcome, Transport, handle_truncated};
+    use super::{Outcome, Transport, handle_tcp, handle_truncated};
     use crate::dns::testing::{Reply, Snapshot, ask, query, reply, run, snapshot, wire};
 
     const IDENTITY: &str = "ns-test.example";
@@ -510,6 +563,39 @@ backends = ["192.0.2.2", "192.0.2.3"]
         );
     }
 
+    /// Found by fuzzing (fuzz/, target `query`): 39 questions and no EDNS got a FORMERR of
+    /// 609 octets over UDP, every question echoed past the 512 the client can take. Now the
+    /// questions go too when they alone are over the limit.
+    #[test]
+    fn many_questions_never_make_a_udp_response_over_its_limit() {
+        let s = snap();
+        let mut q = query("host.cluster.example.", RecordType::A);
+        for i in 0..38 {
+            q.add_query(Query::query(
+                Name::from_ascii(format!("{i:02}{}.cluster.example.", "x".repeat(58))).unwrap(),
+                RecordType::A,
+            ));
+        }
+        let bytes = wire(&q);
+        assert!(bytes.len() > 1232, "{} octets", bytes.len());
+        let (o, out) = run(&s, &bytes, Transport::Udp).expect("FORMERR is sent");
+        assert_eq!(o.rcode, ResponseCode::FormErr);
+        assert!(out.len() <= 512, "{} octets", out.len());
+        let r = reply(o, out);
+        assert!(r.message.queries.is_empty() && r.message.metadata.truncation);
+        // With EDNS 1232, the same; over TCP every question is echoed.
+        let r = udp(&s, &with_edns(q.clone(), edns(1232)));
+        assert!(r.wire.len() <= 1232 && r.message.queries.is_empty());
+        assert_eq!(show(&r.message).last().unwrap(), "opt 1232 v0");
+        let r = ask(&s, &q, Transport::Tcp);
+        assert_eq!(r.message.queries.len(), 39);
+        // The input the fuzzer found, as it was.
+        let crash = include_bytes!("testdata/fuzz-query-39-questions.bin");
+        let (o, out) = run(&s, crash, Transport::Udp).expect("FORMERR is sent");
+        assert_eq!(o.rcode, ResponseCode::FormErr);
+        assert!(out.len() <= 512, "{} octets", out.len());
+    }
+
     #[test]
     fn other_opcodes_are_notimp() {
         let s = snap();
@@ -558,6 +644,76 @@ backends = ["192.0.2.2", "192.0.2.3"]
                 );
             }
         }
+    }
+
+    /// An IXFR query in its RFC 1995 §3 form: the client's SOA (serial `serial`) in AUTHORITY.
+    fn ixfr(serial: u32) -> Message {
+        let zone = Name::from_ascii("cluster.example.").unwrap();
+        let mut m = query("cluster.example.", RecordType::IXFR);
+        m.add_authority(Record::from_rdata(
+            zone.clone(),
+            3600,
+            RData::SOA(SOA::new(
+                Name::from_ascii("ns1.cluster.example.").unwrap(),
+                Name::from_ascii("hostmaster.cluster.example.").unwrap(),
+                serial,
+                3600,
+                600,
+                86400,
+                60,
+            )),
+        ));
+        m
+    }
+
+    #[test]
+    fn ixfr_with_its_soa_in_authority_is_refused() {
+        let s = snap();
+        for transport in [Transport::Udp, Transport::Tcp] {
+            let r = ask(&s, &ixfr(1), transport);
+            // The client's SOA is not echoed: the response has the question only.
+            assert_eq!(
+                show(&r.message),
+                [
+                    "Refused Query qr rd id=0x1234",
+                    "qd cluster.example. IN IXFR"
+                ],
+                "{transport:?}"
+            );
+            assert_eq!(
+                r.outcome,
+                outcome(ResponseCode::Refused, Some(RecordType::IXFR), false)
+            );
+        }
+    }
+
+    #[test]
+    fn records_in_authority_are_ignored_and_in_answer_are_formerr() {
+        let s = snap();
+        // A plain query carrying a record in AUTHORITY is answered as if it had none.
+        let mut q = query("host.cluster.example.", RecordType::A);
+        q.authorities = ixfr(7).authorities;
+        let plain = udp(&s, &query("host.cluster.example.", RecordType::A));
+        for transport in [Transport::Udp, Transport::Tcp] {
+            let r = ask(&s, &q, transport);
+            assert_eq!(show(&r.message), show(&plain.message), "{transport:?}");
+            assert_eq!(r.outcome, plain.outcome);
+        }
+        // With EDNS too: the OPT after the AUTHORITY record is still found.
+        let r = udp(&s, &with_edns(q, edns(1232)));
+        assert_eq!(r.message.answers.len(), 1);
+        assert_eq!(show(&r.message).last().unwrap(), "opt 1232 v0");
+        // ANSWER is for NOTIFY and UPDATE (other opcodes): in a QUERY it is still FORMERR.
+        let mut q = query("host.cluster.example.", RecordType::A);
+        q.answers = ixfr(7).authorities;
+        let r = udp(&s, &q);
+        assert_eq!(
+            show(&r.message),
+            [
+                "FormErr Query qr rd id=0x1234",
+                "qd host.cluster.example. IN A"
+            ]
+        );
     }
 
     #[test]
@@ -625,6 +781,62 @@ backends = ["192.0.2.2", "192.0.2.3"]
         );
         let r = udp(&s, &with_edns(q, edns(1232)));
         assert_eq!(show(&r.message).last().unwrap(), "opt 1232 v0");
+    }
+
+    #[test]
+    fn tcp_keepalive_advertises_the_idle_timeout_when_asked() {
+        let s = snap();
+        let keepalive = |m: &Message| {
+            m.edns
+                .as_ref()
+                .and_then(|e| e.option(EdnsCode::Keepalive))
+                .map(|o| Vec::<u8>::try_from(o).unwrap())
+        };
+        let tcp = |q: &Message| {
+            let mut out = Vec::new();
+            let o = handle_tcp(&s, &wire(q), std::time::Duration::from_secs(10), &mut out)
+                .expect("an answer");
+            reply(o, out)
+        };
+        let asking = |data: Vec<u8>| {
+            let mut e = edns(1232);
+            e.options_mut().insert(EdnsOption::Unknown(11, data));
+            with_edns(query("host.cluster.example.", RecordType::A), e)
+        };
+        // Asked over TCP: 10 s is 100 units of 100 ms (RFC 7828 §3.1).
+        let r = tcp(&asking(Vec::new()));
+        assert_eq!(r.message.metadata.response_code, ResponseCode::NoError);
+        assert_eq!(r.message.answers.len(), 1);
+        assert_eq!(keepalive(&r.message), Some(vec![0, 100]));
+        // Not asked: not sent. Over UDP: ignored.
+        assert_eq!(
+            keepalive(
+                &tcp(&with_edns(
+                    query("host.cluster.example.", RecordType::A),
+                    edns(1232)
+                ))
+                .message
+            ),
+            None
+        );
+        let r = udp(&s, &asking(Vec::new()));
+        assert_eq!((r.message.answers.len(), keepalive(&r.message)), (1, None));
+        // A query carrying a TIMEOUT is malformed over TCP, ignored over UDP.
+        let r = tcp(&asking(vec![0, 5]));
+        assert_eq!(r.message.metadata.response_code, ResponseCode::FormErr);
+        assert_eq!(keepalive(&r.message), None);
+        let r = udp(&s, &asking(vec![0, 5]));
+        assert_eq!(r.message.metadata.response_code, ResponseCode::NoError);
+        // An idle timeout beyond the field's range is advertised as its maximum.
+        let mut out = Vec::new();
+        let o = handle_tcp(
+            &s,
+            &wire(&asking(Vec::new())),
+            std::time::Duration::from_secs(7200),
+            &mut out,
+        )
+        .unwrap();
+        assert_eq!(keepalive(&reply(o, out).message), Some(vec![0xff, 0xff]));
     }
 
     #[test]

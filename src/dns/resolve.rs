@@ -63,7 +63,7 @@ pub(crate) fn resolve(snap: &Snapshot, qname: &Name, qtype: RecordType) -> Answe
         let node = match zone.node(&lower) {
             Some(node) => node,
             None => match wildcard(zone, &lower) {
-                Some(node) => node,
+                Some((node, _)) => node,
                 None => {
                     answer.rcode = ResponseCode::NXDomain;
                     answer.authorities.push(zone.negative_soa.clone());
@@ -182,14 +182,24 @@ fn node_answer(snap: &Snapshot, node: &Node, owner: &Name, qtype: RecordType) ->
     NodeAnswer::NoData
 }
 
-/// The wildcard node that synthesizes an answer for `name` (RFC 4592 §3.3.1): find the closest
-/// encloser; if `*.<closest encloser>` exists, it is the source of synthesis.
-fn wildcard<'z>(zone: &'z Zone, name: &LowerName) -> Option<&'z Node> {
+/// The wildcard that synthesizes answers for `name` when no node has that name (for response
+/// rate limiting, which counts such answers under the wildcard, as BIND and NSD do).
+pub(crate) fn wildcard_source(snap: &Snapshot, name: &LowerName) -> Option<LowerName> {
+    let zone = snap.zones.find(name)?;
+    if zone.node(name).is_some() {
+        return None;
+    }
+    wildcard(zone, name).map(|(_, star)| star)
+}
+
+/// The wildcard node that synthesizes an answer for `name`, with its name (RFC 4592 §3.3.1):
+/// find the closest encloser; if `*.<closest encloser>` exists, it is the source of synthesis.
+fn wildcard<'z>(zone: &'z Zone, name: &LowerName) -> Option<(&'z Node, LowerName)> {
     let mut encloser = name.base_name();
     loop {
         if zone.node(&encloser).is_some() {
             let star = LowerName::new(&Name::from(&encloser).prepend_label("*").ok()?);
-            return zone.node(&star);
+            return zone.node(&star).map(|node| (node, star));
         }
         if encloser == zone.lower_origin || encloser.is_root() {
             return None;

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::config::Quorum;
 use crate::domain::{Backend, HealthState, LbcdWeight, Model, Observation, ProbeSpec, Verdict};
 
 /// Health of one backend over time.
@@ -204,6 +205,37 @@ pub(crate) struct HealthTable {
     drained: HashSet<(String, String)>,
     /// `drained` resolved against the model, indexed like `rows`.
     drained_flags: Vec<Vec<bool>>,
+    /// When the drained set last changed (milliseconds since the Unix epoch, on the instance
+    /// that changed it): across peers the newest set wins.
+    drain_version: u64,
+    /// With peers: per backend, each peer's latest view (indexed like the model's peers).
+    peer_views: Vec<Vec<Vec<Option<PeerView>>>>,
+}
+
+/// One peer's view of one backend, as its latest message said.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct PeerView {
+    /// The peer's own state of the backend (its rise/fall over its own probes).
+    pub(crate) state: HealthState,
+    /// The load the peer's probe last reported.
+    pub(crate) load: Option<f64>,
+    /// When the peer made the observation, on this instance's clock: orders views.
+    pub(crate) at: Instant,
+    /// When the message carrying it was taken: a view counts while it is repeated within
+    /// `peer_max_age`. Not `at`: a peer repeats an unchanged observation until its next probe,
+    /// up to interval + jitter + one exchange later (1.7 s with the defaults), so dating
+    /// freshness by the observation would let a live peer's view lapse between two probes
+    /// and, with `majority`, turn the other views into a tie (down).
+    pub(crate) heard: Instant,
+}
+
+/// Whether the views (`true` = up) make a backend up under `quorum`. No view: not up.
+pub(crate) fn quorum_up(up: usize, views: usize, quorum: Quorum) -> bool {
+    views > 0
+        && match quorum {
+            Quorum::Majority => up * 2 > views,
+            Quorum::AtLeast(k) => up >= k.min(views),
+        }
 }
 
 impl HealthTable {
@@ -234,10 +266,18 @@ impl HealthTable {
                     .collect()
             })
             .collect();
+        let peers = model.cluster.as_ref().map_or(0, |c| c.peers.len());
+        let peer_views = model
+            .pools
+            .iter()
+            .map(|p| vec![vec![None; peers]; p.backends.len()])
+            .collect();
         let mut table = HealthTable {
             rows,
             drained: old.map(|(_, t)| t.drained.clone()).unwrap_or_default(),
             drained_flags: Vec::new(),
+            drain_version: old.map_or(0, |(_, t)| t.drain_version),
+            peer_views,
         };
         table.resolve_drained(model);
         table
@@ -265,6 +305,87 @@ impl HealthTable {
         self.rows[pool][backend].observe(at, obs, timing.rise, timing.fall)
     }
 
+    /// Records peer `peer`'s view of a backend, unless it is older than the one held; an older
+    /// one still counts as hearing the peer (`heard`): a repeat of the same observation can
+    /// date a millisecond or two earlier (its age is sent in whole milliseconds, and transit
+    /// times differ), and the peer still holds it.
+    pub(crate) fn set_peer_view(
+        &mut self,
+        pool: usize,
+        backend: usize,
+        peer: usize,
+        view: PeerView,
+    ) {
+        let slot = &mut self.peer_views[pool][backend][peer];
+        match slot {
+            Some(old) if old.at > view.at => old.heard = old.heard.max(view.heard),
+            _ => *slot = Some(view),
+        }
+    }
+
+    /// Peer `peer`'s latest view of a backend.
+    pub(crate) fn peer_view(&self, pool: usize, backend: usize, peer: usize) -> Option<PeerView> {
+        self.peer_views[pool][backend][peer]
+    }
+
+    /// This instance's own view of a backend: up (and fresh by byAge), down, or none (not
+    /// probed yet, or its last good result is stale: the prober stalled).
+    pub(crate) fn own_view(
+        &self,
+        model: &Model,
+        pool: usize,
+        backend: usize,
+        now: Instant,
+    ) -> Option<bool> {
+        let h = &self.rows[pool][backend];
+        match h.state {
+            HealthState::Up => h.usable(now, model.pools[pool].max_age).then_some(true),
+            HealthState::Down => Some(false),
+            HealthState::Unknown => None,
+        }
+    }
+
+    /// Whether a backend is up: its own view alone, or with peers the quorum over the fresh
+    /// views of every instance, this one included.
+    fn up(&self, model: &Model, pool: usize, backend: usize, now: Instant) -> bool {
+        let own = self.own_view(model, pool, backend, now);
+        let Some(cluster) = &model.cluster else {
+            return own == Some(true);
+        };
+        let mut views = usize::from(own.is_some());
+        let mut up = usize::from(own == Some(true));
+        for v in self.peer_views[pool][backend].iter().flatten() {
+            if v.state != HealthState::Unknown
+                && now.saturating_duration_since(v.heard) <= cluster.peer_max_age
+            {
+                views += 1;
+                up += usize::from(v.state == HealthState::Up);
+            }
+        }
+        quorum_up(up, views, cluster.quorum)
+    }
+
+    /// The drained set's version: see [`HealthTable::adopt_drains`].
+    pub(crate) fn drain_version(&self) -> u64 {
+        self.drain_version
+    }
+
+    /// Takes a peer's drained set if it is newer than this one's; true if it did.
+    pub(crate) fn adopt_drains(
+        &mut self,
+        model: &Model,
+        drained: HashSet<(String, String)>,
+        version: u64,
+    ) -> bool {
+        if version <= self.drain_version {
+            return false;
+        }
+        self.drain_version = version;
+        self.drained = drained;
+        self.resolve_drained(model);
+        true
+    }
+
     /// Whether the operator drained this backend.
     pub(crate) fn is_drained(&self, pool: usize, backend: usize) -> bool {
         self.drained_flags[pool][backend]
@@ -275,8 +396,16 @@ impl HealthTable {
         &self.drained
     }
 
-    /// Drains or undrains one backend, by name.
-    pub(crate) fn set_drained(&mut self, model: &Model, key: (String, String), drained: bool) {
+    /// Drains or undrains one backend, by name; `version` is the time of the change
+    /// (milliseconds since the Unix epoch), kept newer than the set's last version.
+    pub(crate) fn set_drained(
+        &mut self,
+        model: &Model,
+        key: (String, String),
+        drained: bool,
+        version: u64,
+    ) {
+        self.drain_version = version.max(self.drain_version + 1);
         if drained {
             self.drained.insert(key);
         } else {
@@ -285,9 +414,16 @@ impl HealthTable {
         self.resolve_drained(model);
     }
 
-    /// Replaces the whole drained set (restoring state at start).
-    pub(crate) fn replace_drained(&mut self, model: &Model, drained: HashSet<(String, String)>) {
+    /// Replaces the whole drained set and its version (restoring state at start, or keeping
+    /// drains across a reload).
+    pub(crate) fn replace_drained(
+        &mut self,
+        model: &Model,
+        drained: HashSet<(String, String)>,
+        version: u64,
+    ) {
         self.drained = drained;
+        self.drain_version = version;
         self.resolve_drained(model);
     }
 
@@ -319,8 +455,9 @@ impl HealthTable {
             .iter()
             .zip(&self.drained_flags[pool])
             .zip(&p.backends)
-            .map(|((h, &drained), b)| {
-                let usable = h.usable(now, p.max_age) && !drained;
+            .enumerate()
+            .map(|(bi, ((h, &drained), b))| {
+                let usable = !drained && self.up(model, pool, bi, now);
                 let ttl_cap = match (&p.adaptive, &b.probe) {
                     (Some(_), Some(spec)) if usable => h.seconds_left(now, spec, p.max_age),
                     _ => None,
@@ -466,7 +603,7 @@ probe = { kind = "tcp", port = 80 }
         assert_eq!(usable(&t, &m, Instant::now()), [false, true]);
         // Drains take any backend out, by name, and survive a new table for the same model.
         let key = ("p.example.".to_owned(), "127.0.0.3".to_owned());
-        t.set_drained(&m, key.clone(), true);
+        t.set_drained(&m, key.clone(), true, 1);
         assert!(t.is_drained(0, 1));
         assert_eq!(usable(&t, &m, Instant::now()), [false, false]);
         let t2 = HealthTable::new(&m, Some((&m, &t)));
@@ -476,7 +613,7 @@ probe = { kind = "tcp", port = 80 }
             HealthState::Down,
             "health carried over"
         );
-        t.set_drained(&m, key, false);
+        t.set_drained(&m, key, false, 2);
         assert_eq!(usable(&t, &m, Instant::now()), [false, true]);
     }
 
@@ -568,5 +705,147 @@ probe = { kind = "tcp", port = 80 }
         t.observe(&m, 0, 0, now, obs(true));
         t.observe(&m, 0, 0, now, obs(false));
         assert_eq!(t.pool_verdicts(&m, 0, now)[0].ttl_cap, None);
+    }
+
+    /// One probed backend in a pool, with two peers deciding by `quorum`.
+    fn cluster_model(quorum: &str) -> Model {
+        let text = format!(
+            r#"
+[cluster]
+listen = "127.0.0.53:8055"
+peers = ["127.0.0.54:8055", "127.0.0.55:8055"]
+key_file = "key"
+quorum = {quorum}
+
+[[zone]]
+origin = "example."
+file = "example.zone"
+
+[[pool]]
+name = "p.example."
+backends = ["127.0.0.2"]
+probe = {{ kind = "tcp", port = 80 }}
+"#
+        );
+        let config = crate::config::Config::parse(&text, std::path::Path::new("t.toml")).unwrap();
+        Model::new(&config)
+    }
+
+    fn view(state: HealthState, at: Instant) -> PeerView {
+        PeerView {
+            state,
+            load: None,
+            at,
+            heard: at,
+        }
+    }
+
+    #[test]
+    fn quorum_counts_fresh_views() {
+        // Majority: more than half; a tie is down.
+        assert!(quorum_up(2, 3, Quorum::Majority));
+        assert!(!quorum_up(1, 2, Quorum::Majority));
+        assert!(quorum_up(1, 1, Quorum::Majority));
+        assert!(!quorum_up(0, 0, Quorum::Majority));
+        // A number: at least that many, or all when fewer have a view.
+        assert!(quorum_up(1, 3, Quorum::AtLeast(1)));
+        assert!(!quorum_up(1, 3, Quorum::AtLeast(2)));
+        assert!(quorum_up(1, 1, Quorum::AtLeast(2)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_majority_of_fresh_views_decides() {
+        let m = cluster_model("\"majority\"");
+        let mut t = HealthTable::new(&m, None);
+        let now = Instant::now();
+        let usable = |t: &HealthTable| t.pool_verdicts(&m, 0, Instant::now())[0].usable;
+        // This instance sees it down (one-sided loss), both peers up: up everywhere.
+        t.observe(&m, 0, 0, now, obs(false));
+        t.set_peer_view(0, 0, 0, view(HealthState::Up, now));
+        t.set_peer_view(0, 0, 1, view(HealthState::Up, now));
+        assert!(usable(&t));
+        // One peer agrees it is down: 2 of 3 down.
+        t.set_peer_view(0, 0, 1, view(HealthState::Down, now));
+        assert!(!usable(&t));
+        // An older view does not replace a newer one.
+        t.set_peer_view(0, 0, 1, view(HealthState::Up, now - Duration::from_secs(1)));
+        assert!(!usable(&t));
+        // Views go stale after peer_max_age (3 × 500 ms): this instance's down view and the
+        // up view of a peer that fell silent are a tie, which is down.
+        t.set_peer_view(0, 0, 1, view(HealthState::Up, now));
+        assert!(usable(&t));
+        tokio::time::advance(Duration::from_millis(1501)).await;
+        t.set_peer_view(0, 0, 1, view(HealthState::Up, Instant::now()));
+        assert!(
+            !usable(&t),
+            "one fresh up view against this instance's down view"
+        );
+        tokio::time::advance(Duration::from_millis(1501)).await;
+        assert!(!usable(&t), "alone: this instance's own view");
+        t.observe(&m, 0, 0, Instant::now(), obs(true));
+        t.observe(&m, 0, 0, Instant::now(), obs(true));
+        assert!(usable(&t), "alone and up");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_view_counts_while_the_peer_repeats_it() {
+        let m = cluster_model("\"majority\"");
+        let mut t = HealthTable::new(&m, None);
+        let usable = |t: &HealthTable| t.pool_verdicts(&m, 0, Instant::now())[0].usable;
+        // One-sided loss: this instance sees it down, both peers up, each observation made
+        // once a second (the default interval) and repeated every exchange (500 ms).
+        let observed = Instant::now();
+        t.observe(&m, 0, 0, observed, obs(false));
+        for round in 0..5 {
+            for peer in 0..2 {
+                let heard = Instant::now();
+                // Every other repeat dates the observation a millisecond earlier.
+                let at = observed - Duration::from_millis(round % 2);
+                t.set_peer_view(
+                    0,
+                    0,
+                    peer,
+                    PeerView {
+                        state: HealthState::Up,
+                        load: None,
+                        at,
+                        heard,
+                    },
+                );
+            }
+            // Observed up to 2 s ago, longer than peer_max_age (1.5 s), but heard just now.
+            assert!(usable(&t), "a live peer's repeated view lapsed");
+            tokio::time::advance(Duration::from_millis(500)).await;
+        }
+        // Silent for longer than peer_max_age: the peers stop counting.
+        tokio::time::advance(Duration::from_millis(1100)).await;
+        assert!(!usable(&t));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn one_up_view_is_enough_with_quorum_one() {
+        let m = cluster_model("1");
+        let mut t = HealthTable::new(&m, None);
+        t.observe(&m, 0, 0, Instant::now(), obs(false));
+        assert!(!t.pool_verdicts(&m, 0, Instant::now())[0].usable);
+        t.set_peer_view(0, 0, 1, view(HealthState::Up, Instant::now()));
+        assert!(t.pool_verdicts(&m, 0, Instant::now())[0].usable);
+    }
+
+    #[test]
+    fn the_newest_drained_set_wins() {
+        let m = cluster_model("\"majority\"");
+        let mut t = HealthTable::new(&m, None);
+        let key = ("p.example.".to_owned(), "127.0.0.2".to_owned());
+        t.set_drained(&m, key.clone(), true, 100);
+        assert_eq!(t.drain_version(), 100);
+        // An older set from a peer is ignored; a newer one is taken, even an empty one.
+        assert!(!t.adopt_drains(&m, HashSet::new(), 99));
+        assert!(t.is_drained(0, 0));
+        assert!(t.adopt_drains(&m, HashSet::new(), 101));
+        assert!(!t.is_drained(0, 0));
+        // A local change after it is newer still, whatever the clock says.
+        t.set_drained(&m, key, true, 50);
+        assert_eq!(t.drain_version(), 102);
     }
 }

@@ -11,23 +11,26 @@
 //! reloads. The status view reads it through [`Monitor::inspect`]; it is not defined here.
 
 pub(crate) mod health;
+pub(crate) mod peers;
 pub(crate) mod publisher;
+mod reclaim;
 pub(crate) mod scheduler;
 
-use std::collections::{BTreeSet, HashSet};
-use std::net::IpAddr;
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hickory_proto::rr::Name;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::domain::{HealthState, Model};
 use crate::snapshot::SnapshotCell;
 use crate::zones::ZoneSet;
-use health::{Flip, HealthTable};
+use health::{Flip, HealthTable, PeerView};
+use peers::{Link, Received, WireView};
 use publisher::{Change, Publisher};
 use scheduler::{Observed, Scheduler};
 
@@ -49,6 +52,25 @@ struct Inner {
     /// Pools whose loads changed since they were last compiled.
     load_dirty: BTreeSet<usize>,
     last_load_publish: Instant,
+    /// (lowercased pool name, address) → (pool, backend), to place peers' views.
+    backends: HashMap<(String, IpAddr), (usize, usize)>,
+    /// With peers: whether none was heard within `peer_max_age` at the last tick.
+    alone: bool,
+    /// Told the drain version whenever a peer's drained set is taken, so control saves it.
+    drains_changed: watch::Sender<u64>,
+}
+
+/// One peer as the status page shows it.
+#[derive(Debug, Clone)]
+pub(crate) struct PeerStatus {
+    /// The peer's cluster address.
+    pub(crate) address: SocketAddr,
+    /// How long ago its last message was taken.
+    pub(crate) last_heard: Option<Duration>,
+    /// Messages taken from it.
+    pub(crate) received: u64,
+    /// Datagrams from it refused.
+    pub(crate) rejected: u64,
 }
 
 /// A read-only look at the probe side, for the status view.
@@ -59,6 +81,8 @@ pub(crate) struct Inspect<'a> {
     pub(crate) table: &'a HealthTable,
     /// Each backend's probe, as [`crate::probe::Probe::describe`] names it (`none` if unprobed).
     pub(crate) probes: &'a [Vec<String>],
+    /// The peers, indexed as in the table's peer views (empty without `[cluster]`).
+    pub(crate) peers: Vec<PeerStatus>,
     /// The time the table is read at.
     pub(crate) now: Instant,
 }
@@ -69,16 +93,65 @@ pub(crate) struct Monitor {
     cell: SnapshotCell,
     scheduler: Scheduler,
     observed: mpsc::UnboundedSender<Observed>,
-    applier: JoinHandle<()>,
+    applier: Mutex<Option<JoinHandle<()>>>,
+    link: Option<Arc<Link>>,
+    receiver: Mutex<Option<JoinHandle<()>>>,
+    drains_changed: watch::Receiver<u64>,
 }
 
 impl Monitor {
     /// Runs one probe round (bounded by the probes' timeouts) so that no known-dead backend is
     /// ever answered, publishes the first snapshot, then starts probing on schedule.
-    pub(crate) async fn start(model: Model, zones: ZoneSet) -> Monitor {
+    ///
+    /// With peers (`link`), it also takes their current views and drains first: it listens
+    /// while its own round runs and then until every peer was heard, or two exchange
+    /// intervals, so a restarted instance answers with the cluster's view at once.
+    pub(crate) async fn start(model: Model, zones: ZoneSet, link: Option<Link>) -> Monitor {
         let scheduler = Scheduler::new();
         let mut table = HealthTable::new(&model, None);
+        let link = link.map(Arc::new);
+        let (peer_tx, mut peer_rx) = mpsc::unbounded_channel();
+        let receiver = link.clone().map(|l| {
+            tokio::spawn(async move {
+                l.receive(peer_tx).await;
+            })
+        });
         apply_first_round(&scheduler, &model, &mut table).await;
+        let backends = backend_index(&model);
+        let (drains_tx, drains_rx) = watch::channel(0);
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        scheduler.start(&model, 1, &tx);
+        if let (Some(l), Some(c)) = (&link, &model.cluster) {
+            // Probing and telling the peers go on meanwhile: every instance of a cluster that
+            // starts at once waits like this one.
+            let deadline = Instant::now() + c.exchange_interval * 2;
+            let mut send = tokio::time::interval(c.exchange_interval);
+            let mut heard = vec![false; l.peers.len()];
+            while heard.contains(&false) {
+                tokio::select! {
+                    Some(r) = peer_rx.recv() => {
+                        heard[r.peer] = true;
+                        if apply_peer(&model, &backends, &mut table, r) {
+                            drains_tx.send_replace(table.drain_version());
+                        }
+                    }
+                    Some(o) = rx.recv() => {
+                        table.observe(&model, o.pool, o.backend, o.at, o.obs);
+                    }
+                    _ = send.tick() => {
+                        let (version, drains, views) = own_views(&model, &table);
+                        l.send(version, drains, views);
+                    }
+                    _ = tokio::time::sleep_until(deadline) => break,
+                }
+            }
+            let n = heard.iter().filter(|h| **h).count();
+            tracing::info!(
+                heard = n,
+                peers = heard.len(),
+                "took the peers' views before answering"
+            );
+        }
         let now = Instant::now();
         let publisher = Publisher::new(&model, Arc::new(zones), table.verdicts(&model, now));
         let cell = publisher.cell().clone();
@@ -92,17 +165,27 @@ impl Monitor {
             probes,
             load_dirty: BTreeSet::new(),
             last_load_publish: now,
+            backends,
+            alone: false,
+            drains_changed: drains_tx,
         }));
-        let (tx, rx) = mpsc::unbounded_channel();
-        scheduler.start(&model, 1, &tx);
-        let applier = tokio::spawn(apply_loop(inner.clone(), rx));
+        let applier = tokio::spawn(apply_loop(inner.clone(), rx, peer_rx, link.clone()));
         Monitor {
             inner,
             cell,
             scheduler,
             observed: tx,
-            applier,
+            applier: Mutex::new(Some(applier)),
+            link,
+            receiver: Mutex::new(receiver),
+            drains_changed: drains_rx,
         }
+    }
+
+    /// Changes to the drained set that came from a peer (the value is its version): control
+    /// saves them to the state file.
+    pub(crate) fn drains_changed(&self) -> watch::Receiver<u64> {
+        self.drains_changed.clone()
     }
 
     /// The cell the query path reads.
@@ -124,7 +207,8 @@ impl Monitor {
             let mut i = self.lock();
             // Drains made while the round ran are in the old table: keep them.
             let drained = i.table.drained().clone();
-            table.replace_drained(&model, drained);
+            table.replace_drained(&model, drained, i.table.drain_version());
+            i.backends = backend_index(&model);
             let verdicts = table.verdicts(&model, Instant::now());
             i.publisher.replace(&model, Some(Arc::new(zones)), verdicts);
             i.model = model.clone();
@@ -146,24 +230,42 @@ impl Monitor {
         let Some((pi, _)) = locate(&i.model, pool, backend) else {
             return false;
         };
-        i.table
-            .set_drained(&i.model, (pool.to_owned(), backend.to_owned()), drained);
+        i.table.set_drained(
+            &i.model,
+            (pool.to_owned(), backend.to_owned()),
+            drained,
+            peers::now_ms(),
+        );
         let verdicts = i.table.pool_verdicts(&i.model, pi, Instant::now());
         i.publisher
             .update(&i.model, [(pi, verdicts)], Change::Usable);
         true
     }
 
-    /// Replaces the whole drained set (restoring state at start).
-    pub(crate) fn restore_drained(&self, drained: HashSet<(String, String)>) {
+    /// Takes the drained set saved in the state file at start, unless peers already gave a
+    /// newer one.
+    pub(crate) fn restore_drained(&self, drained: HashSet<(String, String)>, version: u64) {
         let mut guard = self.lock();
         let i = &mut *guard;
-        i.table.replace_drained(&i.model, drained);
+        if i.table.drain_version() > version {
+            return;
+        }
+        i.table.replace_drained(&i.model, drained, version);
         let now = Instant::now();
         let verdicts: Vec<_> = (0..i.model.pools.len())
             .map(|pi| (pi, i.table.pool_verdicts(&i.model, pi, now)))
             .collect();
         i.publisher.update(&i.model, verdicts, Change::Usable);
+    }
+
+    /// Whether this instance has peers (`[cluster]`).
+    pub(crate) fn has_peers(&self) -> bool {
+        self.link.is_some()
+    }
+
+    /// The drained set's version (see the health table).
+    pub(crate) fn drain_version(&self) -> u64 {
+        self.lock().table.drain_version()
     }
 
     /// The drained set, by (pool name, backend name).
@@ -189,18 +291,53 @@ impl Monitor {
     /// keep `f` short).
     pub(crate) fn inspect<R>(&self, f: impl FnOnce(&Inspect<'_>) -> R) -> R {
         let i = self.lock();
+        let now = Instant::now();
+        let peers = self.link.as_ref().map_or(Vec::new(), |l| {
+            l.peers
+                .iter()
+                .zip(&l.stats)
+                .map(|(a, s)| PeerStatus {
+                    address: *a,
+                    last_heard: s
+                        .last_heard
+                        .lock()
+                        .expect("peer stats lock")
+                        .map(|t| now.saturating_duration_since(t)),
+                    received: s.received.load(std::sync::atomic::Ordering::Relaxed),
+                    rejected: s.rejected.load(std::sync::atomic::Ordering::Relaxed),
+                })
+                .collect()
+        });
         f(&Inspect {
             model: &i.model,
             table: &i.table,
             probes: &i.probes,
-            now: Instant::now(),
+            peers,
+            now,
         })
     }
 
     /// Stops every probe and the loop that applies their observations.
     pub(crate) fn stop(&self) {
         self.scheduler.stop();
-        self.applier.abort();
+        for task in [&self.applier, &self.receiver] {
+            if let Some(t) = task.lock().expect("task lock").as_ref() {
+                t.abort();
+            }
+        }
+    }
+
+    /// Stops as [`Monitor::stop`] does and waits until the stopped tasks are gone, so the
+    /// sockets they held (the peers' one) are closed and can be bound again.
+    pub(crate) async fn stopped(&self) {
+        self.stop();
+        let tasks: Vec<JoinHandle<()>> = [&self.applier, &self.receiver]
+            .into_iter()
+            .filter_map(|t| t.lock().expect("task lock").take())
+            .collect();
+        for t in tasks {
+            let _ = t.await;
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -270,20 +407,71 @@ fn log_flip(pool: &Name, backend: &str, address: IpAddr, flip: &Flip) {
 }
 
 /// Applies observations and republishes when the answers would change.
-async fn apply_loop(inner: Arc<Mutex<Inner>>, mut rx: mpsc::UnboundedReceiver<Observed>) {
+async fn apply_loop(
+    inner: Arc<Mutex<Inner>>,
+    mut rx: mpsc::UnboundedReceiver<Observed>,
+    mut peer_rx: mpsc::UnboundedReceiver<Received>,
+    link: Option<Arc<Link>>,
+) {
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let exchange = inner
+        .lock()
+        .expect("monitor lock")
+        .model
+        .cluster
+        .as_ref()
+        .map_or(Duration::from_secs(3600), |c| c.exchange_interval);
+    let mut send = tokio::time::interval(exchange);
+    send.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let first = tokio::select! {
             r = rx.recv() => match r {
                 Some(r) => Some(r),
                 None => return,
             },
+            Some(r) = peer_rx.recv() => {
+                // Peers' views take effect at the next tick, which looks at every pool.
+                let mut guard = inner.lock().expect("monitor lock");
+                let i = &mut *guard;
+                if apply_peer(&i.model, &i.backends, &mut i.table, r) {
+                    i.drains_changed.send_replace(i.table.drain_version());
+                    let now = Instant::now();
+                    let verdicts: Vec<_> = (0..i.model.pools.len())
+                        .map(|pi| (pi, i.table.pool_verdicts(&i.model, pi, now)))
+                        .collect();
+                    i.publisher.update(&i.model, verdicts, Change::Usable);
+                }
+                continue;
+            }
+            _ = send.tick(), if link.is_some() => {
+                if let Some(l) = &link {
+                    let (version, drains, views) = {
+                        let i = inner.lock().expect("monitor lock");
+                        own_views(&i.model, &i.table)
+                    };
+                    l.send(version, drains, views);
+                }
+                continue;
+            }
             _ = tick.tick() => None,
         };
         let ticked = first.is_none();
         let mut guard = inner.lock().expect("monitor lock");
         let i = &mut *guard;
+        if ticked && let Some(l) = &link {
+            let alone = l.fresh_peers(Instant::now()) == 0;
+            if alone != i.alone {
+                i.alone = alone;
+                if alone {
+                    tracing::warn!(
+                        "no peer heard within peer_max_age: deciding from this instance's probes alone"
+                    );
+                } else {
+                    tracing::info!("peers heard again: deciding by quorum");
+                }
+            }
+        }
         let mut flipped = BTreeSet::new();
         // Drain everything already queued so a burst of observations costs one compile.
         let mut next = first;
@@ -318,6 +506,85 @@ async fn apply_loop(inner: Arc<Mutex<Inner>>, mut rx: mpsc::UnboundedReceiver<Ob
             i.publisher.update(&i.model, verdicts, Change::Usable);
         }
     }
+}
+
+/// (lowercased pool name, address) → (pool, backend) of `model`.
+fn backend_index(model: &Model) -> HashMap<(String, IpAddr), (usize, usize)> {
+    let mut index = HashMap::new();
+    for (pi, p) in model.pools.iter().enumerate() {
+        let name = p.name.to_ascii().to_ascii_lowercase();
+        for (bi, b) in p.backends.iter().enumerate() {
+            index.insert((name.clone(), b.address), (pi, bi));
+        }
+    }
+    index
+}
+
+/// Applies a peer's message: its views of the backends this instance also has, and its
+/// drained set if newer. True if the drained set was taken.
+fn apply_peer(
+    model: &Model,
+    backends: &HashMap<(String, IpAddr), (usize, usize)>,
+    table: &mut HealthTable,
+    r: Received,
+) -> bool {
+    for peers::WireView(pool, address, state, load, age_ms) in &r.message.views {
+        let (Ok(address), Some(state)) = (address.parse::<IpAddr>(), peers::Message::state(state))
+        else {
+            continue;
+        };
+        let Some(&(pi, bi)) = backends.get(&(pool.to_ascii_lowercase(), address)) else {
+            continue;
+        };
+        let at =
+            r.at.checked_sub(Duration::from_millis(*age_ms))
+                .unwrap_or(r.at);
+        table.set_peer_view(
+            pi,
+            bi,
+            r.peer,
+            PeerView {
+                state,
+                load: *load,
+                at,
+                heard: r.at,
+            },
+        );
+    }
+    let version = r.message.drain_version;
+    version > 0 && table.adopt_drains(model, r.message.drained_set(), version)
+}
+
+/// What this instance tells its peers: its drained set and its own view of every probed
+/// backend it has a view of.
+fn own_views(model: &Model, table: &HealthTable) -> (u64, Vec<(String, String)>, Vec<WireView>) {
+    let now = Instant::now();
+    let mut views = Vec::new();
+    for (pi, p) in model.pools.iter().enumerate() {
+        let name = p.name.to_ascii();
+        for (bi, b) in p.backends.iter().enumerate() {
+            if b.probe.is_none() {
+                continue;
+            }
+            let Some(up) = table.own_view(model, pi, bi, now) else {
+                continue;
+            };
+            let h = table.health(pi, bi);
+            let age = h.last.as_ref().map_or(0, |(at, _)| {
+                now.saturating_duration_since(*at).as_millis() as u64
+            });
+            views.push(WireView(
+                name.clone(),
+                b.address.to_string(),
+                if up { "up" } else { "down" }.to_owned(),
+                h.load(),
+                age,
+            ));
+        }
+    }
+    let mut drains: Vec<(String, String)> = table.drained().iter().cloned().collect();
+    drains.sort();
+    (table.drain_version(), drains, views)
 }
 
 /// Logs each backend that byAge takes out of answers (up, not drained, but its last good

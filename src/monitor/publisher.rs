@@ -1,6 +1,7 @@
 //! The publisher: verdicts → snapshot → swap. It keeps each pool's compiled answer with the
 //! verdicts it was compiled from, recompiles only the pools whose verdicts changed, and swaps
-//! the new [`Snapshot`] in with one atomic store.
+//! the new [`Snapshot`] in with one atomic swap. The snapshot swapped out goes to the
+//! reclaimer, which frees it off the query path (`reclaim.rs`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -9,6 +10,7 @@ use std::sync::atomic::AtomicUsize;
 use arc_swap::ArcSwap;
 use hickory_proto::rr::Name;
 
+use super::reclaim::Reclaimer;
 use crate::domain::{Model, Verdict};
 use crate::snapshot::{PoolAnswer, PoolKeys, Snapshot, SnapshotCell, pool_keys};
 use crate::zones::ZoneSet;
@@ -34,6 +36,8 @@ pub(crate) struct Publisher {
     counters: HashMap<Name, Arc<AtomicUsize>>,
     /// The fast path's pool index of the current model, rebuilt only when the model changes.
     pool_keys: PoolKeys,
+    /// Frees replaced snapshots once no query holds them.
+    reclaimer: Reclaimer<Snapshot>,
 }
 
 impl Publisher {
@@ -57,6 +61,7 @@ impl Publisher {
             compiled: Vec::new(),
             counters: HashMap::new(),
             pool_keys: keys,
+            reclaimer: Reclaimer::new(),
         };
         publisher.replace(model, None, verdicts);
         publisher
@@ -146,7 +151,8 @@ impl Publisher {
             pools,
             self.pool_keys.clone(),
         );
-        self.cell.store(Arc::new(snapshot));
+        let old = self.cell.swap(Arc::new(snapshot));
+        self.reclaimer.retire(old);
     }
 }
 

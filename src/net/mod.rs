@@ -6,13 +6,16 @@ pub(crate) mod udp;
 pub(crate) mod xdp;
 
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::dns::fast::FastPath;
-use crate::dns::{Outcome, Transport, handle};
+use crate::dns::{
+    Answered, Client, CookieCheck, Outcome, RateTable, Transport, Verdict, handle, handle_from,
+    monotonic_us, slip,
+};
 use crate::metrics::{LocalMetrics, Metrics};
 use crate::querylog::QueryLog;
 use crate::snapshot::Snapshot;
@@ -41,37 +44,65 @@ pub enum NetError {
     },
 }
 
-/// What a UDP worker (socket or AF_XDP) answers each query with: its fast-path cache, its
-/// metrics tally and the query log.
+/// What a UDP worker (socket or AF_XDP) answers each query with: its fast-path cache, the
+/// response rate limiter's table (shared by all workers), its metrics tally and the query log.
 pub(crate) struct Answerer {
     fast: FastPath,
+    limiter: Arc<RateTable>,
     local: LocalMetrics,
     query_log: Arc<QueryLog>,
 }
 
 impl Answerer {
-    pub(crate) fn new(local: LocalMetrics, query_log: Arc<QueryLog>) -> Answerer {
+    pub(crate) fn new(
+        limiter: Arc<RateTable>,
+        local: LocalMetrics,
+        query_log: Arc<QueryLog>,
+    ) -> Answerer {
         Answerer {
             fast: FastPath::new(),
+            limiter,
             local,
             query_log,
         }
     }
 
-    /// Answers `query` into `out` — the fast path if it can, else the full handler — counts it,
-    /// and logs it when sampled (`src` is asked for only then). `None`: no reply.
+    /// Answers `query` from `ip` into `out` — the fast path if it can, else the full handler
+    /// — applies response rate limiting, counts it, and logs it when sampled (`src` is asked
+    /// for only then). `None`: no reply.
     pub(crate) fn answer(
         &mut self,
         snap: &Snapshot,
         query: &[u8],
+        ip: Option<IpAddr>,
         out: &mut Vec<u8>,
         src: impl FnOnce() -> Option<SocketAddr>,
     ) -> Option<Outcome> {
-        let (outcome, was_fast) = match self.fast.answer(snap, query, out) {
-            Some(o) => (Some(o), true),
-            None => (handle(snap, query, Transport::Udp, out), false),
+        let client = ip.map(Client::now);
+        let (answered, was_fast) = match client {
+            Some(c) => match self.fast.answer(snap, query, &c, out) {
+                Some(a) => (Some(a), true),
+                None => (handle_from(snap, query, &c, out), false),
+            },
+            // Not an IP source (never for UDP): no cookie, no rate limit.
+            None => (
+                handle(snap, query, Transport::Udp, out).map(|outcome| Answered {
+                    outcome,
+                    rate: crate::dns::RateKey::error(),
+                    cookie: CookieCheck::Absent,
+                }),
+                false,
+            ),
         };
-        self.local.record(outcome.as_ref(), was_fast);
+        let outcome = match (answered, ip) {
+            (Some(a), Some(ip)) => self.limit(snap, a, ip, out),
+            (a, _) => a.map(|a| a.outcome),
+        };
+        if outcome.is_some() || answered.is_none() {
+            self.local.record(outcome.as_ref(), was_fast);
+        } else {
+            self.local.record_unanswered(was_fast);
+        }
         if self.query_log.every() != 0
             && let Some(src) = src()
         {
@@ -79,6 +110,40 @@ impl Answerer {
                 .record(src, Transport::Udp, query, outcome.as_ref());
         }
         outcome
+    }
+
+    /// Response rate limiting (`[rrl]`, UDP only): sends `answered` as it is, slipped, or not
+    /// at all. A valid server cookie proves the source address is real, so it is never
+    /// limited (RFC 7873 §5.2.5); nor is an exempt network.
+    fn limit(
+        &mut self,
+        snap: &Snapshot,
+        mut answered: Answered,
+        ip: IpAddr,
+        out: &mut Vec<u8>,
+    ) -> Option<Outcome> {
+        let Some(limit) = &snap.answering.rate_limit else {
+            return Some(answered.outcome);
+        };
+        if answered.cookie == CookieCheck::Valid || limit.exempts(ip) {
+            return Some(answered.outcome);
+        }
+        let now = monotonic_us();
+        let verdict = self.limiter.check(limit, ip, answered.rate, now);
+        if verdict == Verdict::Send {
+            return Some(answered.outcome);
+        }
+        self.limiter.log_limited(limit, ip, answered.rate, now);
+        if limit.log_only {
+            self.local.record_limited(false, false);
+            return Some(answered.outcome);
+        }
+        if verdict == Verdict::Slip && slip(&mut answered, out) {
+            self.local.record_limited(true, false);
+            return Some(answered.outcome);
+        }
+        self.local.record_limited(false, true);
+        None
     }
 
     /// A response already counted went out truncated after all (see

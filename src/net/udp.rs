@@ -6,7 +6,7 @@
 //! cancel a kernel timer on every wait, which at low rates is every query); [`Workers::stop`]
 //! wakes them by shutting their sockets down.
 
-use std::net::{SocketAddr, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,7 +16,7 @@ use std::time::Duration;
 use socket2::{Domain, Protocol, SockAddr, SockAddrStorage, Socket, Type};
 
 use super::{Answerer, NetError, join_within};
-use crate::dns::handle_truncated;
+use crate::dns::{RateTable, handle_truncated};
 use crate::metrics::{LocalMetrics, Metrics};
 use crate::querylog::QueryLog;
 use crate::snapshot::SnapshotCell;
@@ -100,6 +100,7 @@ impl Workers {
     pub(crate) fn spawn(
         sockets: Vec<UdpSocket>,
         cell: SnapshotCell,
+        limiter: Arc<RateTable>,
         metrics: Arc<Metrics>,
         query_log: Arc<QueryLog>,
     ) -> Workers {
@@ -114,9 +115,10 @@ impl Workers {
                 let stop = stop.clone();
                 let metrics = metrics.clone();
                 let query_log = query_log.clone();
+                let answerer = Answerer::new(limiter.clone(), LocalMetrics::default(), query_log);
                 std::thread::Builder::new()
                     .name(format!("lbns-udp-{i}"))
-                    .spawn(move || worker(&socket, cell, metrics, query_log, &stop))
+                    .spawn(move || worker(&socket, cell, metrics, answerer, &stop))
                     .expect("spawning a thread")
             })
             .collect();
@@ -154,7 +156,7 @@ fn worker(
     socket: &UdpSocket,
     cell: SnapshotCell,
     metrics: Arc<Metrics>,
-    query_log: Arc<QueryLog>,
+    mut answerer: Answerer,
     stop: &AtomicBool,
 ) {
     let fd = socket.as_raw_fd();
@@ -168,7 +170,6 @@ fn worker(
     let mut send_hdrs: Vec<libc::mmsghdr> = vec![unsafe { std::mem::zeroed() }; BATCH];
     // For each response in the send batch, the datagram it answers.
     let mut origin = [0usize; BATCH];
-    let mut answerer = Answerer::new(LocalMetrics::default(), query_log);
 
     while !stop.load(Ordering::Relaxed) {
         for i in 0..BATCH {
@@ -212,7 +213,8 @@ fn worker(
             let query = &bufs[i][..len.min(QUERY_MAX)];
             let out = &mut outs[i];
             let namelen = hdrs[i].msg_hdr.msg_namelen;
-            let outcome = answerer.answer(&snapshot, query, out, || client(&addrs[i], namelen));
+            let ip = client_ip(&addrs[i]);
+            let outcome = answerer.answer(&snapshot, query, ip, out, || client(&addrs[i], namelen));
             if outcome.is_none() {
                 continue;
             }
@@ -278,6 +280,26 @@ fn worker(
     }
 }
 
+/// The source address of a received datagram, read straight from the `sockaddr` (cookies and
+/// rate limiting need it for every query; the port only the query log needs).
+fn client_ip(sa: &libc::sockaddr_storage) -> Option<IpAddr> {
+    match libc::c_int::from(sa.ss_family) {
+        libc::AF_INET => {
+            // SAFETY: the family says the storage holds a sockaddr_in.
+            let sin = unsafe { &*(&raw const *sa).cast::<libc::sockaddr_in>() };
+            Some(IpAddr::V4(Ipv4Addr::from(u32::from_be(
+                sin.sin_addr.s_addr,
+            ))))
+        }
+        libc::AF_INET6 => {
+            // SAFETY: the family says the storage holds a sockaddr_in6.
+            let sin6 = unsafe { &*(&raw const *sa).cast::<libc::sockaddr_in6>() };
+            Some(IpAddr::V6(Ipv6Addr::from(sin6.sin6_addr.s6_addr)))
+        }
+        _ => None,
+    }
+}
+
 /// The client address of a received datagram, for the query log. Called only for a logged
 /// query: the copy into socket2's storage is not paid per datagram.
 fn client(sa: &libc::sockaddr_storage, len: libc::socklen_t) -> Option<SocketAddr> {
@@ -302,10 +324,12 @@ mod tests {
             // SAFETY: `as_ptr` points at a whole `sockaddr_storage`.
             let storage: libc::sockaddr_storage = unsafe { std::ptr::read(sa.as_ptr().cast()) };
             assert_eq!(client(&storage, sa.len()), Some(addr));
+            assert_eq!(client_ip(&storage), Some(addr.ip()));
         }
         let unix = SockAddr::unix("/nonexistent").unwrap();
         // SAFETY: as above.
         let storage: libc::sockaddr_storage = unsafe { std::ptr::read(unix.as_ptr().cast()) };
         assert_eq!(client(&storage, unix.len()), None);
+        assert_eq!(client_ip(&storage), None);
     }
 }

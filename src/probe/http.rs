@@ -26,6 +26,8 @@ struct Settings {
     load_header: Option<String>,
     /// Most body bytes read (default 65536).
     max_body: Option<usize>,
+    /// The address to connect from.
+    source: Option<IpAddr>,
 }
 
 /// `kind = "http"`: up when a GET answers with an expected status (and body text, and a load
@@ -39,7 +41,9 @@ pub(crate) fn build(table: &toml::Table, target: &Target<'_>) -> Result<Box<dyn 
         body_contains,
         load_header,
         max_body,
+        source,
     } = super::settings("http", table)?;
+    super::check_source(source, target)?;
     let template = url.unwrap_or_else(|| "http://{address}:{port}/".to_owned());
     if template.contains("{port}") && port.is_none() {
         return Err(format!(
@@ -59,7 +63,16 @@ pub(crate) fn build(table: &toml::Table, target: &Target<'_>) -> Result<Box<dyn 
         Err(e) => return Err(format!("probe URL `{url}` is not a URL: {e}")),
     }
     Ok(Box::new(HttpProbe {
-        client: target.shared.http.clone(),
+        // A client of its own when it must connect from a given address.
+        client: source.map_or_else(
+            || target.shared.http.clone(),
+            |s| {
+                builder()
+                    .local_address(s)
+                    .build()
+                    .expect("building the HTTP client")
+            },
+        ),
         timeout: target.timeout,
         url,
         host,
@@ -105,13 +118,15 @@ impl Probe for HttpProbe {
 /// The shared client: no redirects, no proxies from the environment (probes go straight to the
 /// backend), no connection reuse (a probe must see a fresh connect to notice a dead process).
 pub(crate) fn client() -> reqwest::Client {
+    builder().build().expect("building the HTTP client")
+}
+
+fn builder() -> reqwest::ClientBuilder {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .no_proxy()
         .pool_max_idle_per_host(0)
         .user_agent(concat!("lbns/", env!("CARGO_PKG_VERSION"), " health-check"))
-        .build()
-        .expect("building the HTTP client")
 }
 
 /// One HTTP probe. Ok carries the reported load (if `load_header` is set) and a note.

@@ -63,6 +63,8 @@ struct Settings {
     version: Option<u8>,
     /// Service whose weight to ask for (v3); default: the host's own weight.
     service: Option<String>,
+    /// The address to ask from (lbnamed matches replies by source address).
+    source: Option<IpAddr>,
 }
 
 /// `kind = "lbcd"`: up when lbcd answers; its load and weight order the `best` and
@@ -72,7 +74,9 @@ pub(crate) fn build(table: &toml::Table, target: &Target<'_>) -> Result<Box<dyn 
         port,
         version,
         service,
+        source,
     } = super::settings("lbcd", table)?;
+    super::check_source(source, target)?;
     let version = version.unwrap_or(3);
     if !matches!(version, 2 | 3) {
         return Err(format!("lbcd version {version} is not 2 or 3"));
@@ -90,6 +94,7 @@ pub(crate) fn build(table: &toml::Table, target: &Target<'_>) -> Result<Box<dyn 
         version,
         service,
         timeout: target.timeout,
+        source,
     }))
 }
 
@@ -99,6 +104,7 @@ struct LbcdProbe {
     version: u8,
     service: Option<String>,
     timeout: Duration,
+    source: Option<IpAddr>,
 }
 
 impl Probe for LbcdProbe {
@@ -106,7 +112,7 @@ impl Probe for LbcdProbe {
         Box::pin(async move {
             let addr = self.server;
             let services: Vec<&str> = self.service.iter().map(String::as_str).collect();
-            let reply = query(addr, self.version, &services, self.timeout)
+            let reply = query_from(addr, self.source, self.version, &services, self.timeout)
                 .await
                 .map_err(|e| format!("lbcd {addr}: {e}"))?;
             // The last weight pair is the asked service's (or the host default).
@@ -475,6 +481,17 @@ pub async fn query(
     services: &[&str],
     timeout: Duration,
 ) -> Result<LbcdReply, LbcdError> {
+    query_from(server, None, version, services, timeout).await
+}
+
+/// [`query`] from the local address `source` (the kernel's choice when `None`).
+pub(crate) async fn query_from(
+    server: SocketAddr,
+    source: Option<IpAddr>,
+    version: u8,
+    services: &[&str],
+    timeout: Duration,
+) -> Result<LbcdReply, LbcdError> {
     let deadline = tokio::time::Instant::now() + timeout;
     let id = next_id();
     let request = encode_request(version, id, services)?;
@@ -485,7 +502,8 @@ pub async fn query(
             source,
         }
     };
-    let socket = UdpSocket::bind(local_addr_for(server))
+    let local = source.map_or_else(|| local_addr_for(server), |ip| SocketAddr::new(ip, 0));
+    let socket = UdpSocket::bind(local)
         .await
         .map_err(io("bind a local UDP socket"))?;
     socket.connect(server).await.map_err(io("connect"))?;

@@ -112,6 +112,17 @@ pub(crate) fn build(
     build(&spec.settings, &target)
 }
 
+/// Checks a probe's `source` address (multi-homed hosts; lbnamed matches lbcd replies by
+/// source address): of the backend's family.
+pub(crate) fn check_source(source: Option<IpAddr>, target: &Target<'_>) -> Result<(), String> {
+    match source {
+        Some(s) if s.is_ipv4() != target.address.is_ipv4() => Err(format!(
+            "probe source {s} is not of the backend's address family"
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// Runs `probe` once, bounded by `timeout`, and says what it saw.
 pub(crate) async fn observe(probe: &mut dyn Probe, timeout: Duration) -> Observation {
     let start = Instant::now();

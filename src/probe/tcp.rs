@@ -64,6 +64,8 @@ pub(crate) fn set_keep_budget(n: usize) {
 #[derive(Debug)]
 pub(crate) struct TcpState {
     socket: Option<Socket>,
+    /// The address probes are sent from (`source`); `None`: the kernel's choice.
+    source: Option<std::net::IpAddr>,
     budget: &'static KeepBudget,
     /// Holds one unit of `budget`; given back on drop.
     holds_slot: bool,
@@ -87,6 +89,7 @@ impl TcpState {
     pub(crate) fn with_budget(budget: &'static KeepBudget) -> TcpState {
         TcpState {
             socket: None,
+            source: None,
             budget,
             holds_slot: false,
         }
@@ -95,11 +98,19 @@ impl TcpState {
     fn take_socket(&mut self, addr: SocketAddr) -> std::io::Result<Socket> {
         match self.socket.take() {
             Some(s) => Ok(s),
-            None => Socket::new(
-                Domain::for_address(addr),
-                Type::STREAM.nonblocking(),
-                Some(Protocol::TCP),
-            ),
+            None => {
+                let socket = Socket::new(
+                    Domain::for_address(addr),
+                    Type::STREAM.nonblocking(),
+                    Some(Protocol::TCP),
+                )?;
+                // Bound to the address only: a kept socket keeps it across disconnects (the
+                // kernel locks an explicitly bound address) and gets a fresh port each connect.
+                if let Some(ip) = self.source {
+                    socket.bind(&SocketAddr::new(ip, 0).into())?;
+                }
+                Ok(socket)
+            }
         }
     }
 
@@ -124,15 +135,20 @@ impl TcpState {
 struct Settings {
     /// The port to connect to (required).
     port: Option<u16>,
+    /// The address to connect from.
+    source: Option<std::net::IpAddr>,
 }
 
 /// `kind = "tcp"`: up when a connect to `port` is accepted.
 pub(crate) fn build(table: &toml::Table, target: &Target<'_>) -> Result<Box<dyn Probe>, String> {
-    let Settings { port } = super::settings("tcp", table)?;
+    let Settings { port, source } = super::settings("tcp", table)?;
     let port = port.filter(|&p| p != 0).ok_or("a tcp probe needs a port")?;
+    super::check_source(source, target)?;
+    let mut state = TcpState::default();
+    state.source = source;
     Ok(Box::new(TcpProbe {
         addr: SocketAddr::new(target.address, port),
-        state: TcpState::default(),
+        state,
     }))
 }
 
@@ -376,5 +392,32 @@ mod tests {
         }
         let kept: Vec<bool> = states.iter().map(|s| s.socket.is_some()).collect();
         assert_eq!(kept, [true, true, false]);
+    }
+
+    #[tokio::test]
+    async fn probes_connect_from_their_source_address() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let table: toml::Table =
+            toml::from_str(&format!("port = {port}\nsource = \"127.0.0.9\"")).unwrap();
+        let shared = crate::probe::Shared::new();
+        let target = Target {
+            address: [127, 0, 0, 1].into(),
+            timeout: std::time::Duration::from_secs(1),
+            shared: &shared,
+        };
+        let mut probe = build(&table, &target).unwrap();
+        // Twice: the kept socket keeps its source across the disconnect.
+        for _ in 0..2 {
+            let r = crate::probe::observe(probe.as_mut(), target.timeout).await;
+            assert!(r.ok, "{}", r.detail);
+            let (_, from) = listener.accept().unwrap();
+            assert_eq!(from.ip(), std::net::IpAddr::from([127, 0, 0, 9]));
+        }
+        let table: toml::Table = toml::from_str("port = 80\nsource = \"::1\"").unwrap();
+        assert_eq!(
+            build(&table, &target).err().unwrap(),
+            "probe source ::1 is not of the backend's address family"
+        );
     }
 }

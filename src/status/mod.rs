@@ -1,50 +1,59 @@
-//! The status listener: HTTP on its own sockets (never the DNS ones), served by axum on the
-//! tokio runtime.
+//! The two HTTP listeners, on sockets of their own (never the DNS ones), served on the tokio
+//! runtime: the status listener (TCP, read only) and the control socket (Unix, reads and
+//! changes).
 //!
-//! | path | method | what |
-//! |---|---|---|
-//! | `/` | GET | the HTML status page |
-//! | `/status.json` | GET | the same data as JSON ([`Report`]) |
-//! | `/metrics` | GET | Prometheus text format 0.0.4 |
-//! | `/healthz` | GET | `ok` while serving |
-//! | `/reload` | POST | reload config and zones from the file the server started with |
-//! | `/drain?pool=P&backend=B` | POST | take a backend out of answers, persisted |
-//! | `/undrain?pool=P&backend=B` | POST | put it back |
+//! | path | method | status listener | control socket | what |
+//! |---|---|---|---|---|
+//! | `/` | GET | yes | yes | the HTML status page |
+//! | `/status.json` | GET | yes | yes | the same data as JSON ([`Report`]) |
+//! | `/metrics` | GET | yes | yes | Prometheus text format 0.0.4 |
+//! | `/healthz` | GET | yes | yes | `ok` while serving |
+//! | `/reload` | POST | 403 | yes | reload config and zones from the file the server started with |
+//! | `/drain?pool=P&backend=B` | POST | 403 | yes | take a backend out of answers, persisted |
+//! | `/undrain?pool=P&backend=B` | POST | 403 | yes | put it back |
 //!
-//! Every request, reads included, must come from an address in `[status] allow`; others get
-//! 403. The control endpoints have no other authentication, which is why the default listener
-//! and allowlist are loopback only.
+//! The status listener changes nothing, whatever is sent to it: a web page open on the DNS
+//! host can make a browser send a request to a loopback port, but not reach a Unix socket,
+//! whose file permissions decide who may act (`socket.rs`). Connections to the status
+//! listener from outside `[status] allow` are closed as soon as they are accepted; both
+//! listeners cap their connections and close slow and idle ones (`serve.rs`).
 
 mod allow;
 pub mod client;
 mod html;
 mod prom;
 pub mod report;
+mod serve;
+pub(crate) mod socket;
 mod view;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{ConnectInfo, Query, Request, State};
+use axum::extract::{Extension, Query, State};
 use axum::http::{StatusCode, header};
-use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use ipnet::IpNet;
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
 pub use report::Report;
+pub(crate) use serve::Limits;
+pub use socket::SocketError;
 
 use crate::control::{Control, DrainError};
 use crate::net::NetError;
+use serve::{Connections, Peer};
 
 /// The status page's data.
 pub(crate) fn report(control: &Control) -> Report {
     let (pools, generation) = view::pools(control.monitor());
+    let peers = view::peers(control.monitor());
     Report::new(
         &pools,
+        &peers,
         control.metrics(),
         generation,
         control.uptime(),
@@ -55,7 +64,14 @@ pub(crate) fn report(control: &Control) -> Report {
 /// `/metrics`.
 pub(crate) fn prometheus(control: &Control) -> String {
     let (pools, generation) = view::pools(control.monitor());
-    prom::render(&pools, control.metrics(), generation, control.started_at())
+    let peers = view::peers(control.monitor());
+    prom::render(
+        &pools,
+        &peers,
+        control.metrics(),
+        generation,
+        control.started_at(),
+    )
 }
 
 /// Binds one status listener. Done with the DNS sockets, before privileges are dropped, so the
@@ -72,14 +88,15 @@ pub(crate) fn bind(addr: SocketAddr) -> Result<std::net::TcpListener, NetError> 
     Ok(listener)
 }
 
-/// Serves `listener` until `cancel` fires, then lets requests in progress finish.
+/// Serves the status listener until `cancel` fires, then lets requests in progress finish.
+/// A connection from outside `allow` is closed before a byte of it is read.
 pub(crate) async fn serve(
     listener: std::net::TcpListener,
     control: Arc<Control>,
     allow: Arc<[IpNet]>,
+    limits: Limits,
     cancel: CancellationToken,
 ) {
-    let addr = listener.local_addr().ok();
     let listener = match tokio::net::TcpListener::from_std(listener) {
         Ok(l) => l,
         Err(e) => {
@@ -87,45 +104,77 @@ pub(crate) async fn serve(
             return;
         }
     };
-    let app = router(control, allow);
-    let result = axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(cancel.cancelled_owned())
-    .await;
-    if let Err(e) = result {
-        tracing::error!(error = %e, addr = ?addr, "status listener stopped");
+    let connections = Connections::new(status_router(control), limits, cancel.clone());
+    loop {
+        let (stream, peer) = tokio::select! {
+            () = cancel.cancelled() => break,
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    // EMFILE and friends: back off briefly rather than spin.
+                    tracing::warn!(error = %e, "status accept");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        if !allow::allows(&allow, peer.ip()) {
+            // Debug, not warn: a flood from outside must not flood the log too.
+            tracing::debug!(client = %peer, "status: client not in [status] allow; closed");
+            continue;
+        }
+        connections.admit(stream, Peer(peer.to_string()));
     }
+    connections.drained().await;
 }
 
-fn router(control: Arc<Control>, allow: Arc<[IpNet]>) -> Router {
+/// Serves the control socket until `cancel` fires.
+pub(crate) async fn serve_control(
+    socket: socket::ControlSocket,
+    control: Arc<Control>,
+    limits: Limits,
+    cancel: CancellationToken,
+) {
+    let connections = Connections::new(control_router(control), limits, cancel.clone());
+    socket::serve(socket, connections, cancel).await;
+}
+
+/// What both listeners answer: the reads.
+fn read_routes() -> Router<Arc<Control>> {
     Router::new()
         .route("/", get(page))
         .route("/status.json", get(status_json))
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
-        .route("/reload", post(reload))
-        .route("/drain", post(drain))
-        .route("/undrain", post(undrain))
-        .layer(middleware::from_fn_with_state(allow, allowlist))
+}
+
+/// The status listener: reads, and a refusal for any request to a control path.
+fn status_router(control: Arc<Control>) -> Router {
+    read_routes()
+        .route("/reload", any(not_here))
+        .route("/drain", any(not_here))
+        .route("/undrain", any(not_here))
         .with_state(control)
 }
 
-/// Rejects clients outside the allowlist before any handler runs.
-async fn allowlist(
-    State(allow): State<Arc<[IpNet]>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    request: Request,
-    next: Next,
-) -> Response {
-    if allow::allows(&allow, peer.ip()) {
-        return next.run(request).await;
-    }
-    tracing::warn!(client = %peer, path = %request.uri().path(), "status: client not in [status] allow");
+/// The control socket: reads and changes.
+fn control_router(control: Arc<Control>) -> Router {
+    read_routes()
+        .route("/reload", post(reload))
+        .route("/drain", post(drain))
+        .route("/undrain", post(undrain))
+        .with_state(control)
+}
+
+/// A control request that came to the status listener: refused, whatever its method, origin
+/// or content type.
+async fn not_here(Extension(peer): Extension<Peer>) -> Response {
+    tracing::warn!(client = %peer.0, "status: control request refused; control is on the control socket");
     text(
         StatusCode::FORBIDDEN,
-        format!("{} is not in [status] allow\n", peer.ip()),
+        "the status listener changes nothing; reload, drain and undrain go through the control \
+         socket ([control] socket): lbns reload|drain|undrain --config FILE\n"
+            .to_owned(),
     )
 }
 
@@ -170,8 +219,8 @@ async fn healthz() -> Response {
     text(StatusCode::OK, "ok\n".to_owned())
 }
 
-async fn reload(State(c): State<Arc<Control>>) -> Response {
-    tracing::info!(config = %c.config_path().display(), "status: reload requested");
+async fn reload(State(c): State<Arc<Control>>, Extension(peer): Extension<Peer>) -> Response {
+    tracing::info!(config = %c.config_path().display(), by = %peer.0, "control: reload requested");
     match c.reload_from_file().await {
         Ok(warnings) => {
             let mut body = format!("reloaded {}\n", c.config_path().display());
@@ -199,15 +248,23 @@ struct Target {
     backend: Option<String>,
 }
 
-async fn drain(State(c): State<Arc<Control>>, Query(t): Query<Target>) -> Response {
-    set_drained(c, t, true).await
+async fn drain(
+    State(c): State<Arc<Control>>,
+    Extension(peer): Extension<Peer>,
+    Query(t): Query<Target>,
+) -> Response {
+    set_drained(c, peer, t, true).await
 }
 
-async fn undrain(State(c): State<Arc<Control>>, Query(t): Query<Target>) -> Response {
-    set_drained(c, t, false).await
+async fn undrain(
+    State(c): State<Arc<Control>>,
+    Extension(peer): Extension<Peer>,
+    Query(t): Query<Target>,
+) -> Response {
+    set_drained(c, peer, t, false).await
 }
 
-async fn set_drained(c: Arc<Control>, t: Target, drained: bool) -> Response {
+async fn set_drained(c: Arc<Control>, peer: Peer, t: Target, drained: bool) -> Response {
     let (Some(pool), Some(backend)) = (t.pool, t.backend) else {
         return text(
             StatusCode::BAD_REQUEST,
@@ -215,6 +272,7 @@ async fn set_drained(c: Arc<Control>, t: Target, drained: bool) -> Response {
         );
     };
     let verb = if drained { "drained" } else { "undrained" };
+    tracing::info!(pool = %pool, backend = %backend, by = %peer.0, "control: {verb} requested");
     // The state file is fsynced: off the runtime threads, which also serve DNS over TCP.
     let result = tokio::task::spawn_blocking(move || c.set_drained(&pool, &backend, drained)).await;
     let Ok(result) = result else {

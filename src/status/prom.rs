@@ -11,6 +11,7 @@ use std::time::SystemTime;
 use super::view::{BackendView, PoolView};
 use crate::domain::HealthState;
 use crate::metrics::{Metrics, QTYPES, rcode_name};
+use crate::monitor::PeerStatus;
 use crate::monitor::health::LATENCY_BUCKETS;
 
 /// The Content-Type of this format.
@@ -22,6 +23,7 @@ const COMMON_RCODES: [u16; 6] = [0, 1, 2, 3, 4, 5];
 /// Renders every metric.
 pub(crate) fn render(
     pools: &[PoolView],
+    peers: &[PeerStatus],
     metrics: &Metrics,
     generation: u64,
     started: SystemTime,
@@ -110,6 +112,26 @@ pub(crate) fn render(
         &[],
         load(&metrics.fast_path) as f64,
     );
+    for (name, help, c) in [
+        (
+            "lbns_rrl_limited_total",
+            "UDP responses over the [rrl] rate limit (slipped, dropped, or sent under log_only).",
+            &metrics.rrl_limited,
+        ),
+        (
+            "lbns_rrl_slipped_total",
+            "Rate-limited UDP responses sent empty with TC=1, or BADCOOKIE to a client with a cookie.",
+            &metrics.rrl_slipped,
+        ),
+        (
+            "lbns_rrl_dropped_total",
+            "Rate-limited UDP responses not sent.",
+            &metrics.rrl_dropped,
+        ),
+    ] {
+        w.family(name, "counter", help);
+        w.sample(name, &[], load(c) as f64);
+    }
     w.family(
         "lbns_udp_xdp_total",
         "counter",
@@ -138,6 +160,37 @@ pub(crate) fn render(
             &[("pool", &p.name)],
             p.served as f64,
         );
+    }
+    if !peers.is_empty() {
+        w.family(
+            "lbns_cluster_peer_messages_total",
+            "counter",
+            "Messages from a peer taken, and datagrams from it refused (forged, malformed, replayed, stale, oversized, too many).",
+        );
+        for p in peers {
+            let peer = p.address.to_string();
+            for (result, n) in [("taken", p.received), ("refused", p.rejected)] {
+                w.sample(
+                    "lbns_cluster_peer_messages_total",
+                    &[("peer", &peer), ("result", result)],
+                    n as f64,
+                );
+            }
+        }
+        w.family(
+            "lbns_cluster_peer_last_heard_seconds",
+            "gauge",
+            "Seconds since a peer's last message was taken (absent until one is).",
+        );
+        for p in peers {
+            if let Some(d) = p.last_heard {
+                w.sample(
+                    "lbns_cluster_peer_last_heard_seconds",
+                    &[("peer", &p.address.to_string())],
+                    d.as_secs_f64(),
+                );
+            }
+        }
     }
     w.family(
         "lbns_pool_ttl_seconds",
@@ -384,6 +437,7 @@ mod tests {
             last_latency: Some(Duration::from_micros(250)),
             flips: 2,
             probes: probes.clone(),
+            peer_views: Vec::new(),
         };
         vec![PoolView {
             name: "www.example.".into(),
@@ -405,7 +459,13 @@ mod tests {
         m.udp_queries.store(5, Ordering::Relaxed);
         m.rcodes[3].store(2, Ordering::Relaxed);
         m.rcodes[16].store(1, Ordering::Relaxed);
-        let text = render(&pools(), &m, 9, SystemTime::UNIX_EPOCH);
+        let peers = [PeerStatus {
+            address: "127.0.0.54:8055".parse().unwrap(),
+            last_heard: Some(Duration::from_millis(250)),
+            received: 40,
+            rejected: 2,
+        }];
+        let text = render(&pools(), &peers, &m, 9, SystemTime::UNIX_EPOCH);
         for line in [
             "lbns_queries_total{transport=\"udp\"} 5",
             "lbns_responses_total{rcode=\"NXDOMAIN\"} 2",
@@ -415,6 +475,8 @@ mod tests {
             "lbns_snapshot_generation 9",
             "lbns_pool_answers_total{pool=\"www.example.\"} 42",
             "lbns_pool_ttl_seconds{pool=\"www.example.\",family=\"ipv6\"} 2",
+            "lbns_cluster_peer_messages_total{peer=\"127.0.0.54:8055\",result=\"refused\"} 2",
+            "lbns_cluster_peer_last_heard_seconds{peer=\"127.0.0.54:8055\"} 0.25",
             "lbns_pool_all_down{pool=\"www.example.\",family=\"ipv6\"} 1",
             "lbns_backend_up{pool=\"www.example.\",backend=\"web\\\"1\\\\\\n\"} 1",
             "lbns_backend_up{pool=\"www.example.\",backend=\"static\"} 1",

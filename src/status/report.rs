@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::view::{BackendView, PoolView};
 use crate::metrics::Metrics;
+use crate::monitor::PeerStatus;
 
 /// Everything the status page shows.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -26,6 +27,9 @@ pub struct Report {
     pub queries: Queries,
     /// Every pool, in the config's order.
     pub pools: Vec<PoolReport>,
+    /// The peers (`[cluster]`), in the config's order; empty without.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub peers: Vec<PeerReport>,
 }
 
 /// Query counters since start.
@@ -93,12 +97,41 @@ pub struct BackendReport {
     pub(crate) flips: u64,
     pub(crate) probes_ok: u64,
     pub(crate) probes_failed: u64,
+    /// With peers: each peer's view of the backend (`up`, `down`, `stale`, `-`), in the order
+    /// of the report's `peers`; `usable` is the verdict of the quorum.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) peer_views: Vec<String>,
+}
+
+/// One peer of the cluster, as this instance hears it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PeerReport {
+    /// Its `[cluster] listen` address.
+    pub address: String,
+    /// Seconds since its last message was taken; none yet: `null`.
+    pub last_heard_seconds: Option<f64>,
+    /// Messages taken from it.
+    pub received: u64,
+    /// Datagrams from it refused (forged, malformed, replayed, stale, oversized, too many).
+    pub rejected: u64,
+}
+
+impl PeerReport {
+    fn new(p: &PeerStatus) -> PeerReport {
+        PeerReport {
+            address: p.address.to_string(),
+            last_heard_seconds: p.last_heard.map(|d| d.as_secs_f64()),
+            received: p.received,
+            rejected: p.rejected,
+        }
+    }
 }
 
 impl Report {
     /// Builds the report from the monitor's status and the query counters.
     pub(crate) fn new(
         pools: &[PoolView],
+        peers: &[PeerStatus],
         metrics: &Metrics,
         generation: u64,
         uptime: Duration,
@@ -118,6 +151,7 @@ impl Report {
                 qtypes: metrics.qtype_counts().into_iter().collect(),
             },
             pools: pools.iter().map(PoolReport::new).collect(),
+            peers: peers.iter().map(PeerReport::new).collect(),
         }
     }
 
@@ -149,6 +183,17 @@ impl Report {
         };
         let _ = writeln!(out, "rcodes: {}", counts(&q.rcodes));
         let _ = writeln!(out, "qtypes: {}", counts(&q.qtypes));
+        for peer in &self.peers {
+            let _ = writeln!(
+                out,
+                "peer {}: heard {}  taken {}  refused {}",
+                peer.address,
+                peer.last_heard_seconds
+                    .map_or("never".to_owned(), |s| format!("{} ago", age(s))),
+                peer.received,
+                peer.rejected
+            );
+        }
         for p in &self.pools {
             let _ = writeln!(
                 out,
@@ -172,6 +217,7 @@ impl Report {
                     "LOAD",
                     "LATENCY",
                     "FLIPS",
+                    "PEERS",
                     "PROBE",
                     "LAST PROBE",
                 ]
@@ -187,9 +233,20 @@ impl Report {
                     b.load.map_or("-".to_owned(), |l| format!("{l:.2}")),
                     b.latency_seconds.map_or("-".to_owned(), millis),
                     b.flips.to_string(),
+                    if b.peer_views.is_empty() {
+                        "-".to_owned()
+                    } else {
+                        b.peer_views.join(",")
+                    },
                     b.probe.clone(),
                     b.last_probe(),
                 ]);
+            }
+            if self.peers.is_empty() {
+                // Without peers the column says nothing.
+                for row in &mut rows {
+                    row.remove(7);
+                }
             }
             table(&mut out, &rows);
         }
@@ -250,6 +307,7 @@ impl BackendReport {
             flips: b.flips,
             probes_ok: b.probes.ok,
             probes_failed: b.probes.failed,
+            peer_views: b.peer_views.clone(),
         }
     }
 
@@ -363,6 +421,7 @@ pub(crate) mod tests {
             flips: 1,
             probes_ok: 3,
             probes_failed: 0,
+            peer_views: Vec::new(),
         }
     }
 
@@ -380,6 +439,7 @@ pub(crate) mod tests {
                 rcodes: [("NOERROR".to_owned(), 11), ("NXDOMAIN".to_owned(), 1)].into(),
                 qtypes: [("A".to_owned(), 12)].into(),
             },
+            peers: Vec::new(),
             pools: vec![PoolReport {
                 name: "www.example.".into(),
                 policy: "round-robin".into(),

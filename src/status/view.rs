@@ -6,8 +6,8 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use crate::domain::HealthState;
-use crate::monitor::Monitor;
 use crate::monitor::health::ProbeStats;
+use crate::monitor::{Inspect, Monitor, PeerStatus};
 
 /// One pool as the status page shows it.
 #[derive(Debug, Clone)]
@@ -48,6 +48,28 @@ pub(crate) struct BackendView {
     pub(crate) last_latency: Option<Duration>,
     pub(crate) flips: u64,
     pub(crate) probes: ProbeStats,
+    /// With peers: each peer's view (`up`, `down`, `stale` when older than `peer_max_age`, `-`
+    /// when none), in the order of `[cluster] peers`. The verdict is `usable`.
+    pub(crate) peer_views: Vec<String>,
+}
+
+/// Each peer now (empty without `[cluster]`).
+pub(crate) fn peers(monitor: &Monitor) -> Vec<PeerStatus> {
+    monitor.inspect(|i| i.peers.clone())
+}
+
+/// How the status page writes one peer's view of one backend.
+fn peer_view(i: &Inspect<'_>, pool: usize, backend: usize, peer: usize) -> String {
+    let max_age = i
+        .model
+        .cluster
+        .as_ref()
+        .map_or(Duration::ZERO, |c| c.peer_max_age);
+    match i.table.peer_view(pool, backend, peer) {
+        None => "-".to_owned(),
+        Some(v) if i.now.saturating_duration_since(v.heard) > max_age => "stale".to_owned(),
+        Some(v) => v.state.as_str().to_owned(),
+    }
 }
 
 /// Every pool and backend now, and the generation of the snapshot read.
@@ -95,6 +117,9 @@ pub(crate) fn pools(monitor: &Monitor) -> (Vec<PoolView>, u64) {
                                 last_latency: last.map(|(_, o)| o.latency),
                                 flips: h.flips,
                                 probes: h.probes.clone(),
+                                peer_views: (0..i.peers.len())
+                                    .map(|peer| peer_view(i, pi, bi, peer))
+                                    .collect(),
                             }
                         })
                         .collect(),

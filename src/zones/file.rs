@@ -4,7 +4,16 @@
 //! directive handling itself (`$ORIGIN`, `$TTL` from RFC 2308 §4, `$INCLUDE`, `@`, blank owners,
 //! parentheses, comments, quoted strings) and hands each record's RDATA text to hickory, which
 //! knows the presentation format of every type. Every error names `file:line`.
+//!
+//! A zone file is data, possibly written by another system, so reading one is bounded:
+//! `$INCLUDE` reads only regular files under the config file's directory or `[server]
+//! include_dirs` (checked after symlinks are resolved), a zone's files hold at most
+//! [`MAX_ZONE_BYTES`] together and a line at most [`MAX_LINE_BYTES`], and an error quotes at
+//! most a short, escaped excerpt of what it is about — never a whole line of a file.
 
+use std::fs::File;
+use std::io::{self, Read};
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
@@ -15,6 +24,18 @@ use super::ZoneError;
 
 /// `$INCLUDE` nesting limit: deep enough for any sane layout, shallow enough to stop a loop.
 const MAX_INCLUDE_DEPTH: usize = 16;
+/// What one zone's files (its own and every `$INCLUDE`) may hold together: room for several
+/// million records, and a bound on what a load can cost in memory.
+pub(crate) const MAX_ZONE_BYTES: u64 = 256 << 20;
+/// Longest line. An RDATA is at most 65,535 octets (RFC 1035 §3.2.1) and a long one can be split
+/// over lines in parentheses.
+pub(crate) const MAX_LINE_BYTES: usize = 64 << 10;
+/// Problems reported per zone; the rest are counted.
+const MAX_ERRORS: usize = 100;
+/// Characters of a token quoted in an error.
+const EXCERPT: usize = 32;
+/// Characters of a path or a parser's message quoted in an error.
+const EXCERPT_LONG: usize = 96;
 
 /// A record read from a master file, with where it came from.
 #[derive(Debug, Clone)]
@@ -30,10 +51,147 @@ pub(crate) struct SourcedRecord {
 /// Reads `path` as the master file of `origin`, following `$INCLUDE`s. Returns the records
 /// that parsed and every syntax error, so the caller can also check the good records' data
 /// rules and report everything at once.
-pub(crate) fn read_zone_file(path: &Path, origin: &Name) -> (Vec<SourcedRecord>, Vec<ZoneError>) {
-    let mut reader = Reader::default();
+/// `$INCLUDE` may name only files under `include_dirs`.
+pub(crate) fn read_zone_file(
+    path: &Path,
+    origin: &Name,
+    include_dirs: &[PathBuf],
+) -> (Vec<SourcedRecord>, Vec<ZoneError>) {
+    let mut reader = Reader {
+        // Resolved once, symlinks included, so a target is compared with where a directory
+        // really is. One that does not exist allows nothing.
+        include_roots: include_dirs
+            .iter()
+            .filter_map(|d| std::fs::canonicalize(d).ok())
+            .collect(),
+        budget: MAX_ZONE_BYTES,
+        ..Reader::default()
+    };
     reader.file(path, origin.clone(), 0, None);
+    if let Some((file, line)) = reader.first_suppressed.take() {
+        let n = reader.suppressed;
+        reader.errors.push(ZoneError::Syntax {
+            file,
+            line,
+            message: format!("{n} more problems from here on, not shown"),
+        });
+    }
     (reader.records, reader.errors)
+}
+
+/// `text` quoted for an error: at most `max` characters, anything but printable ASCII written
+/// as `\DDD` (RFC 1035 §5.1) per byte, and `...` when cut short. An error about a file shows
+/// what is wrong without copying the file.
+fn excerpt(text: &str, max: usize) -> String {
+    let mut out = String::new();
+    for (i, c) in text.chars().enumerate() {
+        if i == max {
+            out.push_str("...");
+            break;
+        }
+        if c.is_ascii_graphic() || c == ' ' {
+            out.push(c);
+        } else {
+            let mut buf = [0u8; 4];
+            for b in c.encode_utf8(&mut buf).bytes() {
+                out.push_str(&format!("\\{b:03}"));
+            }
+        }
+    }
+    out
+}
+
+/// A token as an error quotes it.
+fn quote(text: &str) -> String {
+    excerpt(text, EXCERPT)
+}
+
+/// A parser's message as an error repeats it: it may quote the input.
+fn said(e: impl std::fmt::Display) -> String {
+    excerpt(&e.to_string(), EXCERPT_LONG)
+}
+
+/// Why a file was not read.
+#[derive(Debug)]
+enum Refused {
+    /// The OS said no (missing, permissions), or it is not UTF-8.
+    Io(io::Error),
+    /// A directory, device, FIFO or socket.
+    NotRegular(&'static str),
+    /// Larger than what is left of the zone's budget.
+    TooLarge { size: u64, budget: u64 },
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refused::Io(e) => write!(f, "{e}"),
+            Refused::NotRegular(kind) => write!(f, "not a regular file but {kind}"),
+            Refused::TooLarge { size, budget } if *budget < MAX_ZONE_BYTES => write!(
+                f,
+                "{size} bytes or more: with the files before it, over the {} MiB a zone's \
+                 files may hold together",
+                MAX_ZONE_BYTES >> 20
+            ),
+            Refused::TooLarge { size, .. } => write!(
+                f,
+                "{size} bytes or more, over the {} MiB a zone's files may hold",
+                MAX_ZONE_BYTES >> 20
+            ),
+        }
+    }
+}
+
+/// Reads `path` as text of at most `budget` bytes. Checked on the open file (fstat), so a
+/// device, a FIFO or a huge sparse file is refused without reading a byte, and the read itself
+/// stops at `budget` + 1 bytes whatever the size said. `nofollow`: refuse a symlink as the last
+/// component (for an `$INCLUDE` target already resolved).
+fn read_bounded(path: &Path, budget: u64, nofollow: bool) -> Result<String, Refused> {
+    let mut flags = libc::O_NONBLOCK | libc::O_NOCTTY;
+    if nofollow {
+        flags |= libc::O_NOFOLLOW;
+    }
+    // O_NONBLOCK: opening a FIFO must not wait for a writer; it is refused just below.
+    let file = File::options()
+        .read(true)
+        .custom_flags(flags)
+        .open(path)
+        .map_err(Refused::Io)?;
+    let meta = file.metadata().map_err(Refused::Io)?;
+    let kind = meta.file_type();
+    if !kind.is_file() {
+        return Err(Refused::NotRegular(if kind.is_dir() {
+            "a directory"
+        } else if kind.is_char_device() {
+            "a character device"
+        } else if kind.is_block_device() {
+            "a block device"
+        } else if kind.is_fifo() {
+            "a FIFO"
+        } else if kind.is_socket() {
+            "a socket"
+        } else {
+            "a special file"
+        }));
+    }
+    if meta.len() > budget {
+        return Err(Refused::TooLarge {
+            size: meta.len(),
+            budget,
+        });
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.take(budget + 1)
+        .read_to_end(&mut bytes)
+        .map_err(Refused::Io)?;
+    if bytes.len() as u64 > budget {
+        return Err(Refused::TooLarge {
+            size: bytes.len() as u64,
+            budget,
+        });
+    }
+    String::from_utf8(bytes)
+        .map_err(|_| Refused::Io(io::Error::new(io::ErrorKind::InvalidData, "not UTF-8 text")))
 }
 
 /// Parses master-file text (for tests).
@@ -212,6 +370,17 @@ fn entries(text: &str) -> Result<Vec<Entry>, (usize, String)> {
 struct Reader {
     records: Vec<SourcedRecord>,
     errors: Vec<ZoneError>,
+    /// Problems found past [`MAX_ERRORS`], and where the first of them is.
+    suppressed: usize,
+    first_suppressed: Option<(PathBuf, usize)>,
+    /// Where `$INCLUDE` may read, resolved.
+    include_roots: Vec<PathBuf>,
+    /// The files being read, the zone's own first, each `$INCLUDE`d one after the file that
+    /// includes it: a file that includes one of these is a loop, and each of its `$INCLUDE`s
+    /// would double the work down to the depth limit.
+    reading: Vec<PathBuf>,
+    /// Bytes the zone's files may still hold.
+    budget: u64,
     last_owner: Option<Name>,
     /// TTL of the previous record, the RFC 1035 default when there is no `$TTL`.
     last_ttl: Option<u32>,
@@ -221,6 +390,12 @@ struct Reader {
 
 impl Reader {
     fn error(&mut self, file: &Path, line: usize, message: impl Into<String>) {
+        if self.errors.len() >= MAX_ERRORS {
+            self.suppressed += 1;
+            self.first_suppressed
+                .get_or_insert_with(|| (file.to_owned(), line));
+            return;
+        }
         self.errors.push(ZoneError::Syntax {
             file: file.to_owned(),
             line,
@@ -228,22 +403,62 @@ impl Reader {
         });
     }
 
+    /// Reads the zone's own file (`from` is `None`) or an `$INCLUDE`d one, already confined.
     fn file(&mut self, path: &Path, origin: Name, depth: usize, from: Option<(&Path, usize)>) {
-        match std::fs::read_to_string(path) {
-            Ok(text) => self.text(&text, path, origin, depth),
+        match read_bounded(path, self.budget, from.is_some()) {
+            Ok(text) => {
+                self.budget -= text.len() as u64;
+                // `$INCLUDE` targets are resolved already; the zone's own file may not be.
+                let real = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());
+                self.reading.push(real);
+                self.text(&text, path, origin, depth);
+                self.reading.pop();
+            }
             Err(e) => match from {
-                Some((file, line)) => {
-                    self.error(file, line, format!("$INCLUDE {}: {e}", path.display()))
-                }
+                Some((file, line)) => self.error(
+                    file,
+                    line,
+                    format!(
+                        "$INCLUDE {}: {e}",
+                        excerpt(&path.display().to_string(), EXCERPT_LONG)
+                    ),
+                ),
                 None => self.errors.push(ZoneError::Read {
                     file: path.to_owned(),
-                    source: e,
+                    source: match e {
+                        Refused::Io(e) => e,
+                        other => io::Error::new(io::ErrorKind::InvalidData, other.to_string()),
+                    },
                 }),
             },
         }
     }
 
+    /// Where `$INCLUDE target` (as written in `path`) really is, if it is under an allowed
+    /// directory; else why not. Relative names are relative to the including file's directory.
+    fn confine(&self, target: &str, path: &Path) -> Result<PathBuf, String> {
+        let joined = path.parent().unwrap_or(Path::new(".")).join(target);
+        let real = std::fs::canonicalize(&joined).map_err(|e| e.to_string())?;
+        if self.include_roots.iter().any(|root| real.starts_with(root)) {
+            Ok(real)
+        } else {
+            Err(
+                "outside the config file's directory and [server] include_dirs; \
+                 lbns includes only files from there"
+                    .to_owned(),
+            )
+        }
+    }
+
     fn text(&mut self, text: &str, path: &Path, mut origin: Name, depth: usize) {
+        if let Some(n) = text.split('\n').position(|l| l.len() > MAX_LINE_BYTES) {
+            self.error(
+                path,
+                n + 1,
+                format!("line longer than {} KiB", MAX_LINE_BYTES >> 10),
+            );
+            return;
+        }
         let entries = match entries(text) {
             Ok(e) => e,
             Err((line, message)) => {
@@ -268,14 +483,18 @@ impl Reader {
             "$ORIGIN" => match args {
                 [name] => match parse_name(&name.text, origin) {
                     Ok(n) => *origin = n,
-                    Err(e) => self.error(path, line, format!("$ORIGIN: {e}")),
+                    Err(e) => self.error(path, line, format!("$ORIGIN: {}", said(e))),
                 },
                 _ => self.error(path, line, "$ORIGIN takes exactly one domain name"),
             },
             "$TTL" => match args {
                 [ttl] => match parse_ttl(&ttl.text) {
                     Ok(t) => self.default_ttl = Some(t),
-                    Err(e) => self.error(path, line, format!("$TTL `{}`: {e}", ttl.text)),
+                    Err(e) => self.error(
+                        path,
+                        line,
+                        format!("$TTL `{}`: {}", quote(&ttl.text), said(e)),
+                    ),
                 },
                 _ => self.error(path, line, "$TTL takes exactly one TTL"),
             },
@@ -289,7 +508,7 @@ impl Reader {
                     [file, o] => match parse_name(&o.text, origin) {
                         Ok(n) => (file, n),
                         Err(e) => {
-                            self.error(path, line, format!("$INCLUDE origin: {e}"));
+                            self.error(path, line, format!("$INCLUDE origin: {}", said(e)));
                             return;
                         }
                     },
@@ -302,7 +521,23 @@ impl Reader {
                         return;
                     }
                 };
-                let target = path.parent().unwrap_or(Path::new(".")).join(&file.text);
+                let target = match self.confine(&file.text, path) {
+                    Ok(t) if self.reading.contains(&t) => {
+                        let shown = excerpt(&file.text, EXCERPT_LONG);
+                        self.error(
+                            path,
+                            line,
+                            format!("$INCLUDE {shown}: a loop, it is being read"),
+                        );
+                        return;
+                    }
+                    Ok(t) => t,
+                    Err(why) => {
+                        let shown = excerpt(&file.text, EXCERPT_LONG);
+                        self.error(path, line, format!("$INCLUDE {shown}: {why}"));
+                        return;
+                    }
+                };
                 // RFC 1035 §5.1: an $INCLUDE never changes the origin or owner of the parent.
                 let saved_owner = self.last_owner.clone();
                 self.file(&target, include_origin, depth + 1, Some((path, line)));
@@ -311,7 +546,10 @@ impl Reader {
             other => self.error(
                 path,
                 line,
-                format!("unknown directive `{other}` (supported: $ORIGIN, $TTL, $INCLUDE)"),
+                format!(
+                    "unknown directive `{}` (supported: $ORIGIN, $TTL, $INCLUDE)",
+                    quote(other)
+                ),
             ),
         }
     }
@@ -333,7 +571,11 @@ impl Reader {
             match parse_name(&t.text, origin) {
                 Ok(n) => n,
                 Err(e) => {
-                    self.error(path, line, format!("owner `{}`: {e}", t.text));
+                    self.error(
+                        path,
+                        line,
+                        format!("owner `{}`: {}", quote(&t.text), said(e)),
+                    );
                     return;
                 }
             }
@@ -356,7 +598,7 @@ impl Reader {
                         continue;
                     }
                     Err(e) => {
-                        self.error(path, line, format!("TTL `{}`: {e}", t.text));
+                        self.error(path, line, format!("TTL `{}`: {}", quote(&t.text), said(e)));
                         return;
                     }
                 }
@@ -370,7 +612,11 @@ impl Reader {
             match RecordType::from_str(&upper) {
                 Ok(rt) => break rt,
                 Err(_) => {
-                    self.error(path, line, format!("unknown record type `{}`", t.text));
+                    self.error(
+                        path,
+                        line,
+                        format!("unknown record type `{}`", quote(&t.text)),
+                    );
                     return;
                 }
             }
@@ -409,7 +655,11 @@ impl Reader {
             Err(e) => self.error(
                 path,
                 line,
-                format!("{rtype} data `{}`: {e}", rdata_tokens.join(" ")),
+                format!(
+                    "{rtype} data `{}`: {}",
+                    quote(&rdata_tokens.join(" ")),
+                    said(e)
+                ),
             ),
         }
     }
@@ -516,6 +766,39 @@ mod tests {
     }
 
     #[test]
+    fn excerpts_are_short_and_escaped() {
+        assert_eq!(excerpt("www", 32), "www");
+        assert_eq!(excerpt("a b\tc\u{7}é", 32), "a b\\009c\\007\\195\\169");
+        assert_eq!(
+            excerpt(&"x".repeat(40), 32),
+            format!("{}...", "x".repeat(32))
+        );
+        // A long bad token is quoted short in the error, never whole.
+        let err = read(&format!("$TTL 60\n{} A 127.0.0.1\n", "y".repeat(300))).unwrap_err();
+        assert!(
+            err.contains(&format!("owner `{}...`", "y".repeat(32))),
+            "{err}"
+        );
+        assert!(!err.contains(&"y".repeat(33)), "{err}");
+    }
+
+    #[test]
+    fn problems_past_a_hundred_are_counted_not_listed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("z.zone");
+        std::fs::write(&path, "$TTL 60\n".to_owned() + &"a BOGUS x\n".repeat(250)).unwrap();
+        let (_, errors) = read_zone_file(&path, &origin(), &[]);
+        assert_eq!(errors.len(), MAX_ERRORS + 1);
+        assert!(
+            errors[MAX_ERRORS]
+                .to_string()
+                .ends_with("z.zone:102: 150 more problems from here on, not shown"),
+            "{}",
+            errors[MAX_ERRORS]
+        );
+    }
+
+    #[test]
     fn include_keeps_parent_origin() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("inc.zone"), "x A 127.0.0.9\n").unwrap();
@@ -525,10 +808,43 @@ mod tests {
             "$TTL 60\n$INCLUDE inc.zone sub.cluster.example.\ny A 127.0.0.8\n",
         )
         .unwrap();
-        let (recs, errors) = read_zone_file(&main, &origin());
+        let (recs, errors) = read_zone_file(&main, &origin(), &[dir.path().to_owned()]);
         assert!(errors.is_empty(), "{errors:?}");
         assert_eq!(recs[0].record.name.to_ascii(), "x.sub.cluster.example.");
         assert_eq!(recs[1].record.name.to_ascii(), "y.cluster.example.");
         assert!(recs[0].file.ends_with("inc.zone"));
+    }
+
+    /// Found by fuzzing (fuzz/, target `zone_file`): a zone that includes itself twice read
+    /// itself 2^16 times before the depth limit stopped it (12 s and 600 MB under the fuzzer).
+    /// A file that includes one being read is a loop, reported at once; including the same
+    /// file twice side by side is not.
+    #[test]
+    fn include_loops_are_reported_without_reading_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let main = dir.path().join("zone.db");
+        let crash = "$TTL 60\n@ SOA ns1 hostmaster 1 2 3 4 5\n@ NS ns1\nns1 A 1\nwww A$TTL 60\n\
+                     @ SOA ns1 hostmaster 1 2 3 4 5\n@ NS ns1\nns1 A 1\nwww A 999.1.1.1\n\
+                     92.0.2.1\n$INCLUDE zone.db sub\n 999.1.1.1\n92.0.2.1\n$INCLUDE zone.db sub\n";
+        std::fs::write(&main, crash).unwrap();
+        let start = std::time::Instant::now();
+        let (_, errors) = read_zone_file(&main, &origin(), &[dir.path().to_owned()]);
+        assert!(start.elapsed() < std::time::Duration::from_secs(1));
+        let loops: Vec<String> = errors
+            .iter()
+            .map(ToString::to_string)
+            .filter(|e| e.contains("$INCLUDE zone.db: a loop"))
+            .collect();
+        assert_eq!(loops.len(), 2, "{errors:?}");
+        // One file included twice, at two origins: read twice, no error.
+        std::fs::write(dir.path().join("inc.zone"), "x A 127.0.0.9\n").unwrap();
+        std::fs::write(
+            &main,
+            "$TTL 60\n$INCLUDE inc.zone a.cluster.example.\n$INCLUDE inc.zone b.cluster.example.\n",
+        )
+        .unwrap();
+        let (recs, errors) = read_zone_file(&main, &origin(), &[dir.path().to_owned()]);
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(recs.len(), 2);
     }
 }

@@ -162,7 +162,8 @@ impl ZoneSet {
         let mut warnings = Vec::new();
         let mut set = ZoneSet::default();
         for zc in zones {
-            let (records, mut syntax) = file::read_zone_file(&zc.file, &zc.origin);
+            let (records, mut syntax) =
+                file::read_zone_file(&zc.file, &zc.origin, &zc.include_dirs);
             let unreadable = matches!(syntax.first(), Some(ZoneError::Read { .. }));
             errors.append(&mut syntax);
             if unreadable {

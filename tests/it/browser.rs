@@ -85,9 +85,9 @@ probe = {{ kind = "http", port = {port}, url = "http://{{address}}:{{port}}/heal
 "#
     ));
     let s = TestServer::start(&config, &[("cluster.example.zone", EXAMPLE_ZONE)]).await;
-    let (code, _, _) = http(
+    let (code, _) = control_http(
+        &s.control,
         "POST",
-        s.status(),
         "/drain?pool=www.cluster.example.&backend=web2",
     )
     .await;

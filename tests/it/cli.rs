@@ -10,15 +10,21 @@ fn signal(child: &Child, sig: libc::c_int) {
     unsafe { libc::kill(child.id() as libc::pid_t, sig) };
 }
 
-/// Copies the bundled example to a temp dir, listening (DNS and status) on free ports.
-fn example_dir() -> (tempfile::TempDir, std::net::SocketAddr) {
+/// Copies the bundled example to a temp dir, listening (DNS and status) on free ports: the
+/// directory, the DNS address and the status address.
+fn example_dir() -> (
+    tempfile::TempDir,
+    std::net::SocketAddr,
+    std::net::SocketAddr,
+) {
     let port = free_port();
+    let status: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let config = std::fs::read_to_string("zones/lbns.toml")
         .unwrap()
         .replace("127.0.0.1:5353", &format!("127.0.0.1:{port}"))
-        .replace("127.0.0.1:8053", &format!("127.0.0.1:{}", free_port()));
+        .replace("127.0.0.1:8053", &status.to_string());
     let dir = config_dir(&config, EXAMPLE_ZONE);
-    (dir, format!("127.0.0.1:{port}").parse().unwrap())
+    (dir, format!("127.0.0.1:{port}").parse().unwrap(), status)
 }
 
 fn wait_until_answering(addr: std::net::SocketAddr) {
@@ -92,7 +98,7 @@ fn check_fails(dir: &std::path::Path) -> String {
 /// The release binary on the bundled example, queried with the real dig.
 #[test]
 fn serve_answers_dig_reloads_on_sighup_and_stops_on_sigterm() {
-    let (dir, addr) = example_dir();
+    let (dir, addr, status) = example_dir();
     let mut proc = spawn_serve(&[], &dir.path().join("lbns.toml"), Stdio::null());
     wait_until_answering(addr);
 
@@ -109,6 +115,12 @@ fn serve_answers_dig_reloads_on_sighup_and_stops_on_sigterm() {
         })
         .collect();
     assert_eq!(firsts.len(), 3, "rotation: {firsts:?}");
+    // dig sends a DNS cookie with every query: the fast path answers them all the same.
+    let fast = metric(status, "lbns_udp_fast_path_total");
+    assert!(
+        fast >= 4.0,
+        "the fast path answered {fast} of dig's queries"
+    );
 
     let out = dig(addr, &["www.example.com."]);
     assert!(out.contains("status: REFUSED"), "{out}");
@@ -173,6 +185,7 @@ fn killed_backend_process_leaves_dig_answers_within_the_ttl() {
     let dir = config_dir(
         &format!(
             "[server]\nlisten = [\"127.0.0.1:{dns_port}\"]\n\
+             [status]\nlisten = \"127.0.0.1:0\"\n\
              [[zone]]\norigin = \"cluster.example.\"\nfile = \"cluster.example.zone\"\n\
              [[pool]]\nname = \"www.cluster.example.\"\nttl = 5\nbackends = [\"127.0.0.2\", \"127.0.0.3\"]\n\
              probe = {{ kind = \"http\", port = {port}, url = \"http://{{address}}:{{port}}/health\", body_contains = \"ok\" }}\n"

@@ -15,6 +15,7 @@ fn systemd_unit_verifies_and_is_hardened() {
         "ExecReload=/bin/kill -HUP $MAINPID",
         "DynamicUser=yes",
         "StateDirectory=lbns",
+        "RuntimeDirectory=lbns",
         "AmbientCapabilities=CAP_NET_BIND_SERVICE",
         "CapabilityBoundingSet=CAP_NET_BIND_SERVICE",
         "NoNewPrivileges=yes",

@@ -292,3 +292,93 @@ async fn shutdown_wakes_idle_udp_workers() {
         .unwrap();
     assert_eq!(udp_raw(addr, &q), None, "the stopped server still answers");
 }
+
+/// An IXFR query in its RFC 1995 §3 form, as `dig ixfr=1` sends it: the client's SOA in
+/// AUTHORITY.
+fn ixfr_with_soa(serial: u32) -> Message {
+    use hickory_proto::rr::rdata::SOA;
+    use hickory_proto::rr::{Name, Record};
+    let mut q = query("cluster.example.", RecordType::IXFR, None);
+    let name = |n: &str| Name::from_ascii(n).unwrap();
+    q.add_authority(Record::from_rdata(
+        name("cluster.example."),
+        3600,
+        RData::SOA(SOA::new(
+            name("ns1.cluster.example."),
+            name("hostmaster.cluster.example."),
+            serial,
+            3600,
+            600,
+            86400,
+            60,
+        )),
+    ));
+    q
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ixfr_with_its_soa_in_authority_is_refused_over_udp_and_tcp() {
+    let s = TestServer::example().await;
+    let q = ixfr_with_soa(1);
+    assert_eq!(q.authorities.len(), 1);
+    for (transport, m) in [("udp", udp(s.udp, &q)), ("tcp", tcp(s.tcp, &q))] {
+        assert_eq!(m.response_code, ResponseCode::Refused, "{transport}");
+        assert_eq!(m.queries[0].query_type(), RecordType::IXFR, "{transport}");
+        assert!(
+            m.answers.is_empty() && m.authorities.is_empty(),
+            "{transport}"
+        );
+    }
+    // A plain query with a record in AUTHORITY is answered, not FORMERR.
+    let mut q = query("www.cluster.example.", RecordType::A, Some(1232));
+    q.authorities = ixfr_with_soa(1).authorities;
+    let m = udp(s.udp, &q);
+    assert_eq!(m.response_code, ResponseCode::NoError);
+    assert_eq!(addrs(&m).len(), 3);
+    // kdig's own IXFR query (its SOA in AUTHORITY too), over UDP and TCP.
+    let kdig = require_tool("kdig");
+    for transport in ["+notcp", "+tcp"] {
+        let out = std::process::Command::new(&kdig)
+            .arg(format!("@{}", s.udp.ip()))
+            .args(["-p", &s.udp.port().to_string(), transport, "+time=2"])
+            .args(["+retry=0", "IXFR=1", "cluster.example."])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            text.contains("server replied with error 'REFUSED'"),
+            "kdig {transport}:\n{text}{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+    // dig's, over TCP: the transfer fails without a FORMERR.
+    let out = dig(s.udp, &["ixfr=1", "cluster.example."]);
+    assert!(out.contains("Transfer failed"), "{out}");
+    s.stop().await;
+}
+
+/// The EDNS cap from above: a client offering 4096 is held to `edns_udp_size` (1232), so an
+/// answer of about 2 KB, which 4096 would carry, comes back empty with TC=1 over UDP.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_offering_4096_is_held_to_1232() {
+    let zone = zone_with_large_txt();
+    let s = TestServer::start(&example_config(""), &[("cluster.example.zone", &zone)]).await;
+    let q = query("large.cluster.example.", RecordType::TXT, Some(4096));
+    let whole = tcp(s.tcp, &q);
+    assert_eq!(whole.answers.len(), 10);
+    let size = whole.to_vec().unwrap().len();
+    assert!((1233..4096).contains(&size), "{size} octets");
+    let raw = udp_raw(s.udp, &q.to_vec().unwrap()).expect("a UDP reply");
+    assert!(raw.len() <= 1232, "{} octets", raw.len());
+    let m = Message::from_vec(&raw).unwrap();
+    assert!(m.truncation, "TC=1");
+    assert!(m.answers.is_empty());
+    assert_eq!(m.edns.as_ref().map(Edns::max_payload), Some(1232));
+    // dig sees the same: TC, and no answer.
+    let out = dig(
+        s.udp,
+        &["+bufsize=4096", "+ignore", "large.cluster.example.", "TXT"],
+    );
+    assert!(out.contains(" tc") && out.contains("ANSWER: 0"), "{out}");
+    s.stop().await;
+}

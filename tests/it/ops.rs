@@ -1,6 +1,6 @@
 //! Operating lbns: the status listener (page, JSON, metrics, allowlist), drain with its state
-//! file across restarts, reload through HTTP and the CLI, reload under dnsperf load, the sampled
-//! query log, and dropping privileges.
+//! file across restarts, reload through the control socket and the CLI, reload under dnsperf
+//! load, the sampled query log, and dropping privileges.
 
 use std::collections::HashSet;
 use std::process::{Command, Stdio};
@@ -114,22 +114,51 @@ async fn status_page_json_metrics_and_healthz() {
         );
     }
 
-    // Control endpoints take POST only.
-    let (code, _, _) = http("GET", addr, "/reload").await;
+    // The status listener changes nothing: control paths are refused whatever the method (they
+    // are on the control socket), other paths take GET only.
+    for (method, path) in [("POST", "/reload"), ("GET", "/drain"), ("POST", "/undrain")] {
+        let (code, _, body) = http(method, addr, path).await;
+        assert_eq!(code, 403, "{method} {path}: {body}");
+        assert!(body.contains("control socket"), "{body}");
+    }
+    assert_eq!(
+        s.server.snapshot().generation,
+        generation,
+        "nothing reloaded"
+    );
+    let (code, _, _) = http("POST", addr, "/").await;
     assert_eq!(code, 405);
     let (code, _, _) = http("GET", addr, "/nothing-here").await;
     assert_eq!(code, 404);
     s.stop().await;
 }
 
+/// A connection from outside `[status] allow` is closed when accepted: no byte is read from it
+/// and none is sent.
 #[tokio::test(flavor = "multi_thread")]
-async fn clients_outside_the_allowlist_get_403() {
+async fn clients_outside_the_allowlist_are_closed_at_once() {
     let s = start_named("[status]\nlisten = \"127.0.0.1:0\"\nallow = [\"10.0.0.0/8\"]\n").await;
-    for (method, path) in [("GET", "/"), ("GET", "/metrics"), ("POST", "/reload")] {
-        let (code, _, body) = http(method, s.status(), path).await;
-        assert_eq!(code, 403, "{method} {path}");
-        assert_eq!(body, "127.0.0.1 is not in [status] allow\n");
-    }
+    let addr = s.status();
+    let answer = tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let started = Instant::now();
+        let mut c = std::net::TcpStream::connect(addr).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        // The request may or may not be written before the close reaches us.
+        let _ = c.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+        let mut got = Vec::new();
+        let r = c.read_to_end(&mut got);
+        (r.map_err(|e| e.kind()), got, started.elapsed())
+    })
+    .await
+    .unwrap();
+    let (result, got, took) = answer;
+    assert!(
+        matches!(result, Ok(0) | Err(std::io::ErrorKind::ConnectionReset)),
+        "{result:?}"
+    );
+    assert!(got.is_empty(), "{}", String::from_utf8_lossy(&got));
+    assert!(took < Duration::from_secs(1), "closed after {took:?}");
     s.stop().await;
 
     let s = start_named("[status]\nlisten = \"127.0.0.1:0\"\nallow = [\"127.0.0.1\"]\n").await;
@@ -149,9 +178,9 @@ async fn drain_is_immediate_survives_a_restart_and_undrain_restores() {
     assert_eq!(answered(&s, "www.cluster.example."), all);
 
     // The final dot may be left out; the reply names the pool as configured.
-    let (code, _, body) = http(
+    let (code, body) = control_http(
+        &s.control,
         "POST",
-        s.status(),
         "/drain?pool=www.cluster.example&backend=web2",
     )
     .await;
@@ -177,9 +206,9 @@ async fn drain_is_immediate_survives_a_restart_and_undrain_restores() {
     assert!(web2.drained && !web2.usable && web2.state == "up");
 
     // Unknown names are 404s that say what is missing.
-    let (code, _, body) = http(
+    let (code, body) = control_http(
+        &s.control,
         "POST",
-        s.status(),
         "/drain?pool=www.cluster.example.&backend=nope",
     )
     .await;
@@ -187,9 +216,10 @@ async fn drain_is_immediate_survives_a_restart_and_undrain_restores() {
         (code, body.as_str()),
         (404, "no backend `nope` in pool `www.cluster.example.`\n")
     );
-    let (code, _, body) = http("POST", s.status(), "/drain?pool=zzz.example.&backend=web1").await;
+    let (code, body) =
+        control_http(&s.control, "POST", "/drain?pool=zzz.example.&backend=web1").await;
     assert_eq!((code, body.as_str()), (404, "no pool `zzz.example.`\n"));
-    let (code, _, _) = http("POST", s.status(), "/drain?pool=www.cluster.example.").await;
+    let (code, _) = control_http(&s.control, "POST", "/drain?pool=www.cluster.example.").await;
     assert_eq!(code, 400);
 
     // A new server on the same files: still drained before it answers anything.
@@ -206,12 +236,12 @@ async fn drain_is_immediate_survives_a_restart_and_undrain_restores() {
         "{metrics}"
     );
 
-    // The CLI, by address: undrain by backend address, then a bad name fails loudly.
-    let addr = s.status().to_string();
+    // The CLI, by socket: undrain by backend address, then a bad name fails loudly.
+    let socket = s.control.to_str().unwrap().to_owned();
     let (ok, out, err) = lbns_cli(&[
         "undrain",
-        "--status-addr",
-        &addr,
+        "--socket",
+        &socket,
         "www.cluster.example.",
         "127.0.0.3",
     ])
@@ -222,14 +252,8 @@ async fn drain_is_immediate_survives_a_restart_and_undrain_restores() {
     let state = std::fs::read_to_string(&state_file).unwrap();
     assert!(state.contains("\"drained\": []"), "{state}");
 
-    let (ok, _, err) = lbns_cli(&[
-        "drain",
-        "--status-addr",
-        &addr,
-        "www.cluster.example.",
-        "nope",
-    ])
-    .await;
+    let (ok, _, err) =
+        lbns_cli(&["drain", "--socket", &socket, "www.cluster.example.", "nope"]).await;
     assert!(!ok);
     assert_eq!(
         err,
@@ -259,9 +283,9 @@ async fn state_file_entries_for_unknown_backends_are_kept() {
         answered(&s, "www.cluster.example."),
         set(&["127.0.0.2", "127.0.0.3"])
     );
-    http(
+    control_http(
+        &s.control,
         "POST",
-        s.status(),
         "/drain?pool=www.cluster.example.&backend=web1",
     )
     .await;
@@ -288,7 +312,7 @@ async fn reload_endpoint_and_cli_apply_the_file_or_report_every_problem() {
     let s = start_named("").await;
     let path = s.config_path();
     let before = s.server.snapshot().generation;
-    // Add a backend on disk; reload over HTTP picks it up from the file the server started on.
+    // Add a backend on disk; reload picks it up from the file the server started on.
     let text = std::fs::read_to_string(&path).unwrap();
     std::fs::write(
         &path,
@@ -299,7 +323,8 @@ async fn reload_endpoint_and_cli_apply_the_file_or_report_every_problem() {
     )
     .unwrap();
     let addr = s.status().to_string();
-    let (ok, out, err) = lbns_cli(&["reload", "--status-addr", &addr]).await;
+    let socket = s.control.to_str().unwrap().to_owned();
+    let (ok, out, err) = lbns_cli(&["reload", "--socket", &socket]).await;
     assert!(ok, "{out}{err}");
     assert_eq!(out, format!("reloaded {}\n", path.display()));
     assert!(s.server.snapshot().generation > before);
@@ -311,14 +336,14 @@ async fn reload_endpoint_and_cli_apply_the_file_or_report_every_problem() {
         text.replace("udp_workers = 1", "udp_workers = \"one\""),
     )
     .unwrap();
-    let (code, _, body) = http("POST", s.status(), "/reload").await;
+    let (code, body) = control_http(&s.control, "POST", "/reload").await;
     assert_eq!(code, 422);
     assert!(
         body.starts_with("reload rejected, still serving the old configuration:\n"),
         "{body}"
     );
     assert!(body.contains("lbns.toml:4:15: [server]"), "{body}");
-    let (ok, _, err) = lbns_cli(&["reload", "--status-addr", &addr]).await;
+    let (ok, _, err) = lbns_cli(&["reload", "--socket", &socket]).await;
     assert!(!ok);
     assert!(err.starts_with("lbns: reload rejected"), "{err}");
     assert!(answered(&s, "www.cluster.example.").contains("127.0.0.9"));
@@ -345,6 +370,15 @@ async fn reload_endpoint_and_cli_apply_the_file_or_report_every_problem() {
         )),
         "{err}"
     );
+    // Its control socket went with it.
+    let (ok, _, err) = lbns_cli(&["reload", "--socket", &socket]).await;
+    assert!(!ok);
+    assert!(
+        err.starts_with(&format!(
+            "lbns: cannot reach lbns at control socket {socket}: No such file"
+        )),
+        "{err}"
+    );
 }
 
 /// The acceptance test for reloads: dnsperf at a fixed rate against lbns while it reloads
@@ -352,6 +386,7 @@ async fn reload_endpoint_and_cli_apply_the_file_or_report_every_problem() {
 #[tokio::test(flavor = "multi_thread")]
 async fn no_query_is_lost_while_reloading_under_dnsperf() {
     let dnsperf = require_tool("dnsperf");
+    let _alone = LOAD_TESTS.lock().await;
     let s = start_named("").await;
     let queries = s.dir.path().join("queries.txt");
     std::fs::write(
@@ -397,7 +432,7 @@ async fn no_query_is_lost_while_reloading_under_dnsperf() {
             },
         )
         .unwrap();
-        let (code, _, body) = http("POST", s.status(), "/reload").await;
+        let (code, body) = control_http(&s.control, "POST", "/reload").await;
         assert_eq!(code, 200, "{body}");
         reloads += 1;
         tokio::time::sleep(Duration::from_millis(100)).await;

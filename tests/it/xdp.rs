@@ -242,3 +242,86 @@ kill $pid $client; wait $pid
         ],
     );
 }
+
+/// Response rate limiting applies through AF_XDP as on sockets (the workers share the answer
+/// step): 100 identical queries from one address in a burst, at `responses_per_second = 10`
+/// and `slip = 2`, get 10 answers, 45 empty TC=1 responses and 45 nothing (± 1), every one of
+/// them taken through AF_XDP. Needs root.
+#[test]
+fn rate_limiting_applies_through_af_xdp() {
+    let ip = require_tool("ip");
+    let dig = require_tool("dig");
+    let curl = require_tool("curl");
+    let python3 = require_tool("python3");
+    let dir = config_dir(
+        "[server]\nlisten = [\"127.0.0.1:5353\"]\nudp_workers = 1\nxdp = \"lo\"\n\n\
+         [rrl]\nresponses_per_second = 10\nslip = 2\n\n\
+         [[zone]]\norigin = \"cluster.example.\"\nfile = \"cluster.example.zone\"\n\n\
+         [[pool]]\nname = \"www.cluster.example.\"\nbackends = [\"127.0.0.2\", \"127.0.0.3\"]\n\n\
+         [status]\nlisten = \"127.0.0.1:8053\"\n",
+        EXAMPLE_ZONE,
+    );
+    let script = format!(
+        r#"
+{ip} link set lo up
+echo 1 >/proc/sys/net/ipv4/conf/lo/route_localnet
+echo 1 >/proc/sys/net/ipv4/conf/lo/accept_local
+{lbns} serve --config {dir}/lbns.toml 2>{dir}/lbns.log &
+pid=$!
+for i in $(seq 100); do
+    {dig} @127.0.0.1 -p 5353 +tcp +short +time=1 ns1.cluster.example. | grep -q . && break
+    sleep 0.1
+done
+echo "== burst"
+{python3} -c '
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("127.0.0.1", 0))
+name = bytes.fromhex("03777777 07636c7573746572 076578616d706c65 00")
+for i in range(1, 101):
+    q = i.to_bytes(2, "big") + bytes.fromhex("0000 0001 0000 0000 0000") + name + bytes.fromhex("0001 0001")
+    s.sendto(q, ("127.0.0.1", 5353))
+seen = {{}}
+s.settimeout(0.5)
+try:
+    while True:
+        r = s.recv(4096)
+        seen[int.from_bytes(r[:2], "big")] = r
+except socket.timeout:
+    pass
+print("full", sum(1 for r in seen.values() if r[2] & 2 == 0 and r[7] > 0))
+print("tc", sum(1 for r in seen.values() if r[2] & 2 and r[7] == 0))
+print("none", 100 - len(seen))
+'
+echo "== metrics"; {curl} -s http://127.0.0.1:8053/metrics | grep -E '^lbns_(udp_xdp|rrl_[a-z]*)_total'
+kill $pid; wait $pid
+"#,
+        curl = curl.display(),
+        ip = ip.display(),
+        python3 = python3.display(),
+        lbns = lbns_bin().display(),
+        dir = dir.path().display(),
+        dig = dig.display(),
+    );
+    let out = Sections::run_in_netns(&script, &dir.path().join("lbns.log"));
+    let burst = out.section("burst");
+    let count = |what: &str| -> u64 {
+        burst
+            .lines()
+            .find_map(|l| l.strip_prefix(what)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {what} in:\n{burst}"))
+    };
+    let (full, tc, none) = (count("full"), count("tc"), count("none"));
+    assert!(full.abs_diff(10) <= 1, "answers: {full}\n{burst}");
+    assert!(tc.abs_diff(45) <= 1, "TC=1: {tc}\n{burst}");
+    assert!(none.abs_diff(45) <= 1, "nothing: {none}\n{burst}");
+    out.expect_lines(
+        "metrics",
+        &[
+            "lbns_udp_xdp_total 100",
+            &format!("lbns_rrl_slipped_total {tc}"),
+            &format!("lbns_rrl_dropped_total {none}"),
+            &format!("lbns_rrl_limited_total {}", tc + none),
+        ],
+    );
+}

@@ -26,7 +26,7 @@ use socket2::{Domain, Socket, Type};
 
 use super::udp::STOP_GRACE;
 use super::{Answerer, NetError, join_within};
-use crate::dns::handle_truncated;
+use crate::dns::{RateTable, handle_truncated};
 use crate::metrics::{LocalMetrics, Metrics};
 use crate::querylog::QueryLog;
 use crate::snapshot::SnapshotCell;
@@ -217,6 +217,7 @@ impl Opened {
     pub(crate) fn spawn(
         self,
         cell: SnapshotCell,
+        limiter: Arc<RateTable>,
         metrics: Arc<Metrics>,
         query_log: Arc<QueryLog>,
     ) -> Workers {
@@ -247,6 +248,7 @@ impl Opened {
             .map(|(i, xsk)| {
                 let ctx = Worker {
                     cell: cell.clone(),
+                    limiter: limiter.clone(),
                     metrics: metrics.clone(),
                     query_log: query_log.clone(),
                     stop: stop.clone(),
@@ -323,6 +325,7 @@ impl MtuWatch {
 
 struct Worker {
     cell: SnapshotCell,
+    limiter: Arc<RateTable>,
     metrics: Arc<Metrics>,
     query_log: Arc<QueryLog>,
     stop: Arc<AtomicBool>,
@@ -333,7 +336,11 @@ struct Worker {
 impl Worker {
     fn run(self, mut xsk: Xsk) {
         let mut out = Vec::with_capacity(xsk::FRAME);
-        let mut answerer = Answerer::new(LocalMetrics::xdp(), self.query_log.clone());
+        let mut answerer = Answerer::new(
+            self.limiter.clone(),
+            LocalMetrics::xdp(),
+            self.query_log.clone(),
+        );
         let mut fds = [
             libc::pollfd {
                 fd: xsk.fd(),
@@ -401,7 +408,8 @@ impl Worker {
                         return Some(floor_echo(buf, &d));
                     }
                     let query = &buf[d.payload.clone()];
-                    answerer.answer(&snapshot, query, &mut out, || Some(d.src))?;
+                    answerer
+                        .answer(&snapshot, query, Some(d.src.ip()), &mut out, || Some(d.src))?;
                     let room = buf.len() - d.headers();
                     let fits = |o: &Vec<u8>| o.len() <= room && d.ip_len(o.len()) <= mtu;
                     if !fits(&out) {

@@ -17,6 +17,10 @@ use hickory_proto::rr::{Name, RData, RecordType};
 use lbns::app::Server;
 use lbns::config::Config;
 
+/// Held by the tests that measure under dnsperf load, so they do not load the machine for
+/// each other.
+pub static LOAD_TESTS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// The bundled example zone, used by most tests so they exercise what users run.
 pub const EXAMPLE_ZONE: &str = include_str!("../../../zones/cluster.example.zone");
 
@@ -51,6 +55,8 @@ pub struct TestServer {
     pub tcp: SocketAddr,
     /// The status listener, unless the config turned it off.
     pub status: Option<SocketAddr>,
+    /// The control socket.
+    pub control: PathBuf,
     pub dir: tempfile::TempDir,
 }
 
@@ -82,6 +88,7 @@ impl TestServer {
             udp: server.udp_addrs()[0],
             tcp: server.tcp_addrs()[0],
             status: server.status_addrs().first().copied(),
+            control: server.control_socket().to_owned(),
             server,
             dir,
         }
@@ -374,6 +381,32 @@ pub async fn http(method: &str, addr: SocketAddr, path_and_query: &str) -> (u16,
     (status, kind, response.text().await.unwrap())
 }
 
+/// One HTTP/1.1 request over the control socket at `socket`: (status code, body).
+pub async fn control_http(socket: &Path, method: &str, path_and_query: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::UnixStream::connect(socket)
+        .await
+        .unwrap_or_else(|e| panic!("connect {}: {e}", socket.display()));
+    let request =
+        format!("{method} {path_and_query} HTTP/1.1\r\nHost: lbns\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = Vec::new();
+    tokio::time::timeout(Duration::from_secs(30), stream.read_to_end(&mut response))
+        .await
+        .expect("control socket answers within 30 s")
+        .unwrap();
+    let response = String::from_utf8(response).unwrap();
+    let (head, body) = response
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("not an HTTP response: {response:?}"));
+    let code = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {head:?}"));
+    (code, body.to_owned())
+}
+
 /// `lbns ARGS...` run to completion (off the async runtime): (success, stdout, stderr).
 pub async fn lbns_cli(args: &[&str]) -> (bool, String, String) {
     let args: Vec<String> = args.iter().map(|s| (*s).to_owned()).collect();
@@ -387,4 +420,17 @@ pub async fn lbns_cli(args: &[&str]) -> (bool, String, String) {
     })
     .await
     .unwrap()
+}
+
+/// The value of the unlabelled metric `name` on the status listener at `status` (blocking: a
+/// plain HTTP/1.0 GET of `/metrics`, so the body comes unchunked); 0 when absent.
+pub fn metric(status: SocketAddr, name: &str) -> f64 {
+    let mut s = TcpStream::connect(status).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(s, "GET /metrics HTTP/1.0\r\nHost: {status}\r\n\r\n").unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0.0)
 }
