@@ -773,18 +773,26 @@ def run(argv):
                 same = bool(before) and before[-1].addrs == first[0].addrs
             time.sleep(2.0)
             t_end = time.monotonic()
-            row = {"n": n, "killed": ip, "answers_after": t_first - t_start, "same": same}
+            row = {"n": n, "killed": ip, "answers_after": t_first - t_start, "same": same,
+                   "restarted_at": t_start - t_kill, "failures": []}
             for t in targets:
                 window = [e for e in t.since(t_kill) if e.t0 < t_end]
                 if t is me:
                     window = [e for e in window if e.t0 >= t_first]
                 row[t.label + "_failed"] = sum(1 for e in window if e.addrs is None)
                 row[t.label + "_asked"] = len(window)
+                # When each failed query was sent, from the kill, and why it failed.
+                row["failures"] += ["%s %.2f s: %s" % (t.label, e.t0 - t_kill, e.err)
+                                    for e in window if e.addrs is None]
+                if t in resolvers:
+                    row["client_failed_while_down"] = row.get("client_failed_while_down", 0) + sum(
+                        1 for e in window if e.addrs is None and e.t0 < t_start)
             restart_rows.append(row)
-            print("restart=%d killed=%s answers_after=%.2f first_answer_as_peer=%s %s" % (
+            print("restart=%d killed=%s answers_after=%.2f first_answer_as_peer=%s %s%s" % (
                 n, ip, row["answers_after"], same,
                 " ".join("%s_failed=%d/%d" % (t.label, row[t.label + "_failed"], row[t.label + "_asked"])
-                         for t in targets)), flush=True)
+                         for t in targets),
+                "".join(" [%s]" % f for f in row["failures"])), flush=True)
     finally:
         stop.set()
         for t in targets:
@@ -943,6 +951,15 @@ def restart_summary(a, rows, resolvers, lbns_targets, sub):
     out.append("| the restarted instance answers after: p50 / max | %s |" % p50_max(
         r["answers_after"] for r in rows).replace(" | ", " / "))
     out.append("| its first answer is its peer's answer | %d of %d |" % (sum(1 for r in rows if r["same"]), n))
+    failed = sum(r[t.label + "_failed"] for r in rows for t in resolvers)
+    if failed:
+        down = sum(r.get("client_failed_while_down", 0) for r in rows)
+        out.append("")
+        out.append("%d of the %d failed client queries were sent while the killed instance was down "
+                   "(before its restart), %d after. The instance that stayed up answered every "
+                   "query sent to it directly, so these are the resolver's: with one of its two "
+                   "nameservers dead it did not answer within the client's %g s timeout." % (
+                       down, failed, failed - down, TIMEOUT))
     return out
 
 
@@ -951,14 +968,17 @@ def restart_trials(rows, targets, sub):
         return []
     out = ["", "%s Every restart trial" % sub, "",
            "*failed*: failed queries of all asked, from the kill to 2 s after the first answer "
-           "(for the killed instance itself: from its first answer).", "",
+           "(for the killed instance itself: from its first answer); *failures*: when each was "
+           "sent, in seconds from the kill (the restart came %s s after it), and why." % (
+               "%.1f" % rows[0]["restarted_at"]), "",
            "| trial | killed | answers after (s) | first answer as its peer's | " +
-           " | ".join(t.label + " failed" for t in targets) + " |",
-           "|---:|---|---:|---|" + "---:|" * len(targets)]
+           " | ".join(t.label + " failed" for t in targets) + " | failures |",
+           "|---:|---|---:|---|" + "---:|" * len(targets) + "---|"]
     for r in rows:
-        out.append("| %d | %s | %.2f | %s | %s |" % (
+        out.append("| %d | %s | %.2f | %s | %s | %s |" % (
             r["n"], r["killed"], r["answers_after"], "yes" if r["same"] else "no",
-            " | ".join("%d/%d" % (r[t.label + "_failed"], r[t.label + "_asked"]) for t in targets)))
+            " | ".join("%d/%d" % (r[t.label + "_failed"], r[t.label + "_asked"]) for t in targets),
+            "; ".join(r["failures"]) or "-"))
     return out
 
 
@@ -1151,9 +1171,9 @@ meta() {
     echo "- lbns $LBNS_VERSION, release build"
     echo "- $(unbound -V 2>&1 | head -1 | sed 's/^Version/unbound/')$([ -n "$KRESD_VERSION" ] && echo "; $KRESD_VERSION")"
     echo "- machine: $(nproc) CPUs ($(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)), $(uname -sr), shared with other work; load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
-    echo "- setup (all in a private network namespace, \`unshare -n\`): four HTTP backends on 127.0.0.2-.5:8080; two lbns on 127.0.0.53:53 and 127.0.0.54:53, zone \`lb.test.\`, pool \`www.lb.test.\` with \`$POOL_SETTINGS\`, \`probe = { kind = \"http\", port = 8080$PROBE_SOURCE }\` (the default probe timing: interval 1 s, timeout 500 ms, jitter 200 ms, rise 2, fall 2); unbound on 127.0.0.1:53 with \`stub-zone\` lb.test. → both lbns, \`prefetch: no\`, \`serve-expired: no\`, \`module-config: \"iterator\"\`, one thread$([ "$KRESD" -eq 1 ] && echo "; kresd on 127.0.0.1:5353 with \`policy.STUB\` lb.test. → both lbns, default \`cache.min_ttl\` (5 s)")"
+    echo "- setup (all in a private network namespace, \`unshare -n\`): four HTTP backends on 127.0.0.2-.5:8080; two lbns on 127.0.0.53:53 and 127.0.0.54:53, zone \`lb.test.\`, pool \`www.lb.test.\` with \`$POOL_SETTINGS\`, \`probe = { kind = \"http\", port = 8080$([ -n "$PROBE_SOURCE" ] && echo ", source = \"<its own address>\"") }\` (the default probe timing: interval 1 s, timeout 500 ms, jitter 200 ms, rise 2, fall 2); unbound on 127.0.0.1:53 with \`stub-zone\` lb.test. → both lbns, \`prefetch: no\`, \`serve-expired: no\`, \`module-config: \"iterator\"\`, one thread$([ "$KRESD" -eq 1 ] && echo "; kresd on 127.0.0.1:5353 with \`policy.STUB\` lb.test. → both lbns, default \`cache.min_ttl\` (5 s)")"
     if [ "$CLUSTER" -eq 1 ]; then
-        echo "- \`[cluster]\` on both lbns: each the other's peer (127.0.0.53:8055, 127.0.0.54:8055), one key file (chmod 600), the defaults \`quorum = \"majority\"\`, \`exchange_interval = \"500ms\"\`, \`peer_max_age\` 1.5 s; each probes from its own address (\`source\`, in the probe line above)"
+        echo "- \`[cluster]\` on both lbns: each the other's peer (127.0.0.53:8055, 127.0.0.54:8055), one key file (chmod 600), the defaults \`quorum = \"majority\"\`, \`exchange_interval = \"500ms\"\`, \`peer_max_age\` 1.5 s; each probes from its own address (\`source\`), so an nftables rule can cut one instance's probes"
     fi
     echo "- client: a python3 UDP query for \`www.lb.test. A\` every 100 ms to each resolver and to the lbns on 127.0.0.53 (*lbns itself*)$([ -n "${EXTRA_ARGS[*]}" ] && echo " and on 127.0.0.54 (*lbns2*)"); a reply not back within 1 s, unparseable, truncated, not NOERROR or without an A record is a failed query, not a drop"
     if [ $((TRIALS_KILLED + TRIALS_HUNG)) -gt 0 ]; then

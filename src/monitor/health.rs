@@ -459,6 +459,18 @@ impl HealthTable {
             .map(|(bi, ((h, &drained), b))| {
                 let usable = !drained && self.up(model, pool, bi, now);
                 let ttl_cap = match (&p.adaptive, &b.probe) {
+                    // Outvoted: this instance's own probes took it down, the quorum keeps it.
+                    // If it is dead, the quorum follows within one peer delay of the others'
+                    // detection, and an answer cached with the steady TTL just before would
+                    // outlive `failover` (the proof adds only that delay to detection). So,
+                    // as in the last second before a fall, TTL 0; in a lasting one-sided loss
+                    // this instance's answers for the pool are then not cached (its peers'
+                    // are).
+                    (Some(_), Some(_))
+                        if usable && model.cluster.is_some() && h.state == HealthState::Down =>
+                    {
+                        Some(0)
+                    }
                     (Some(_), Some(spec)) if usable => h.seconds_left(now, spec, p.max_age),
                     _ => None,
                 };
@@ -820,6 +832,66 @@ probe = {{ kind = "tcp", port = 80 }}
         // Silent for longer than peer_max_age: the peers stop counting.
         tokio::time::advance(Duration::from_millis(1100)).await;
         assert!(!usable(&t));
+    }
+
+    /// `failover = "5s"`, one probed backend with the default timing, two peers, majority.
+    fn adaptive_cluster_model() -> Model {
+        let text = r#"
+[cluster]
+listen = "127.0.0.53:8055"
+peers = ["127.0.0.54:8055", "127.0.0.55:8055"]
+key_file = "key"
+
+[[zone]]
+origin = "example."
+file = "example.zone"
+
+[[pool]]
+name = "p.example."
+failover = "5s"
+backends = ["127.0.0.2"]
+probe = { kind = "tcp", port = 80 }
+"#;
+        let config = crate::config::Config::parse(text, std::path::Path::new("t.toml")).unwrap();
+        Model::new(&config)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn answers_carry_ttl_zero_while_this_instance_is_outvoted() {
+        let m = adaptive_cluster_model();
+        let mut t = HealthTable::new(&m, None);
+        let start = Instant::now();
+        let peers_up = |t: &mut HealthTable| {
+            for peer in 0..2 {
+                t.set_peer_view(0, 0, peer, view(HealthState::Up, Instant::now()));
+            }
+        };
+        let verdict = |t: &HealthTable| t.pool_verdicts(&m, 0, Instant::now())[0];
+        t.observe(&m, 0, 0, start, obs(true));
+        peers_up(&mut t);
+        assert_eq!(cap(&t, &m), None);
+        // Probes fail from 1 s on (each took its 500 ms timeout); at 2 s this instance takes
+        // the backend down while both peers still see it up (one-sided loss, or the first of
+        // three to see a death). As long as that lasts, TTL 0.
+        for s in 1..=8 {
+            tokio::time::advance(start + Duration::from_secs(s) - Instant::now()).await;
+            t.observe(&m, 0, 0, Instant::now(), obs_took(false, 500));
+            peers_up(&mut t);
+            let v = verdict(&t);
+            assert!(v.usable, "two of three see it up");
+            // At 1 s it is in doubt, not down yet: the seconds left until it can be (1.2 s).
+            let want = if s == 1 { 1 } else { 0 };
+            assert_eq!(v.ttl_cap, Some(want), "at {s} s");
+        }
+        // A peer agrees: down by quorum, out of the answers.
+        t.set_peer_view(0, 0, 1, view(HealthState::Down, Instant::now()));
+        assert!(!verdict(&t).usable);
+        peers_up(&mut t);
+        // It answers again: still down here until rise (2), then up and no doubt is left.
+        t.observe(&m, 0, 0, Instant::now(), obs(true));
+        assert_eq!(cap(&t, &m), Some(0));
+        t.observe(&m, 0, 0, Instant::now(), obs(true));
+        assert_eq!(cap(&t, &m), None);
     }
 
     #[tokio::test(start_paused = true)]

@@ -55,15 +55,16 @@ def parse(buf, qid):
         while buf[off] != 0:
             off += 1 + buf[off]
         off += 5
-    out = set()
+    out, ttls = set(), set()
     for _ in range(an):
         off += 2 if buf[off] & 0xC0 == 0xC0 else 0
-        rtype, _, _, rdlen = struct.unpack_from(">HHIH", buf, off)
+        rtype, _, ttl, rdlen = struct.unpack_from(">HHIH", buf, off)
         off += 10
         if rtype == 1 and rdlen == 4:
             out.add(socket.inet_ntoa(buf[off:off + 4]))
+            ttls.add(ttl)
         off += rdlen
-    return frozenset(out)
+    return frozenset(out), min(ttls, default=None)
 
 socks = {}
 for ip in INSTANCES:
@@ -74,7 +75,7 @@ for ip in INSTANCES:
 qid = 0
 
 def ask(ip):
-    """The addresses instance `ip` answers now, or None (lost or bad reply)."""
+    """The addresses instance `ip` answers now and their TTL, or None (lost or bad reply)."""
     global qid
     qid = (qid + 1) & 0xFFFF
     s = socks[ip]
@@ -88,10 +89,14 @@ def ask(ip):
         return None
 
 SAMPLES = []
+TTLS = {}
 
 def sample():
+    """One sample: (time, each instance's addresses or None); TTLS keeps each answer's TTL."""
     t = time.monotonic()
-    row = (t, [ask(ip) for ip in INSTANCES])
+    replies = [ask(ip) for ip in INSTANCES]
+    row = (t, [r[0] if r else None for r in replies])
+    TTLS[t] = [r[1] if r else None for r in replies]
     SAMPLES.append(row)
     return row
 
@@ -189,6 +194,11 @@ without = ["%s@%.1f" % (ip, t - t0) for t, answers in rows
 print("without3=%d longest_disagreement=%.3f failed=%d samples=%d" % (
     len(without), longest_disagreement(rows), failed(rows), len(rows)))
 print("without3_at " + " ".join(without))
+# failover = "5s": the steady TTL is 2 s. .53, outvoted (its probes see .3 down, the quorum
+# keeps it), answers with TTL 0 once it took .3 down (by 2.9 s); the others with the steady TTL.
+late = [TTLS[t] for t, _ in rows if t >= t0 + 5]
+print("ttls " + " ".join("%s=%s" % (ip, ",".join(str(x) for x in sorted({r[i] for r in late if r[i] is not None})))
+                         for i, ip in enumerate(INSTANCES)))
 for ip in INSTANCES:
     print(status(ip))
 
@@ -210,10 +220,11 @@ print("longest_disagreement=%.3f failed=%d samples=%d" % (
 
 /// Three instances with `[cluster]` (127.0.0.53-.55), each probing `www.lb.test.` (HTTP
 /// backends .2 and .3) from its own address with the default probe timing. Cutting .53 from
-/// .3 (one-sided loss) leaves .3 in every instance's answers, since two of three see it up;
-/// cutting .54 too takes it out of all three; removing the cuts brings it back on all. The
-/// instances never disagree for longer than `MAX_DISAGREEMENT`, and no query fails. About
-/// 25 s of wall time; the script is stopped (and stops what it started) at 120 s.
+/// .3 (one-sided loss) leaves .3 in every instance's answers, since two of three see it up,
+/// and (the pool has `failover = "5s"`) .53, outvoted, answers with TTL 0 while the others
+/// keep the steady 2 s; cutting .54 too takes it out of all three; removing the cuts brings it
+/// back on all. The instances never disagree for longer than `MAX_DISAGREEMENT`, and no query
+/// fails. About 25 s of wall time; the script is stopped (and stops what it started) at 120 s.
 #[test]
 fn three_instances_agree_through_one_sided_loss_made_with_nftables() {
     // Fails, never skips, when a tool is missing.
@@ -248,6 +259,7 @@ fn three_instances_agree_through_one_sided_loss_made_with_nftables() {
                  [cluster]\nlisten = \"{me}:8055\"\npeers = [{peers}]\nkey_file = \"{key}\"\n\n\
                  [[zone]]\norigin = \"lb.test.\"\nfile = \"lb.test.zone\"\n\n\
                  [[pool]]\nname = \"www.lb.test.\"\nbackends = [\"127.0.0.2\", \"127.0.0.3\"]\n\
+                 failover = \"5s\"\n\
                  probe = {{ kind = \"http\", port = 8080, source = \"{me}\" }}\n",
                 peers = peers.join(", "),
                 key = key.display(),
@@ -326,6 +338,9 @@ done
             "status 127.0.0.53 state=down usable=true peers=up,up",
             "status 127.0.0.54 state=up usable=true peers=down,up",
             "status 127.0.0.55 state=up usable=true peers=down,up",
+            // Outvoted, .53 answers with TTL 0 (docs/config.md, `[cluster]`, the failover
+            // promise); its peers with the steady TTL of `failover = "5s"`.
+            "ttls 127.0.0.53=0 127.0.0.54=2 127.0.0.55=2",
         ],
     );
     assert_eq!(
