@@ -970,9 +970,10 @@ if [ "$FULL_LOAD" -eq 1 ]; then
 fi
 
 # --flood: one source address sends the static set at each fixed rate to lbns-flood (limit 10
-# per second per name: nearly every response over it) and to lbns (no limit). Dropped responses
-# time out in dnsperf after 1 s, so up to a second's worth are outstanding: -q is raised to hold
-# them. The measure is the server's CPU per query received (answered + lost).
+# per second per name: nearly every response over it) and to lbns (no limit), with the same
+# dnsperf options. Dropped responses time out in dnsperf after 250 ms, so up to a quarter
+# second's worth are outstanding: -q is raised to hold them. The measure is the server's CPU per
+# query received (answered + lost).
 if [ "$FLOOD" -eq 1 ]; then
     start_server lbns-flood
     ready lbns-flood
@@ -982,7 +983,7 @@ if [ "$FLOOD" -eq 1 ]; then
         for rate in $RATES; do
             for s in lbns lbns-flood; do
                 guarded_run "$s" measure "$s" static "$TMP/runs/$s.flood.$rate.$round.txt" \
-                    -l "$LAT_DURATION" -Q "$rate" -q 60000 -t 1
+                    -l "$LAT_DURATION" -Q "$rate" -q "$(( rate / 8 + 1000 ))" -t 0.25
                 row "$rate" "$s" static "$m" | tee -a "$FLOODS" | awk -F'\t' '{
                     printf "   round %s qps %-10s sent %8d  answered %8d  lost %8d  server %5.2fs = %6.2f us per query received\n",
                         $3, $1, $4 + $5, $4, $5, $9, ($4 + $5 > 0 ? $9 * 1e6 / ($4 + $5) : 0) }' >&2
@@ -1187,7 +1188,7 @@ if [ "$WRITE" -eq 1 ]; then
         echo "- fixed rates (the primary comparison): \`dnsperf ${DNSPERF_COMMON[*]} -p PORT -d SET -l $LAT_DURATION -Q RATE -v\` at $(echo "$RATES" | sed 's/ /, /g') qps, $ROUNDS round(s), servers interleaved ($SERVERS) within each round, rate and query set; medians over rounds; p99 is the nearest-rank percentile of the per-query latencies \`-v\` prints (dnsperf 2.10 prints no percentiles)"
         [ "$FULL_LOAD" -eq 1 ] && echo "- full load (secondary): \`dnsperf ${DNSPERF_COMMON[*]} -p PORT -d SET -l $DURATION\`, $ROUNDS round(s); dnsperf's own core is the bottleneck there, so servers are compared at different loads"
         [ "$COOKIES" -eq 1 ] && echo "- \`+cookie\` query sets: the same queries with \`-E $COOKIE_OPT\` (a client cookie on every query)"
-        [ "$FLOOD" -eq 1 ] && echo "- flood: \`dnsperf ... -d static -l $LAT_DURATION -Q RATE -q 60000 -t 1\` from one source to lbns-flood and lbns; CPU per query *received* (answered + lost)"
+        [ "$FLOOD" -eq 1 ] && echo "- flood: \`dnsperf ... -d static -l $LAT_DURATION -Q RATE -q RATE/8+1000 -t 0.25\` from one source to lbns-flood and lbns; CPU per query *received* (answered + lost)"
         [ "$XDP" -eq 1 ] && echo "- \`--xdp\`: everything ran in a private network namespace (\`unshare -n\`, with \`net.ipv4.conf.lo.route_localnet\` and \`accept_local\` set to 1 there, which AF_XDP replies on loopback need); lbns-xdp and knot-xdp answer UDP through AF_XDP in generic (copy) mode on lo, and each was started just before each of its runs and stopped after it (one XDP program per interface), the other servers ran throughout"
         echo
         echo "Versions:"
