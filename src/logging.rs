@@ -16,9 +16,9 @@ use std::fmt;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use tracing::callsite::Identifier;
 use tracing::field::Value;
 use tracing::{Event, Metadata, Subscriber};
+use tracing_core::callsite::Identifier;
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::registry::LookupSpan;
