@@ -120,7 +120,7 @@ impl Monitor {
         let backends = backend_index(&model);
         let (drains_tx, drains_rx) = watch::channel(0);
         let (tx, mut rx) = mpsc::unbounded_channel();
-        scheduler.start(&model, 1, &tx);
+        let probes = scheduler.start(&model, 1, &tx);
         if let (Some(l), Some(c)) = (&link, &model.cluster) {
             // Probing and telling the peers go on meanwhile: every instance of a cluster that
             // starts at once waits like this one.
@@ -155,7 +155,6 @@ impl Monitor {
         let now = Instant::now();
         let publisher = Publisher::new(&model, Arc::new(zones), table.verdicts(&model, now));
         let cell = publisher.cell().clone();
-        let probes = describe_probes(&model, &scheduler);
         let model = Arc::new(model);
         let inner = Arc::new(Mutex::new(Inner {
             model: model.clone(),
@@ -201,9 +200,8 @@ impl Monitor {
             HealthTable::new(&model, Some((&i.model, &i.table)))
         };
         apply_first_round(&self.scheduler, &model, &mut table).await;
-        let probes = describe_probes(&model, &self.scheduler);
         let model = Arc::new(model);
-        let epoch = {
+        {
             let mut i = self.lock();
             // Drains made while the round ran are in the old table: keep them.
             let drained = i.table.drained().clone();
@@ -213,12 +211,11 @@ impl Monitor {
             i.publisher.replace(&model, Some(Arc::new(zones)), verdicts);
             i.model = model.clone();
             i.table = table;
-            i.probes = probes;
             i.load_dirty.clear();
             i.epoch += 1;
-            i.epoch
-        };
-        self.scheduler.start(&model, epoch, &self.observed);
+            // Under the lock, so the status page never names the old probes of the new model.
+            i.probes = self.scheduler.start(&model, i.epoch, &self.observed);
+        }
     }
 
     /// Takes a backend out of answers (or puts it back) regardless of health. `pool` and
@@ -360,26 +357,6 @@ fn locate(model: &Model, pool: &str, backend: &str) -> Option<(usize, usize)> {
         .iter()
         .position(|b| b.name == backend || b.address.to_string() == backend)?;
     Some((pi, bi))
-}
-
-/// How the status page names each backend's probe.
-fn describe_probes(model: &Model, scheduler: &Scheduler) -> Vec<Vec<String>> {
-    model
-        .pools
-        .iter()
-        .map(|p| {
-            p.backends
-                .iter()
-                .map(|b| match &b.probe {
-                    None => crate::config::PROBE_NONE.to_owned(),
-                    Some(spec) => match crate::probe::build(spec, b.address, scheduler.shared()) {
-                        Ok(probe) => probe.describe(),
-                        Err(e) => format!("invalid: {e}"),
-                    },
-                })
-                .collect()
-        })
-        .collect()
 }
 
 /// Probes every backend still unknown and applies what they saw.

@@ -50,11 +50,6 @@ impl Scheduler {
         }
     }
 
-    /// What probes share (the HTTP client).
-    pub(crate) fn shared(&self) -> &Shared {
-        &self.shared
-    }
-
     /// Probes every backend of `model` whose health in `table` is still unknown, all at once
     /// (bounded by the probes' timeouts), and returns what each saw.
     pub(crate) async fn first_round(&self, model: &Model, table: &HealthTable) -> Vec<Observed> {
@@ -89,12 +84,20 @@ impl Scheduler {
 
     /// Replaces the probe tasks with one per probed backend of `model`, each sending to
     /// `observed` tagged with `epoch`.
+    ///
+    /// Returns how each backend's probe describes itself, indexed like the model's pools and
+    /// backends (`none` for a backend never probed), for the status page.
     pub(crate) fn start(
         &self,
         model: &Model,
         epoch: u64,
         observed: &mpsc::UnboundedSender<Observed>,
-    ) {
+    ) -> Vec<Vec<String>> {
+        let mut described: Vec<Vec<String>> = model
+            .pools
+            .iter()
+            .map(|p| vec![crate::config::PROBE_NONE.to_owned(); p.backends.len()])
+            .collect();
         let mut tasks = self.tasks.lock().expect("tasks lock");
         for t in tasks.drain(..) {
             t.abort();
@@ -104,6 +107,7 @@ impl Scheduler {
                 continue;
             };
             let probe = build(&spec, b.address, &self.shared);
+            described[pi][bi] = probe.describe();
             tasks.push(tokio::spawn(probe_loop(
                 probe,
                 spec,
@@ -112,6 +116,7 @@ impl Scheduler {
                 observed.clone(),
             )));
         }
+        described
     }
 
     /// Stops every probe task.
