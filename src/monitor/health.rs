@@ -500,6 +500,11 @@ impl HealthTable {
 mod tests {
     use super::*;
 
+    /// The model of a config text (zone files are never read here).
+    fn model_of(text: &str) -> Model {
+        Model::new(&crate::config::Config::parse(text, std::path::Path::new("t.toml")).unwrap())
+    }
+
     fn obs(ok: bool) -> Observation {
         Observation {
             ok,
@@ -579,8 +584,7 @@ max_age = "3s"
 backends = ["127.0.0.2", { address = "127.0.0.3", probe = { kind = "none" } }]
 probe = { kind = "tcp", port = 80 }
 "#;
-        let config = crate::config::Config::parse(text, std::path::Path::new("t.toml")).unwrap();
-        Model::new(&config)
+        model_of(text)
     }
 
     fn usable(t: &HealthTable, m: &Model, now: Instant) -> Vec<bool> {
@@ -664,8 +668,7 @@ failover = "5s"
 backends = ["127.0.0.2"]
 probe = { kind = "tcp", port = 80 }
 "#;
-        let config = crate::config::Config::parse(text, std::path::Path::new("t.toml")).unwrap();
-        Model::new(&config)
+        model_of(text)
     }
 
     fn cap(t: &HealthTable, m: &Model) -> Option<u32> {
@@ -739,8 +742,7 @@ backends = ["127.0.0.2"]
 probe = {{ kind = "tcp", port = 80 }}
 "#
         );
-        let config = crate::config::Config::parse(&text, std::path::Path::new("t.toml")).unwrap();
-        Model::new(&config)
+        model_of(&text)
     }
 
     fn view(state: HealthState, at: Instant) -> PeerView {
@@ -852,8 +854,7 @@ failover = "5s"
 backends = ["127.0.0.2"]
 probe = { kind = "tcp", port = 80 }
 "#;
-        let config = crate::config::Config::parse(text, std::path::Path::new("t.toml")).unwrap();
-        Model::new(&config)
+        model_of(text)
     }
 
     #[tokio::test(start_paused = true)]
