@@ -23,7 +23,7 @@ use lbns::zones::ZoneSet;
 fn snapshot() -> Snapshot {
     let config = Config::load(Path::new("zones/lbns.toml")).expect("bundled config");
     let model = Model::new(&config);
-    let (zones, _) = ZoneSet::load(&config.zones, &model.pools).expect("bundled zone");
+    let (zones, _, _) = ZoneSet::load(&config.zones, &model.pools, None).expect("bundled zone");
     let up = Verdict {
         usable: true,
         ..Verdict::default()

@@ -95,6 +95,8 @@ impl Server {
             warnings,
             peer_key,
         } = control::check(config)?;
+        // The parser's buffers are freed by now; give them back to the system.
+        crate::limits::release_memory();
         for w in &warnings {
             tracing::warn!("{w}");
         }

@@ -19,7 +19,7 @@ use crate::monitor::peers::PeerKey;
 use crate::probe;
 use crate::querylog::QueryLog;
 use crate::state::{SavedState, StateError};
-use crate::zones::{ZoneError, ZoneSet, ZoneWarning};
+use crate::zones::{LoadStats, ZoneError, ZoneSet, ZoneWarning};
 
 /// Why a config could not be loaded: `lbns check`, start and reload all say it alike.
 #[derive(Debug, thiserror::Error)]
@@ -79,6 +79,11 @@ pub struct Loaded {
 /// Everything `lbns check` verifies: the model of the config (each probe's own keys included)
 /// and every zone it names.
 pub fn check(config: Config) -> Result<Loaded, LoadError> {
+    load(config, None).map(|(loaded, _)| loaded)
+}
+
+/// [`check`], reusing the zones of `previous` whose files have not changed.
+fn load(config: Config, previous: Option<&ZoneSet>) -> Result<(Loaded, LoadStats), LoadError> {
     let model = Model::new(&config);
     let shared = probe::Shared::new();
     let mut errors = Vec::new();
@@ -100,14 +105,27 @@ pub fn check(config: Config) -> Result<Loaded, LoadError> {
         Some(c) => Some(PeerKey::load(&c.key_file)?),
         None => None,
     };
-    let (zones, warnings) = ZoneSet::load(&config.zones, &model.pools).map_err(LoadError::Zones)?;
-    Ok(Loaded {
-        config,
-        model,
-        zones,
-        warnings,
-        peer_key,
-    })
+    let (zones, warnings, stats) =
+        ZoneSet::load(&config.zones, &model.pools, previous).map_err(LoadError::Zones)?;
+    Ok((
+        Loaded {
+            config,
+            model,
+            zones,
+            warnings,
+            peer_key,
+        },
+        stats,
+    ))
+}
+
+/// What a reload did.
+#[derive(Debug)]
+pub struct Reloaded {
+    /// What the zone checks flag without refusing the config.
+    pub warnings: Vec<ZoneWarning>,
+    /// Zones read from their files, and zones kept because none of their files changed.
+    pub stats: LoadStats,
 }
 
 /// What signals and the status listener act on: reload, drain, and what the status view reads.
@@ -180,22 +198,35 @@ impl Control {
     /// Replaces config and zones. Everything is built beside the running snapshot; on any error
     /// the old one keeps serving and the error is returned. What needs a restart (listeners,
     /// privileges, the state file, the status listener) is named in a warning.
-    pub(crate) async fn reload(&self, config: Config) -> Result<Vec<ZoneWarning>, LoadError> {
+    pub(crate) async fn reload(&self, config: Config) -> Result<Reloaded, LoadError> {
         let _guard = self.reload_lock.lock().await;
         // Reading a large zone takes seconds: off the runtime threads, which also answer DNS
         // over TCP. What a rejected load built is freed there too.
-        let loaded = match tokio::task::spawn_blocking(move || check(config)).await {
+        // Zones whose files did not change are taken from the snapshot in force, not read.
+        let previous = self.monitor.cell().load().zones.clone();
+        let loaded = tokio::task::spawn_blocking(move || {
+            let loaded = load(config, Some(&previous));
+            // What reading built and dropped (the parser's buffers, a rejected zone) goes
+            // back to the system, not only to the allocator.
+            crate::limits::release_memory();
+            loaded
+        })
+        .await;
+        let loaded = match loaded {
             Ok(loaded) => loaded,
             Err(e) => std::panic::resume_unwind(e.into_panic()),
         };
-        let Loaded {
-            config,
-            model,
-            zones,
-            warnings,
-            // Peers are set up at start only (see `restart_only_changes`).
-            peer_key: _,
-        } = loaded?;
+        let (
+            Loaded {
+                config,
+                model,
+                zones,
+                warnings,
+                // Peers are set up at start only (see `restart_only_changes`).
+                peer_key: _,
+            },
+            stats,
+        ) = loaded?;
         let old = self.config.lock().expect("config lock").clone();
         let pending = restart_only_changes(&old, &config);
         if !pending.is_empty() {
@@ -212,14 +243,16 @@ impl Control {
         tracing::info!(
             generation = self.monitor.cell().load().generation,
             zones = zones_n,
+            zones_read = stats.read,
+            zones_reused = stats.reused,
             pools = pools_n,
             "reloaded"
         );
-        Ok(warnings)
+        Ok(Reloaded { warnings, stats })
     }
 
     /// Reloads from the config file the server started with (SIGHUP and `lbns reload`).
-    pub async fn reload_from_file(&self) -> Result<Vec<ZoneWarning>, LoadError> {
+    pub async fn reload_from_file(&self) -> Result<Reloaded, LoadError> {
         let config = Config::load(&self.config_path)?;
         self.reload(config).await
     }

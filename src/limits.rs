@@ -1,5 +1,6 @@
-//! Process limits: the open-file limit raised to its hard cap at start, and the share of it
-//! that probes may keep open between runs (the TCP probe keeps one per backend).
+//! Process limits: the open-file limit raised to its hard cap at start, the share of it that
+//! probes may keep open between runs (the TCP probe keeps one per backend), and memory given
+//! back to the system after a reload.
 
 /// Open files kept back from probes: listeners, TCP clients, status connections, in-flight
 /// probes and whatever the runtime needs.
@@ -36,6 +37,18 @@ pub(crate) fn raise_nofile() -> u64 {
 pub(crate) fn probe_socket_budget(nofile: u64, tcp_clients: usize) -> usize {
     let budget = nofile.saturating_sub(RESERVED_FILES + tcp_clients as u64);
     usize::try_from(budget).unwrap_or(usize::MAX)
+}
+
+/// Gives memory the allocator holds but no longer uses back to the system. glibc's malloc keeps
+/// freed memory below the top of each heap for reuse and returns only what is above the
+/// highest block in use, so after a large zone is freed the process would stay as large as it
+/// was at its peak; `malloc_trim` releases every free page inside the heaps too.
+pub(crate) fn release_memory() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only walks glibc's own heaps under their locks; it takes no pointer.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 #[cfg(test)]

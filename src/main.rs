@@ -147,7 +147,13 @@ fn check(path: &Path) -> anyhow::Result<ExitCode> {
             }
             let mut text = String::new();
             for z in loaded.zones.zones() {
-                text.push_str(&format!("zone {}: loaded, {} names\n", z.origin, z.len()));
+                text.push_str(&format!(
+                    "zone {}: loaded, {} names, {} records, {:.1} MiB\n",
+                    z.origin,
+                    z.len(),
+                    z.records(),
+                    z.bytes() as f64 / (1 << 20) as f64
+                ));
             }
             for p in &loaded.config.pools {
                 if let Some(f) = &p.failover {
@@ -220,7 +226,7 @@ fn serve(path: &Path) -> anyhow::Result<ExitCode> {
                 _ = hup.recv() => {
                     tracing::info!(config = %path.display(), "SIGHUP: reloading");
                     match server.control().reload_from_file().await {
-                        Ok(warnings) => warnings.iter().for_each(|w| tracing::warn!("{w}")),
+                        Ok(done) => done.warnings.iter().for_each(|w| tracing::warn!("{w}")),
                         Err(e) => tracing::error!("reload rejected, still serving the old configuration:\n{e}"),
                     }
                 }

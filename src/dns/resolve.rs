@@ -6,7 +6,7 @@ use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType};
 
 use crate::snapshot::Snapshot;
-use crate::zones::{Node, Zone};
+use crate::zones::{Node, Served};
 
 /// Longest CNAME chain followed inside our zones before answering with what we have (BIND
 /// uses 16, Knot 5; a chain this long in one operator's zones is a mistake anyway).
@@ -66,13 +66,13 @@ pub(crate) fn resolve(snap: &Snapshot, qname: &Name, qtype: RecordType) -> Answe
                 Some((node, _)) => node,
                 None => {
                     answer.rcode = ResponseCode::NXDomain;
-                    answer.authorities.push(zone.negative_soa.clone());
+                    answer.authorities.push(zone.zone().negative_soa.clone());
                     return answer;
                 }
             },
         };
         answer.volatile |= node.pool.is_some();
-        match node_answer(snap, node, &name, qtype) {
+        match node_answer(snap, &node, &name, qtype) {
             NodeAnswer::Records(records) => {
                 answer.answers.extend(records);
                 additional(snap, &mut answer);
@@ -109,7 +109,7 @@ pub(crate) fn resolve(snap: &Snapshot, qname: &Name, qtype: RecordType) -> Answe
                 };
             }
             NodeAnswer::NoData => {
-                answer.authorities.push(zone.negative_soa.clone());
+                answer.authorities.push(zone.zone().negative_soa.clone());
                 return answer;
             }
         }
@@ -127,17 +127,7 @@ enum NodeAnswer {
 
 /// What one node holds for `qtype`, with owner `owner` (the query name's case, or the name a
 /// wildcard is expanded to, RFC 4592 §3.3.1).
-fn node_answer(snap: &Snapshot, node: &Node, owner: &Name, qtype: RecordType) -> NodeAnswer {
-    let with_owner = |records: &[Record]| -> Vec<Record> {
-        records
-            .iter()
-            .map(|r| {
-                let mut r = r.clone();
-                r.name = owner.clone();
-                r
-            })
-            .collect()
-    };
+fn node_answer(snap: &Snapshot, node: &Node<'_>, owner: &Name, qtype: RecordType) -> NodeAnswer {
     let pool = node.pool.map(|i| &snap.pools[i]);
 
     if qtype == RecordType::ANY {
@@ -150,8 +140,8 @@ fn node_answer(snap: &Snapshot, node: &Node, owner: &Name, qtype: RecordType) ->
                 }
             }
         }
-        return match node.rrsets.first() {
-            Some(set) => NodeAnswer::Records(with_owner(&set.records)),
+        return match node.first_rrset() {
+            Some(set) => NodeAnswer::Records(set.records(owner)),
             None => NodeAnswer::NoData,
         };
     }
@@ -174,10 +164,12 @@ fn node_answer(snap: &Snapshot, node: &Node, owner: &Name, qtype: RecordType) ->
         };
     }
     if let Some(set) = node.rrset(qtype) {
-        return NodeAnswer::Records(with_owner(&set.records));
+        return NodeAnswer::Records(set.records(owner));
     }
-    if let Some(set) = node.rrset(RecordType::CNAME) {
-        return NodeAnswer::Cname(Box::new(with_owner(&set.records).remove(0)));
+    if let Some(set) = node.rrset(RecordType::CNAME)
+        && let Some(record) = set.records(owner).into_iter().next()
+    {
+        return NodeAnswer::Cname(Box::new(record));
     }
     NodeAnswer::NoData
 }
@@ -194,14 +186,14 @@ pub(crate) fn wildcard_source(snap: &Snapshot, name: &LowerName) -> Option<Lower
 
 /// The wildcard node that synthesizes an answer for `name`, with its name (RFC 4592 §3.3.1):
 /// find the closest encloser; if `*.<closest encloser>` exists, it is the source of synthesis.
-fn wildcard<'z>(zone: &'z Zone, name: &LowerName) -> Option<(&'z Node, LowerName)> {
+fn wildcard<'z>(zone: &'z Served, name: &LowerName) -> Option<(Node<'z>, LowerName)> {
     let mut encloser = name.base_name();
     loop {
         if zone.node(&encloser).is_some() {
             let star = LowerName::new(&Name::from(&encloser).prepend_label("*").ok()?);
             return zone.node(&star).map(|node| (node, star));
         }
-        if encloser == zone.lower_origin || encloser.is_root() {
+        if encloser == zone.zone().lower_origin || encloser.is_root() {
             return None;
         }
         encloser = encloser.base_name();
@@ -209,12 +201,16 @@ fn wildcard<'z>(zone: &'z Zone, name: &LowerName) -> Option<(&'z Node, LowerName
 }
 
 /// A delegation: the cut's NS set in authority, glue for in-bailiwick servers in additional.
-fn referral(snap: &Snapshot, zone: &Zone, cut: &LowerName, answer: &mut Answer) {
-    let Some(ns) = zone.node(cut).and_then(|n| n.rrset(RecordType::NS)) else {
+fn referral(snap: &Snapshot, zone: &Served, cut: &LowerName, answer: &mut Answer) {
+    let Some(node) = zone.node(cut) else {
         return;
     };
-    answer.authorities.extend(ns.records.iter().cloned());
-    for r in &ns.records {
+    let Some(ns) = node.rrset(RecordType::NS) else {
+        return;
+    };
+    let records = ns.records(&node.name().unwrap_or_else(|| Name::from(cut)));
+    answer.authorities.extend(records.iter().cloned());
+    for r in &records {
         if let RData::NS(target) = &r.data {
             let t = LowerName::new(&target.0);
             // Glue is needed only for servers inside the delegated zone (RFC 9471 §2.1).
@@ -248,7 +244,7 @@ fn additional(snap: &Snapshot, answer: &mut Answer) {
 
 /// The A and AAAA records at `name` in `zone` (static data or pool), if not already present.
 /// Returns true if the addresses came from a pool.
-fn addresses(snap: &Snapshot, zone: &Zone, name: &LowerName, out: &mut Vec<Record>) -> bool {
+fn addresses(snap: &Snapshot, zone: &Served, name: &LowerName, out: &mut Vec<Record>) -> bool {
     let Some(node) = zone.node(name) else {
         return false;
     };
@@ -259,10 +255,10 @@ fn addresses(snap: &Snapshot, zone: &Zone, name: &LowerName, out: &mut Vec<Recor
                 // Additional data does not advance the rotation: it is a hint, not an answer.
                 pool.records(rtype, 0, &pool.name)
             }
-            None => node
-                .rrset(rtype)
-                .map(|s| s.records.clone())
-                .unwrap_or_default(),
+            None => match (node.rrset(rtype), node.name()) {
+                (Some(set), Some(owner)) => set.records(&owner),
+                _ => Vec::new(),
+            },
         };
         for r in records {
             if !out.contains(&r) {

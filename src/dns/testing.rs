@@ -28,10 +28,11 @@ pub(crate) fn snapshot(config_toml: &str, zone_text: &str) -> Arc<Snapshot> {
     let config = Config::parse(config_toml, &dir.path().join("lbns.toml"))
         .unwrap_or_else(|e| panic!("test config does not parse:\n{e}"));
     let model = Model::new(&config);
-    let (zones, _warnings) = ZoneSet::load(&config.zones, &model.pools).unwrap_or_else(|errs| {
-        let text: Vec<String> = errs.iter().map(ToString::to_string).collect();
-        panic!("test zone does not load:\n{}", text.join("\n"))
-    });
+    let (zones, _warnings, _) =
+        ZoneSet::load(&config.zones, &model.pools, None).unwrap_or_else(|errs| {
+            let text: Vec<String> = errs.iter().map(ToString::to_string).collect();
+            panic!("test zone does not load:\n{}", text.join("\n"))
+        });
     let all_up = Verdict {
         usable: true,
         ..Verdict::default()

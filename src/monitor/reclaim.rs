@@ -9,14 +9,21 @@
 //! nobody else does (strong count 1: arc-swap counts every reader's guard by the time `swap`
 //! returns, and no one can take a new reference to a snapshot no longer in the cell) and then
 //! drops it here.
+//!
+//! After dropping, it gives the freed memory back to the system (`limits::release_memory`), at
+//! most once a second: a reload that replaces a large zone would otherwise leave the process at
+//! its peak size.
 
 use std::sync::Arc;
 use std::sync::mpsc::{self, RecvTimeoutError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// How often held snapshots are looked at while some are still in use. Readers hold one for a
 /// batch of queries, well under a millisecond.
 const POLL: Duration = Duration::from_millis(5);
+/// Least time between two trims of the heap: snapshots replaced for health changes are small
+/// and frequent, and a trim walks every heap.
+const TRIM_EVERY: Duration = Duration::from_secs(1);
 
 /// Frees what it is given once no one else holds it, on its own thread.
 pub(crate) struct Reclaimer<T: Send + Sync + 'static> {
@@ -31,8 +38,10 @@ impl<T: Send + Sync + 'static> Reclaimer<T> {
             .name("lbns-reclaim".to_owned())
             .spawn(move || {
                 let mut held: Vec<Arc<T>> = Vec::new();
+                let mut last_trim: Option<Instant> = None;
+                let mut untrimmed = false;
                 loop {
-                    let next = if held.is_empty() {
+                    let next = if held.is_empty() && !untrimmed {
                         rx.recv().map_err(|_| RecvTimeoutError::Disconnected)
                     } else {
                         rx.recv_timeout(POLL)
@@ -44,7 +53,14 @@ impl<T: Send + Sync + 'static> Reclaimer<T> {
                     }
                     held.extend(rx.try_iter());
                     // Dropped here, by this thread, when it held the last reference.
+                    let before = held.len();
                     held.retain(|old| Arc::strong_count(old) > 1);
+                    untrimmed |= held.len() < before;
+                    if untrimmed && last_trim.is_none_or(|t| t.elapsed() >= TRIM_EVERY) {
+                        crate::limits::release_memory();
+                        last_trim = Some(Instant::now());
+                        untrimmed = false;
+                    }
                 }
             })
             .expect("spawning a thread");

@@ -222,9 +222,14 @@ async fn healthz() -> Response {
 async fn reload(State(c): State<Arc<Control>>, Extension(peer): Extension<Peer>) -> Response {
     tracing::info!(config = %c.config_path().display(), by = %peer.0, "control: reload requested");
     match c.reload_from_file().await {
-        Ok(warnings) => {
-            let mut body = format!("reloaded {}\n", c.config_path().display());
-            for w in warnings {
+        Ok(done) => {
+            let mut body = format!(
+                "reloaded {} (zones: {} read, {} unchanged)\n",
+                c.config_path().display(),
+                done.stats.read,
+                done.stats.reused
+            );
+            for w in done.warnings {
                 tracing::warn!("{w}");
                 body.push_str(&format!("warning: {w}\n"));
             }

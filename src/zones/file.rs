@@ -12,12 +12,13 @@
 //! most a short, escaped excerpt of what it is about — never a whole line of a file.
 
 use std::fs::File;
-use std::io::{self, Read};
+use std::io::{self, BufRead};
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
+use hickory_proto::rr::{DNSClass, Name, RData, RecordType};
+use hickory_proto::serialize::binary::{BinEncodable, BinEncoder, NameEncoding};
 use hickory_proto::serialize::txt::{Parser, parse_ttl};
 
 use super::ZoneError;
@@ -36,48 +37,6 @@ const MAX_ERRORS: usize = 100;
 const EXCERPT: usize = 32;
 /// Characters of a path or a parser's message quoted in an error.
 const EXCERPT_LONG: usize = 96;
-
-/// A record read from a master file, with where it came from.
-#[derive(Debug, Clone)]
-pub(crate) struct SourcedRecord {
-    pub(crate) record: Record,
-    pub(crate) file: PathBuf,
-    pub(crate) line: usize,
-    /// True when the entry gave its own TTL rather than inheriting one (checked by the tests).
-    #[cfg(test)]
-    pub(crate) explicit_ttl: bool,
-}
-
-/// Reads `path` as the master file of `origin`, following `$INCLUDE`s. Returns the records
-/// that parsed and every syntax error, so the caller can also check the good records' data
-/// rules and report everything at once.
-/// `$INCLUDE` may name only files under `include_dirs`.
-pub(crate) fn read_zone_file(
-    path: &Path,
-    origin: &Name,
-    include_dirs: &[PathBuf],
-) -> (Vec<SourcedRecord>, Vec<ZoneError>) {
-    let mut reader = Reader {
-        // Resolved once, symlinks included, so a target is compared with where a directory
-        // really is. One that does not exist allows nothing.
-        include_roots: include_dirs
-            .iter()
-            .filter_map(|d| std::fs::canonicalize(d).ok())
-            .collect(),
-        budget: MAX_ZONE_BYTES,
-        ..Reader::default()
-    };
-    reader.file(path, origin.clone(), 0, None);
-    if let Some((file, line)) = reader.first_suppressed.take() {
-        let n = reader.suppressed;
-        reader.errors.push(ZoneError::Syntax {
-            file,
-            line,
-            message: format!("{n} more problems from here on, not shown"),
-        });
-    }
-    (reader.records, reader.errors)
-}
 
 /// `text` quoted for an error: at most `max` characters, anything but printable ASCII written
 /// as `\DDD` (RFC 1035 §5.1) per byte, and `...` when cut short. An error about a file shows
@@ -142,11 +101,62 @@ impl std::fmt::Display for Refused {
     }
 }
 
-/// Reads `path` as text of at most `budget` bytes. Checked on the open file (fstat), so a
-/// device, a FIFO or a huge sparse file is refused without reading a byte, and the read itself
-/// stops at `budget` + 1 bytes whatever the size said. `nofollow`: refuse a symlink as the last
-/// component (for an `$INCLUDE` target already resolved).
-fn read_bounded(path: &Path, budget: u64, nofollow: bool) -> Result<String, Refused> {
+/// What identifies one version of a file: if none of it changed, neither did the file (a
+/// write changes the modification and change times; a replacement, the inode).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Stamp {
+    dev: u64,
+    ino: u64,
+    len: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+impl Stamp {
+    fn of(meta: &std::fs::Metadata) -> Stamp {
+        use std::os::unix::fs::MetadataExt;
+        Stamp {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            len: meta.len(),
+            mtime: (meta.mtime(), meta.mtime_nsec()),
+            ctime: (meta.ctime(), meta.ctime_nsec()),
+        }
+    }
+
+    /// The stamp of the file at `path` now, if it can be read.
+    pub(crate) fn now(path: &Path) -> Option<Stamp> {
+        std::fs::metadata(path).ok().map(|m| Stamp::of(&m))
+    }
+}
+
+/// A file a zone was read from, and its version then.
+#[derive(Debug, Clone)]
+pub(crate) struct Source {
+    pub(crate) path: PathBuf,
+    pub(crate) stamp: Stamp,
+}
+
+/// Where each record read goes: the zone builder, or a test's list.
+pub(crate) trait Sink {
+    /// One record: `rdata` is its RDATA in uncompressed wire format; `file` indexes the
+    /// sources [`read_zone_file`] returns.
+    fn record(
+        &mut self,
+        owner: &Name,
+        rtype: RecordType,
+        ttl: u32,
+        rdata: &[u8],
+        file: u32,
+        line: usize,
+    );
+}
+
+/// Opens `path` for reading at most `budget` bytes. Checked on the open file (fstat), so a
+/// device, a FIFO or a huge sparse file is refused without reading a byte; the reader stops at
+/// `budget` whatever the size said. `nofollow`: refuse a symlink as the last component (for an
+/// `$INCLUDE` target already resolved).
+fn open_bounded(path: &Path, budget: u64, nofollow: bool) -> Result<(File, Stamp), Refused> {
     let mut flags = libc::O_NONBLOCK | libc::O_NOCTTY;
     if nofollow {
         flags |= libc::O_NOFOLLOW;
@@ -180,38 +190,57 @@ fn read_bounded(path: &Path, budget: u64, nofollow: bool) -> Result<String, Refu
             budget,
         });
     }
-    let mut bytes = Vec::with_capacity(meta.len() as usize);
-    file.take(budget + 1)
-        .read_to_end(&mut bytes)
-        .map_err(Refused::Io)?;
-    if bytes.len() as u64 > budget {
-        return Err(Refused::TooLarge {
-            size: bytes.len() as u64,
-            budget,
-        });
-    }
-    String::from_utf8(bytes)
-        .map_err(|_| Refused::Io(io::Error::new(io::ErrorKind::InvalidData, "not UTF-8 text")))
+    Ok((file, Stamp::of(&meta)))
 }
 
-/// Parses master-file text (for tests).
-#[cfg(test)]
-fn read_zone_text(
-    text: &str,
-    path: &Path,
-    origin: &Name,
-) -> Result<Vec<SourcedRecord>, Vec<ZoneError>> {
-    let mut reader = Reader::default();
-    reader.text(text, path, origin.clone(), 0);
-    if reader.errors.is_empty() {
-        Ok(reader.records)
-    } else {
-        Err(reader.errors)
+/// Why a line could not be had.
+enum LineError {
+    Io(io::Error),
+    TooLong,
+    TooLarge,
+}
+
+/// Reads a file line by line, each at most [`MAX_LINE_BYTES`], all together at most a budget:
+/// the file is never held whole.
+struct Lines<'a> {
+    input: Box<dyn BufRead + 'a>,
+    budget: u64,
+    read: u64,
+    buf: Vec<u8>,
+}
+
+impl Lines<'_> {
+    /// The next line without its newline, or `None` at the end.
+    fn next_line(&mut self) -> Result<Option<&[u8]>, LineError> {
+        self.buf.clear();
+        loop {
+            let chunk = self.input.fill_buf().map_err(LineError::Io)?;
+            if chunk.is_empty() {
+                return Ok((!self.buf.is_empty()).then_some(&self.buf[..]));
+            }
+            let (take, done) = match chunk.iter().position(|&b| b == b'\n') {
+                Some(i) => (i + 1, true),
+                None => (chunk.len(), false),
+            };
+            let line_part = &chunk[..if done { take - 1 } else { take }];
+            if self.buf.len() + line_part.len() > MAX_LINE_BYTES {
+                return Err(LineError::TooLong);
+            }
+            self.buf.extend_from_slice(line_part);
+            self.input.consume(take);
+            self.read += take as u64;
+            if self.read > self.budget {
+                return Err(LineError::TooLarge);
+            }
+            if done {
+                return Ok(Some(&self.buf[..]));
+            }
+        }
     }
 }
 
 /// One token of an entry: its text as written (escapes kept) and whether it was quoted.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 struct Token {
     text: String,
     quoted: bool,
@@ -228,147 +257,210 @@ impl Token {
     }
 }
 
-/// A logical entry: one line, or several joined by parentheses.
-#[derive(Debug)]
-struct Entry {
-    line: usize,
+/// Splits master-file text into entries (RFC 1035 §5.1 lexical rules), one line at a time: an
+/// entry is one line, or several joined by parentheses (or by a quoted string across lines).
+/// Token buffers are reused from entry to entry.
+#[derive(Default)]
+struct Lexer {
+    tokens: Vec<Token>,
+    /// Tokens of the current entry (the rest are spare buffers).
+    used: usize,
+    /// Line where the current entry began, if it has begun.
+    line: Option<usize>,
     /// The entry began with white space: the owner is the previous owner (RFC 1035 §5.1).
     blank_owner: bool,
-    tokens: Vec<Token>,
+    depth: usize,
+    paren_line: usize,
+    /// Inside a quoted string that began on this line.
+    quote_line: Option<usize>,
 }
 
-/// Splits master-file text into entries (RFC 1035 §5.1 lexical rules).
-fn entries(text: &str) -> Result<Vec<Entry>, (usize, String)> {
-    let mut out = Vec::new();
-    let mut chars = text.chars().peekable();
-    let mut line = 1;
-    let mut depth = 0usize;
-    let mut current: Option<Entry> = None;
-    let mut at_line_start = true;
-    let mut paren_line = 0;
+impl Lexer {
+    fn tokens(&self) -> &[Token] {
+        &self.tokens[..self.used]
+    }
 
-    while let Some(c) = chars.next() {
-        match c {
-            '\n' => {
-                line += 1;
-                if depth == 0 {
-                    if let Some(e) = current.take()
-                        && !e.tokens.is_empty()
-                    {
-                        out.push(e);
-                    }
-                    at_line_start = true;
-                }
-                continue;
-            }
-            ';' => {
-                while chars.peek().is_some_and(|&c| c != '\n') {
-                    chars.next();
-                }
-                continue;
-            }
-            ' ' | '\t' | '\r' => {
-                if at_line_start && depth == 0 && current.is_none() {
-                    current = Some(Entry {
-                        line,
-                        blank_owner: true,
-                        tokens: Vec::new(),
-                    });
-                }
-                at_line_start = false;
-                continue;
-            }
-            _ => {}
+    fn begin(&mut self, line: usize, blank_owner: bool) {
+        if self.line.is_none() {
+            self.line = Some(line);
+            self.blank_owner = blank_owner;
         }
-        at_line_start = false;
-        let entry = current.get_or_insert_with(|| Entry {
+    }
+
+    fn new_token(&mut self, quoted: bool) -> &mut String {
+        if self.used == self.tokens.len() {
+            self.tokens.push(Token::default());
+        }
+        let t = &mut self.tokens[self.used];
+        self.used += 1;
+        t.text.clear();
+        t.quoted = quoted;
+        &mut t.text
+    }
+
+    /// Forgets the entry just handed out.
+    fn clear(&mut self) {
+        self.used = 0;
+        self.line = None;
+        self.blank_owner = false;
+    }
+
+    /// Feeds line number `n`; true when it completes an entry (read it with `tokens`).
+    fn feed(&mut self, text: &str, n: usize) -> Result<bool, (usize, String)> {
+        let mut chars = text.chars().peekable();
+        if self.quote_line.is_some() {
+            // A quoted string continues from the line before.
+            let mut s = std::mem::take(&mut self.tokens[self.used - 1].text);
+            s.push('\n');
+            let closed = quoted_rest(&mut chars, &mut s);
+            self.tokens[self.used - 1].text = s;
+            if !closed {
+                return Ok(false);
+            }
+            self.quote_line = None;
+        } else if matches!(chars.peek(), Some(' ' | '\t' | '\r')) && self.depth == 0 {
+            self.begin(n, true);
+        }
+        while let Some(c) = chars.next() {
+            match c {
+                ';' => break,
+                ' ' | '\t' | '\r' => continue,
+                '(' => {
+                    self.begin(n, false);
+                    if self.depth == 0 {
+                        self.paren_line = n;
+                    }
+                    self.depth += 1;
+                }
+                ')' => {
+                    if self.depth == 0 {
+                        return Err((n, "`)` without a matching `(`".into()));
+                    }
+                    self.depth -= 1;
+                }
+                '"' => {
+                    self.begin(n, false);
+                    let s = self.new_token(true);
+                    let mut text = std::mem::take(s);
+                    let closed = quoted_rest(&mut chars, &mut text);
+                    self.tokens[self.used - 1].text = text;
+                    if !closed {
+                        self.quote_line = Some(n);
+                        return Ok(false);
+                    }
+                }
+                _ => {
+                    self.begin(n, false);
+                    let s = self.new_token(false);
+                    s.push(c);
+                    if c == '\\'
+                        && let Some(next) = chars.next()
+                    {
+                        s.push(next);
+                    }
+                    while let Some(&next) = chars.peek() {
+                        if matches!(next, ' ' | '\t' | '\r' | ';' | '(' | ')' | '"') {
+                            break;
+                        }
+                        chars.next();
+                        s.push(next);
+                        if next == '\\'
+                            && let Some(m) = chars.next()
+                        {
+                            s.push(m);
+                        }
+                    }
+                }
+            }
+        }
+        if self.depth > 0 {
+            return Ok(false);
+        }
+        if self.used == 0 {
+            // A blank or comment line: nothing began.
+            self.clear();
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    /// At the end of the file: an open parenthesis or quote is an error.
+    fn end(&self) -> Result<(), (usize, String)> {
+        if let Some(line) = self.quote_line {
+            return Err((line, "quoted string is not closed".into()));
+        }
+        if self.depth > 0 {
+            return Err((self.paren_line, "`(` is never closed".into()));
+        }
+        Ok(())
+    }
+}
+
+/// Reads a quoted string's text up to its closing quote (escapes kept); false if the line
+/// ends first.
+fn quoted_rest(chars: &mut std::iter::Peekable<std::str::Chars<'_>>, s: &mut String) -> bool {
+    loop {
+        match chars.next() {
+            None => return false,
+            Some('\\') => {
+                s.push('\\');
+                match chars.next() {
+                    Some(n) => s.push(n),
+                    // An escaped line end: the newline is part of the string.
+                    None => return false,
+                }
+            }
+            Some('"') => return true,
+            Some(n) => s.push(n),
+        }
+    }
+}
+
+/// Reads `path` as the master file of `origin`, following `$INCLUDE`s, and hands every record
+/// that parses to `sink` as it is read. Returns every syntax error (so the caller can also
+/// check the good records' data rules and report everything at once) and the files read, in
+/// the order `Sink::record`'s `file` indexes them.
+/// `$INCLUDE` may name only files under `include_dirs`.
+pub(crate) fn read_zone_file(
+    path: &Path,
+    origin: &Name,
+    include_dirs: &[PathBuf],
+    sink: &mut dyn Sink,
+) -> (Vec<ZoneError>, Vec<Source>) {
+    let mut reader = Reader {
+        // Resolved once, symlinks included, so a target is compared with where a directory
+        // really is. One that does not exist allows nothing.
+        include_roots: include_dirs
+            .iter()
+            .filter_map(|d| std::fs::canonicalize(d).ok())
+            .collect(),
+        budget: MAX_ZONE_BYTES,
+        sink,
+        errors: Vec::new(),
+        suppressed: 0,
+        first_suppressed: None,
+        reading: Vec::new(),
+        sources: Vec::new(),
+        last_owner: None,
+        last_ttl: None,
+        default_ttl: None,
+        rdata: Vec::new(),
+    };
+    reader.file(path, origin.clone(), 0, None);
+    if let Some((file, line)) = reader.first_suppressed.take() {
+        let n = reader.suppressed;
+        reader.errors.push(ZoneError::Syntax {
+            file,
             line,
-            blank_owner: false,
-            tokens: Vec::new(),
+            message: format!("{n} more problems from here on, not shown"),
         });
-        match c {
-            '(' => {
-                if depth == 0 {
-                    paren_line = line;
-                }
-                depth += 1;
-            }
-            ')' => {
-                if depth == 0 {
-                    return Err((line, "`)` without a matching `(`".into()));
-                }
-                depth -= 1;
-            }
-            '"' => {
-                let start = line;
-                let mut s = String::new();
-                loop {
-                    match chars.next() {
-                        None => return Err((start, "quoted string is not closed".into())),
-                        Some('\\') => {
-                            s.push('\\');
-                            if let Some(n) = chars.next() {
-                                if n == '\n' {
-                                    line += 1;
-                                }
-                                s.push(n);
-                            }
-                        }
-                        Some('"') => break,
-                        Some(n) => {
-                            if n == '\n' {
-                                line += 1;
-                            }
-                            s.push(n);
-                        }
-                    }
-                }
-                entry.tokens.push(Token {
-                    text: s,
-                    quoted: true,
-                });
-            }
-            _ => {
-                let mut s = String::from(c);
-                if c == '\\'
-                    && let Some(n) = chars.next()
-                {
-                    s.push(n);
-                }
-                while let Some(&n) = chars.peek() {
-                    if matches!(n, ' ' | '\t' | '\r' | '\n' | ';' | '(' | ')' | '"') {
-                        break;
-                    }
-                    chars.next();
-                    s.push(n);
-                    if n == '\\'
-                        && let Some(m) = chars.next()
-                    {
-                        s.push(m);
-                    }
-                }
-                entry.tokens.push(Token {
-                    text: s,
-                    quoted: false,
-                });
-            }
-        }
     }
-    if depth > 0 {
-        return Err((paren_line, "`(` is never closed".into()));
-    }
-    if let Some(e) = current.take()
-        && !e.tokens.is_empty()
-    {
-        out.push(e);
-    }
-    Ok(out)
+    (reader.errors, reader.sources)
 }
 
 /// Reading state across entries and `$INCLUDE`d files.
-#[derive(Default)]
-struct Reader {
-    records: Vec<SourcedRecord>,
+struct Reader<'s> {
+    sink: &'s mut dyn Sink,
     errors: Vec<ZoneError>,
     /// Problems found past [`MAX_ERRORS`], and where the first of them is.
     suppressed: usize,
@@ -379,6 +471,8 @@ struct Reader {
     /// includes it: a file that includes one of these is a loop, and each of its `$INCLUDE`s
     /// would double the work down to the depth limit.
     reading: Vec<PathBuf>,
+    /// Every file opened, in order.
+    sources: Vec<Source>,
     /// Bytes the zone's files may still hold.
     budget: u64,
     last_owner: Option<Name>,
@@ -386,9 +480,11 @@ struct Reader {
     last_ttl: Option<u32>,
     /// `$TTL` value (RFC 2308 §4).
     default_ttl: Option<u32>,
+    /// The RDATA being encoded, reused from record to record.
+    rdata: Vec<u8>,
 }
 
-impl Reader {
+impl Reader<'_> {
     fn error(&mut self, file: &Path, line: usize, message: impl Into<String>) {
         if self.errors.len() >= MAX_ERRORS {
             self.suppressed += 1;
@@ -405,13 +501,24 @@ impl Reader {
 
     /// Reads the zone's own file (`from` is `None`) or an `$INCLUDE`d one, already confined.
     fn file(&mut self, path: &Path, origin: Name, depth: usize, from: Option<(&Path, usize)>) {
-        match read_bounded(path, self.budget, from.is_some()) {
-            Ok(text) => {
-                self.budget -= text.len() as u64;
+        match open_bounded(path, self.budget, from.is_some()) {
+            Ok((file, stamp)) => {
+                let index = self.sources.len() as u32;
+                self.sources.push(Source {
+                    path: path.to_owned(),
+                    stamp,
+                });
                 // `$INCLUDE` targets are resolved already; the zone's own file may not be.
                 let real = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());
                 self.reading.push(real);
-                self.text(&text, path, origin, depth);
+                let mut lines = Lines {
+                    input: Box::new(io::BufReader::with_capacity(64 << 10, file)),
+                    budget: self.budget,
+                    read: 0,
+                    buf: Vec::new(),
+                };
+                self.lines(&mut lines, path, index, origin, depth);
+                self.budget = self.budget.saturating_sub(lines.read);
                 self.reading.pop();
             }
             Err(e) => match from {
@@ -450,36 +557,80 @@ impl Reader {
         }
     }
 
-    fn text(&mut self, text: &str, path: &Path, mut origin: Name, depth: usize) {
-        if let Some(n) = text.split('\n').position(|l| l.len() > MAX_LINE_BYTES) {
-            self.error(
-                path,
-                n + 1,
-                format!("line longer than {} KiB", MAX_LINE_BYTES >> 10),
-            );
-            return;
-        }
-        let entries = match entries(text) {
-            Ok(e) => e,
-            Err((line, message)) => {
-                self.error(path, line, message);
+    fn lines(&mut self, lines: &mut Lines, path: &Path, file: u32, mut origin: Name, depth: usize) {
+        let mut lexer = Lexer::default();
+        let mut n = 0;
+        loop {
+            n += 1;
+            let bytes = match lines.next_line() {
+                Ok(Some(bytes)) => bytes,
+                Ok(None) => break,
+                Err(LineError::TooLong) => {
+                    self.error(
+                        path,
+                        n,
+                        format!("line longer than {} KiB", MAX_LINE_BYTES >> 10),
+                    );
+                    return;
+                }
+                Err(LineError::TooLarge) => {
+                    self.error(
+                        path,
+                        n,
+                        format!(
+                            "{}",
+                            Refused::TooLarge {
+                                size: lines.read,
+                                budget: lines.budget
+                            }
+                        ),
+                    );
+                    return;
+                }
+                Err(LineError::Io(e)) => {
+                    self.error(path, n, format!("cannot read: {e}"));
+                    return;
+                }
+            };
+            let Ok(text) = std::str::from_utf8(bytes) else {
+                self.error(path, n, "not UTF-8 text");
                 return;
+            };
+            match lexer.feed(text, n) {
+                Ok(false) => {}
+                Ok(true) => {
+                    let line = lexer.line.unwrap_or(n);
+                    let tokens = lexer.tokens();
+                    let first = &tokens[0];
+                    if !lexer.blank_owner && !first.quoted && first.text.starts_with('$') {
+                        let tokens = tokens.to_vec();
+                        self.directive(&tokens, line, path, &mut origin, depth);
+                    } else {
+                        self.record(tokens, lexer.blank_owner, line, path, file, &origin);
+                    }
+                    lexer.clear();
+                }
+                Err((line, message)) => {
+                    self.error(path, line, message);
+                    return;
+                }
             }
-        };
-        for entry in entries {
-            let first = &entry.tokens[0];
-            if !entry.blank_owner && !first.quoted && first.text.starts_with('$') {
-                self.directive(&entry, path, &mut origin, depth);
-            } else {
-                self.record(&entry, path, &origin);
-            }
+        }
+        if let Err((line, message)) = lexer.end() {
+            self.error(path, line, message);
         }
     }
 
-    fn directive(&mut self, entry: &Entry, path: &Path, origin: &mut Name, depth: usize) {
-        let line = entry.line;
-        let args = &entry.tokens[1..];
-        match entry.tokens[0].text.to_ascii_uppercase().as_str() {
+    fn directive(
+        &mut self,
+        tokens: &[Token],
+        line: usize,
+        path: &Path,
+        origin: &mut Name,
+        depth: usize,
+    ) {
+        let args = &tokens[1..];
+        match tokens[0].text.to_ascii_uppercase().as_str() {
             "$ORIGIN" => match args {
                 [name] => match parse_name(&name.text, origin) {
                     Ok(n) => *origin = n,
@@ -554,11 +705,18 @@ impl Reader {
         }
     }
 
-    fn record(&mut self, entry: &Entry, path: &Path, origin: &Name) {
-        let line = entry.line;
-        let mut tokens = entry.tokens.iter().peekable();
+    fn record(
+        &mut self,
+        tokens: &[Token],
+        blank_owner: bool,
+        line: usize,
+        path: &Path,
+        file: u32,
+        origin: &Name,
+    ) {
+        let mut tokens = tokens.iter().peekable();
 
-        let owner = if entry.blank_owner {
+        let owner = if blank_owner {
             match &self.last_owner {
                 Some(o) => o.clone(),
                 None => {
@@ -590,7 +748,6 @@ impl Reader {
                 self.error(path, line, "record has no type");
                 return;
             };
-            let upper = t.text.to_ascii_uppercase();
             if ttl.is_none() && t.text.starts_with(|c: char| c.is_ascii_digit()) {
                 match parse_ttl(&t.text) {
                     Ok(v) => {
@@ -603,6 +760,10 @@ impl Reader {
                     }
                 }
             }
+            if let Some(rt) = common_type(&t.text) {
+                break rt;
+            }
+            let upper = t.text.to_ascii_uppercase();
             if class.is_none()
                 && let Ok(c) = DNSClass::from_str(&upper)
             {
@@ -639,30 +800,42 @@ impl Reader {
             self.last_ttl = Some(ttl);
         }
 
-        let rdata_tokens: Vec<String> = tokens.map(Token::presentation).collect();
-        match parse_rdata(rtype, &rdata_tokens, origin) {
-            Ok(rdata) => {
-                let mut record = Record::from_rdata(owner, ttl, rdata);
-                record.dns_class = DNSClass::IN;
-                self.records.push(SourcedRecord {
-                    record,
-                    file: path.to_owned(),
-                    line,
-                    #[cfg(test)]
-                    explicit_ttl,
-                });
+        let rest: Vec<&Token> = tokens.collect();
+        self.rdata.clear();
+        match rdata_wire(rtype, &rest, origin, &mut self.rdata) {
+            Ok(()) => {
+                self.sink
+                    .record(&owner, rtype, ttl, &self.rdata, file, line);
             }
-            Err(e) => self.error(
-                path,
-                line,
-                format!(
-                    "{rtype} data `{}`: {}",
-                    quote(&rdata_tokens.join(" ")),
-                    said(e)
-                ),
-            ),
+            Err(e) => {
+                let text: Vec<String> = rest.iter().map(|t| t.presentation()).collect();
+                self.error(
+                    path,
+                    line,
+                    format!("{rtype} data `{}`: {}", quote(&text.join(" ")), said(e)),
+                );
+            }
         }
     }
+}
+
+/// The types most zones are made of, recognised without allocating (the general path
+/// uppercases the token and asks hickory).
+fn common_type(text: &str) -> Option<RecordType> {
+    let t = text.as_bytes();
+    let is = |s: &str| t.eq_ignore_ascii_case(s.as_bytes());
+    Some(match t.len() {
+        1 if is("A") => RecordType::A,
+        2 if is("NS") => RecordType::NS,
+        2 if is("MX") => RecordType::MX,
+        3 if is("TXT") => RecordType::TXT,
+        3 if is("PTR") => RecordType::PTR,
+        3 if is("SRV") => RecordType::SRV,
+        3 if is("SOA") => RecordType::SOA,
+        4 if is("AAAA") => RecordType::AAAA,
+        5 if is("CNAME") => RecordType::CNAME,
+        _ => return None,
+    })
 }
 
 /// An owner or origin: `@` is the origin, a name without a final dot is relative to it.
@@ -671,6 +844,46 @@ fn parse_name(text: &str, origin: &Name) -> Result<Name, String> {
         return Ok(origin.clone());
     }
     Name::parse(text, Some(origin)).map_err(|e| e.to_string())
+}
+
+/// Writes the RDATA of `rtype` given as `tokens` into `out`, in uncompressed wire format
+/// (RFC 1035 §3.3). Addresses and the single-name types are parsed here, the way hickory
+/// parses them; every other type goes through hickory's master-file parser.
+fn rdata_wire(
+    rtype: RecordType,
+    tokens: &[&Token],
+    origin: &Name,
+    out: &mut Vec<u8>,
+) -> Result<(), String> {
+    fn single<'t>(tokens: &[&'t Token]) -> Result<&'t str, String> {
+        match tokens {
+            [t] if !t.quoted => Ok(t.text.as_str()),
+            [] => Err("record data is missing".to_owned()),
+            _ => Err("expected one value".to_owned()),
+        }
+    }
+    match rtype {
+        RecordType::A => {
+            let a = std::net::Ipv4Addr::from_str(single(tokens)?).map_err(|e| e.to_string())?;
+            out.extend_from_slice(&a.octets());
+        }
+        RecordType::AAAA => {
+            let a = std::net::Ipv6Addr::from_str(single(tokens)?).map_err(|e| e.to_string())?;
+            out.extend_from_slice(&a.octets());
+        }
+        RecordType::NS | RecordType::CNAME | RecordType::PTR => {
+            let name = parse_name(single(tokens)?, origin)?;
+            super::store::wire(&name, out);
+        }
+        _ => {
+            let text: Vec<String> = tokens.iter().map(|t| t.presentation()).collect();
+            let rdata = parse_rdata(rtype, &text, origin)?;
+            let mut encoder = BinEncoder::new(out);
+            encoder.set_name_encoding(NameEncoding::Uncompressed);
+            rdata.emit(&mut encoder).map_err(|e| e.to_string())?;
+        }
+    }
+    Ok(())
 }
 
 /// Parses RDATA by giving hickory a one-record zone with the same origin, so relative names in
@@ -692,6 +905,76 @@ fn parse_rdata(rtype: RecordType, tokens: &[String], origin: &Name) -> Result<RD
         .next()
         .map(|r| r.data)
         .ok_or_else(|| "no record parsed".to_owned())
+}
+
+/// A record read from a master file, with where it came from (the tests' view of a read).
+#[cfg(test)]
+#[derive(Debug, Clone)]
+pub(crate) struct SourcedRecord {
+    pub(crate) record: hickory_proto::rr::Record,
+    /// Index into the sources [`read_zone_file`] returns.
+    pub(crate) file: u32,
+    pub(crate) line: usize,
+}
+
+/// A [`Sink`] that keeps every record, decoded.
+#[cfg(test)]
+#[derive(Default)]
+pub(crate) struct Collect(pub(crate) Vec<SourcedRecord>);
+
+#[cfg(test)]
+impl Sink for Collect {
+    fn record(
+        &mut self,
+        owner: &Name,
+        rtype: RecordType,
+        ttl: u32,
+        rdata: &[u8],
+        file: u32,
+        line: usize,
+    ) {
+        let data = super::store::decode(rtype, rdata).expect("RDATA encoded at read decodes");
+        let mut record = hickory_proto::rr::Record::from_rdata(owner.clone(), ttl, data);
+        record.dns_class = DNSClass::IN;
+        self.0.push(SourcedRecord { record, file, line });
+    }
+}
+
+/// Parses master-file text (for tests).
+#[cfg(test)]
+fn read_zone_text(
+    text: &str,
+    path: &Path,
+    origin: &Name,
+) -> Result<Vec<SourcedRecord>, Vec<ZoneError>> {
+    let mut sink = Collect::default();
+    let mut reader = Reader {
+        include_roots: Vec::new(),
+        budget: MAX_ZONE_BYTES,
+        sink: &mut sink,
+        errors: Vec::new(),
+        suppressed: 0,
+        first_suppressed: None,
+        reading: Vec::new(),
+        sources: Vec::new(),
+        last_owner: None,
+        last_ttl: None,
+        default_ttl: None,
+        rdata: Vec::new(),
+    };
+    let mut lines = Lines {
+        input: Box::new(io::Cursor::new(text.as_bytes().to_vec())),
+        budget: MAX_ZONE_BYTES,
+        read: 0,
+        buf: Vec::new(),
+    };
+    reader.lines(&mut lines, path, 0, origin.clone(), 0);
+    let errors = reader.errors;
+    if errors.is_empty() {
+        Ok(sink.0)
+    } else {
+        Err(errors)
+    }
 }
 
 #[cfg(test)]
@@ -745,7 +1028,6 @@ mod tests {
     fn previous_ttl_applies_without_dollar_ttl() {
         let recs = read("a 60 A 127.0.0.1\nb A 127.0.0.2\n").unwrap();
         assert_eq!(recs[1].record.ttl, 60);
-        assert!(!recs[1].explicit_ttl);
     }
 
     #[test]
@@ -787,7 +1069,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("z.zone");
         std::fs::write(&path, "$TTL 60\n".to_owned() + &"a BOGUS x\n".repeat(250)).unwrap();
-        let (_, errors) = read_zone_file(&path, &origin(), &[]);
+        let (errors, _) = read_zone_file(&path, &origin(), &[], &mut Collect::default());
         assert_eq!(errors.len(), MAX_ERRORS + 1);
         assert!(
             errors[MAX_ERRORS]
@@ -808,11 +1090,15 @@ mod tests {
             "$TTL 60\n$INCLUDE inc.zone sub.cluster.example.\ny A 127.0.0.8\n",
         )
         .unwrap();
-        let (recs, errors) = read_zone_file(&main, &origin(), &[dir.path().to_owned()]);
+        let mut recs = Collect::default();
+        let (errors, sources) =
+            read_zone_file(&main, &origin(), &[dir.path().to_owned()], &mut recs);
+        let recs = recs.0;
         assert!(errors.is_empty(), "{errors:?}");
         assert_eq!(recs[0].record.name.to_ascii(), "x.sub.cluster.example.");
         assert_eq!(recs[1].record.name.to_ascii(), "y.cluster.example.");
-        assert!(recs[0].file.ends_with("inc.zone"));
+        assert!(sources[recs[0].file as usize].path.ends_with("inc.zone"));
+        assert!(sources[recs[1].file as usize].path.ends_with("main.zone"));
     }
 
     /// Found by fuzzing (fuzz/, target `zone_file`): a zone that includes itself twice read
@@ -828,7 +1114,12 @@ mod tests {
                      92.0.2.1\n$INCLUDE zone.db sub\n 999.1.1.1\n92.0.2.1\n$INCLUDE zone.db sub\n";
         std::fs::write(&main, crash).unwrap();
         let start = std::time::Instant::now();
-        let (_, errors) = read_zone_file(&main, &origin(), &[dir.path().to_owned()]);
+        let (errors, _) = read_zone_file(
+            &main,
+            &origin(),
+            &[dir.path().to_owned()],
+            &mut Collect::default(),
+        );
         assert!(start.elapsed() < std::time::Duration::from_secs(1));
         let loops: Vec<String> = errors
             .iter()
@@ -843,8 +1134,9 @@ mod tests {
             "$TTL 60\n$INCLUDE inc.zone a.cluster.example.\n$INCLUDE inc.zone b.cluster.example.\n",
         )
         .unwrap();
-        let (recs, errors) = read_zone_file(&main, &origin(), &[dir.path().to_owned()]);
+        let mut recs = Collect::default();
+        let (errors, _) = read_zone_file(&main, &origin(), &[dir.path().to_owned()], &mut recs);
         assert!(errors.is_empty(), "{errors:?}");
-        assert_eq!(recs.len(), 2);
+        assert_eq!(recs.0.len(), 2);
     }
 }

@@ -7,16 +7,21 @@
 //! CNAME data from the file.
 
 mod file;
+mod store;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType};
+use rustc_hash::FxHashMap;
 
 use crate::config::{Place, ZoneConfig};
 use crate::domain::Pool;
-use file::SourcedRecord;
+use file::{Source, Stamp};
+pub(crate) use store::RRset;
+use store::{Key, NodeId, Store};
 
 /// A problem that stops a zone from loading.
 #[derive(Debug, thiserror::Error)]
@@ -86,37 +91,8 @@ impl fmt::Display for ZoneWarning {
     }
 }
 
-/// All records of one type at one owner name.
-#[derive(Debug, Clone)]
-pub(crate) struct RRset {
-    pub(crate) rtype: RecordType,
-    pub(crate) records: Vec<Record>,
-}
-
-/// One owner name in a zone. Empty non-terminals (RFC 8020) are nodes with no data.
-#[derive(Debug, Default)]
-pub(crate) struct Node {
-    /// Sorted by type code, so ANY picks the same RRset every time.
-    pub(crate) rrsets: Vec<RRset>,
-    /// NS here and not at the apex: a zone cut (RFC 1034 §4.2.1).
-    pub(crate) cut: bool,
-    /// Index of the pool answering A/AAAA at this name, if any.
-    pub(crate) pool: Option<usize>,
-}
-
-impl Node {
-    pub(crate) fn rrset(&self, rtype: RecordType) -> Option<&RRset> {
-        self.rrsets.iter().find(|s| s.rtype == rtype)
-    }
-
-    /// True if the node holds nothing: an empty non-terminal.
-    #[cfg(test)]
-    fn is_empty(&self) -> bool {
-        self.rrsets.is_empty() && self.pool.is_none()
-    }
-}
-
-/// One authoritative zone.
+/// One authoritative zone's data, as read from its files: immutable, and shared between
+/// reloads while none of its files changes. Pools are placed beside it, in a [`ZoneSet`].
 #[derive(Debug)]
 pub struct Zone {
     /// The apex, from `[[zone]] origin`.
@@ -124,60 +100,521 @@ pub struct Zone {
     pub(crate) lower_origin: LowerName,
     /// The SOA for negative answers: TTL = min(SOA TTL, SOA MINIMUM) (RFC 2308 §3).
     pub(crate) negative_soa: Record,
-    nodes: HashMap<LowerName, Node>,
+    store: Store,
+    /// The `[[zone]]` it was loaded for.
+    config: ZoneConfig,
+    /// The files it was read from, with their versions then.
+    sources: Vec<Source>,
+    /// What loading it warned about, given again when it is reused.
+    warnings: Vec<ZoneWarning>,
+    /// Records kept (duplicates dropped).
+    records: usize,
 }
 
 impl Zone {
-    pub(crate) fn node(&self, name: &LowerName) -> Option<&Node> {
-        self.nodes.get(name)
-    }
-
     /// Number of owner names, empty non-terminals included.
     pub fn len(&self) -> usize {
-        self.nodes.len()
+        self.store.len()
     }
 
     /// True when the zone has no names; never for a loaded zone, whose apex holds its SOA.
     pub fn is_empty(&self) -> bool {
-        self.nodes.is_empty()
+        self.store.len() == 0
+    }
+
+    /// Number of records.
+    pub fn records(&self) -> usize {
+        self.records
+    }
+
+    /// Bytes its names, records and index take.
+    pub fn bytes(&self) -> usize {
+        self.store.bytes()
+    }
+
+    /// True if this zone is what loading `zc` would give now: the same origin, file and
+    /// include directories, and none of the files it read has changed since.
+    fn unchanged(&self, zc: &ZoneConfig) -> bool {
+        self.config.origin == zc.origin
+            && self.config.file == zc.file
+            && self.config.include_dirs == zc.include_dirs
+            && self
+                .sources
+                .iter()
+                .all(|s| Stamp::now(&s.path) == Some(s.stamp))
+    }
+
+    /// Reads and checks the zone of `zc`.
+    fn load(zc: &ZoneConfig) -> Result<Zone, Vec<ZoneError>> {
+        let lower_origin = LowerName::new(&zc.origin);
+        let mut builder = Builder {
+            store: Store::new(&lower_origin),
+            pending: Vec::new(),
+            data: Vec::new(),
+            owner: Vec::new(),
+            last: None,
+            scratch: Vec::new(),
+            outside: Vec::new(),
+        };
+        let (mut errors, sources) =
+            file::read_zone_file(&zc.file, &zc.origin, &zc.include_dirs, &mut builder);
+        if matches!(errors.first(), Some(ZoneError::Read { .. })) {
+            return Err(errors);
+        }
+        match builder.finish(zc, sources) {
+            Ok(zone) if errors.is_empty() => Ok(zone),
+            Ok(_) => Err(errors),
+            Err(mut e) => {
+                errors.append(&mut e);
+                Err(errors)
+            }
+        }
+    }
+}
+
+/// One record read, waiting to be grouped into its RRset.
+#[derive(Debug, Clone, Copy)]
+struct Pending {
+    node: NodeId,
+    rtype: u16,
+    len: u16,
+    ttl: u32,
+    /// Offset of the RDATA in the builder's `data`.
+    data: u32,
+    file: u32,
+    line: u32,
+}
+
+/// Collects records as the reader streams them: each owner name goes into the store at once
+/// (with its ancestors), each RDATA into one arena; [`Builder::finish`] groups them into
+/// RRsets and checks the zone's rules.
+struct Builder {
+    store: Store,
+    pending: Vec<Pending>,
+    data: Vec<u8>,
+    /// The last owner in wire format, and its node: consecutive records mostly share one.
+    owner: Vec<u8>,
+    last: Option<NodeId>,
+    scratch: Vec<u8>,
+    /// Records whose owner is outside the zone: file, line, owner.
+    outside: Vec<(u32, usize, String)>,
+}
+
+impl file::Sink for Builder {
+    fn record(
+        &mut self,
+        owner: &Name,
+        rtype: RecordType,
+        ttl: u32,
+        rdata: &[u8],
+        file: u32,
+        line: usize,
+    ) {
+        self.scratch.clear();
+        store::wire(owner, &mut self.scratch);
+        if self.scratch != self.owner {
+            std::mem::swap(&mut self.scratch, &mut self.owner);
+            self.last = self.store.intern(&self.owner);
+        }
+        let Some(node) = self.last else {
+            if self.outside.len() <= MAX_DATA_ERRORS {
+                self.outside.push((file, line, owner.to_ascii()));
+            }
+            return;
+        };
+        let data = self.data.len() as u32;
+        self.data.extend_from_slice(rdata);
+        self.pending.push(Pending {
+            node,
+            rtype: rtype.into(),
+            len: rdata.len() as u16,
+            ttl,
+            data,
+            file,
+            line: line as u32,
+        });
+    }
+}
+
+/// Data errors reported per zone; the rest are counted.
+const MAX_DATA_ERRORS: usize = 100;
+
+/// Two RDATAs of one type are the same record: for the types that are a single domain name,
+/// compared without case (RFC 4343), else octet for octet.
+fn same_rdata(rtype: RecordType, a: &[u8], b: &[u8]) -> bool {
+    if just_a_name(rtype) {
+        a.eq_ignore_ascii_case(b)
+    } else {
+        a == b
+    }
+}
+
+/// Types whose RDATA is one domain name. Label length octets are below 64, so ASCII case
+/// folding of such RDATA touches only the labels.
+fn just_a_name(rtype: RecordType) -> bool {
+    matches!(
+        rtype,
+        RecordType::NS | RecordType::CNAME | RecordType::PTR | RecordType::DNAME
+    )
+}
+
+impl Builder {
+    fn finish(mut self, zc: &ZoneConfig, sources: Vec<Source>) -> Result<Zone, Vec<ZoneError>> {
+        let origin = zc.origin.clone();
+        let zone_name = origin.to_ascii();
+        let file_of = |i: u32| {
+            sources
+                .get(i as usize)
+                .map_or_else(|| zc.file.clone(), |s| s.path.clone())
+        };
+        let mut errors = Vec::new();
+        let mut suppressed = 0usize;
+        let mut error = |file: u32, line: u32, message: String| {
+            if errors.len() >= MAX_DATA_ERRORS {
+                suppressed += 1;
+                return;
+            }
+            errors.push(ZoneError::Data {
+                file: file_of(file),
+                line: line as usize,
+                zone: zone_name.clone(),
+                message,
+            });
+        };
+        for (file, line, owner) in std::mem::take(&mut self.outside) {
+            error(file, line as u32, format!("{owner} is outside the zone"));
+        }
+        let mut warnings = Vec::new();
+        let pending = std::mem::take(&mut self.pending);
+        let mut pending = pending;
+        // Stable: within a set, records keep the file's order (the first one's TTL wins).
+        pending.sort_by_key(|p| (p.node, p.rtype));
+
+        // Zone cuts first: whether data is below one does not depend on the order read.
+        for p in &pending {
+            if p.rtype == u16::from(RecordType::NS) && p.node != 0 {
+                self.store.mark_cut(p.node);
+            }
+        }
+
+        let data = std::mem::take(&mut self.data);
+        let bytes = |p: &Pending| &data[p.data as usize..p.data as usize + p.len as usize];
+        let mut kept: Vec<Pending> = Vec::new();
+        let mut seen: HashSet<Vec<u8>> = HashSet::new();
+        let mut records = 0;
+        let mut i = 0;
+        while i < pending.len() {
+            let node = pending[i].node;
+            let mut cname: Option<Pending> = None;
+            let mut other: Option<RecordType> = None;
+            while i < pending.len() && pending[i].node == node {
+                let start = i;
+                let code = pending[i].rtype;
+                while i < pending.len() && pending[i].node == node && pending[i].rtype == code {
+                    i += 1;
+                }
+                let group = &pending[start..i];
+                let first = group[0];
+                let rtype = RecordType::from(code);
+                kept.clear();
+                seen.clear();
+                for p in group {
+                    if !kept.is_empty() && rtype == RecordType::SOA {
+                        error(
+                            p.file,
+                            p.line,
+                            format!("second SOA record (the first is at line {})", first.line),
+                        );
+                        continue;
+                    }
+                    if !kept.is_empty() && rtype == RecordType::CNAME {
+                        error(
+                            p.file,
+                            p.line,
+                            format!(
+                                "second CNAME at {} (the first is at line {}); RFC 2181 §10.1 \
+                                 allows one",
+                                self.store.name(node, &origin),
+                                first.line
+                            ),
+                        );
+                        continue;
+                    }
+                    // RFC 2181 §5: duplicate RRs in a set are meaningless; keep one. A large
+                    // set is checked through a hash set, so a big RRset is not quadratic.
+                    let duplicate = if group.len() <= 16 {
+                        kept.iter().any(|k| same_rdata(rtype, bytes(k), bytes(p)))
+                    } else {
+                        let mut key = bytes(p).to_vec();
+                        if just_a_name(rtype) {
+                            key.make_ascii_lowercase();
+                        }
+                        !seen.insert(key)
+                    };
+                    if duplicate {
+                        continue;
+                    }
+                    if p.ttl != first.ttl {
+                        // RFC 2181 §5.2: all TTLs in an RRset must match. Use the first, as
+                        // BIND does.
+                        warnings.push(ZoneWarning {
+                            file: file_of(p.file),
+                            line: p.line as usize,
+                            message: format!(
+                                "TTL {} differs from the {rtype} set's TTL {} at {}; using {}",
+                                p.ttl,
+                                first.ttl,
+                                self.store.name(node, &origin),
+                                first.ttl
+                            ),
+                        });
+                    }
+                    kept.push(*p);
+                }
+                records += kept.len();
+                self.store
+                    .push_set(node, rtype, first.ttl, kept.iter().map(bytes));
+                match rtype {
+                    RecordType::SOA if node != 0 => {
+                        error(first.file, first.line, "SOA record below the apex".into());
+                    }
+                    RecordType::CNAME => cname = Some(first),
+                    _ => {
+                        other.get_or_insert(rtype);
+                    }
+                }
+                if self.store.has_cuts {
+                    // Data below a cut is occluded (RFC 1034 §4.2.1): only address glue
+                    // belongs there, and at the cut only NS and DS.
+                    let is_glue = matches!(rtype, RecordType::A | RecordType::AAAA);
+                    let at_cut_ok = matches!(rtype, RecordType::NS | RecordType::DS);
+                    let at_cut = self.store.is_cut(node);
+                    let below_cut = self.store.below_cut(node);
+                    if (below_cut && !is_glue) || (at_cut && !at_cut_ok && !is_glue) {
+                        warnings.push(ZoneWarning {
+                            file: file_of(first.file),
+                            line: first.line as usize,
+                            message: format!(
+                                "{rtype} at {} is below a delegation and will not be served",
+                                self.store.name(node, &origin)
+                            ),
+                        });
+                    }
+                }
+            }
+            // RFC 1034 §3.6.2 / RFC 2181 §10.1: a CNAME owner has no other data.
+            if let (Some(c), Some(other)) = (cname, other) {
+                error(
+                    c.file,
+                    c.line,
+                    format!(
+                        "CNAME at {} cannot coexist with its {other} records",
+                        self.store.name(node, &origin)
+                    ),
+                );
+            }
+        }
+        drop(pending);
+        drop(data);
+
+        // SOA: exactly one, at the apex (RFC 1035 §5.2).
+        let soa = self
+            .store
+            .rrset(0, RecordType::SOA)
+            .and_then(|s| s.records(&origin).into_iter().next());
+        let apex_error = |message: &str| ZoneError::Data {
+            file: zc.file.clone(),
+            line: 1,
+            zone: zone_name.clone(),
+            message: message.into(),
+        };
+        if soa.is_none() {
+            errors.push(apex_error("no SOA record at the apex"));
+        }
+        if self.store.rrset(0, RecordType::NS).is_none() {
+            errors.push(apex_error("no NS records at the apex"));
+        }
+        if suppressed > 0 {
+            errors.push(ZoneError::Data {
+                file: zc.file.clone(),
+                line: 1,
+                zone: zone_name.clone(),
+                message: format!("{suppressed} more problems, not shown"),
+            });
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        let mut negative_soa = soa.expect("checked above");
+        if let RData::SOA(s) = &negative_soa.data {
+            negative_soa.ttl = negative_soa.ttl.min(s.minimum);
+        }
+        self.store.shrink();
+        Ok(Zone {
+            lower_origin: LowerName::new(&origin),
+            origin,
+            negative_soa,
+            store: self.store,
+            config: zc.clone(),
+            sources,
+            warnings,
+            records,
+        })
+    }
+}
+
+/// Where a pool sits in a served zone: its index, or `None` for an empty non-terminal above a
+/// pool (a name with no data of its own, RFC 8020).
+#[derive(Debug, Clone, Copy)]
+struct PoolSpot(Option<usize>);
+
+/// A zone with the config's pools placed in it: what the resolver reads.
+#[derive(Debug)]
+pub(crate) struct Served {
+    zone: Arc<Zone>,
+    /// Lowercased wire-format names of pools and of the names above them that the zone
+    /// lacks.
+    pools: FxHashMap<Box<[u8]>, PoolSpot>,
+}
+
+/// A name of a served zone: zone data, a pool, or both (an empty non-terminal has neither).
+#[derive(Clone, Copy)]
+pub(crate) struct Node<'z> {
+    zone: &'z Zone,
+    id: Option<NodeId>,
+    /// Index of the pool answering A/AAAA at this name, if any.
+    pub(crate) pool: Option<usize>,
+}
+
+impl<'z> Node<'z> {
+    /// The RRset of type `rtype` from the zone's files.
+    pub(crate) fn rrset(&self, rtype: RecordType) -> Option<RRset<'z>> {
+        self.zone.store.rrset(self.id?, rtype)
+    }
+
+    /// The RRset with the lowest type code (what ANY answers, RFC 8482 §4.2).
+    pub(crate) fn first_rrset(&self) -> Option<RRset<'z>> {
+        self.zone.store.rrsets(self.id?).next()
+    }
+
+    /// The name as the zone's file writes it.
+    pub(crate) fn name(&self) -> Option<Name> {
+        self.id
+            .map(|id| self.zone.store.name(id, &self.zone.origin))
+    }
+
+    /// True if the node holds nothing: an empty non-terminal.
+    #[cfg(test)]
+    fn is_empty(&self) -> bool {
+        self.pool.is_none() && self.first_rrset().is_none()
+    }
+}
+
+impl Served {
+    /// The zone's data.
+    pub(crate) fn zone(&self) -> &Zone {
+        &self.zone
+    }
+
+    /// The node named `name`, which must be at or below the apex.
+    pub(crate) fn node(&self, name: &LowerName) -> Option<Node<'_>> {
+        let key = Key::new(name);
+        let id = self.zone.store.find(&key);
+        let spot = if self.pools.is_empty() {
+            None
+        } else {
+            self.pools.get(key.wire())
+        };
+        if id.is_none() && spot.is_none() {
+            return None;
+        }
+        Some(Node {
+            zone: &self.zone,
+            id,
+            pool: spot.and_then(|s| s.0),
+        })
+    }
+
+    /// The highest zone cut at or above `name` (strictly below the apex), if any.
+    pub(crate) fn cut_above(&self, name: &LowerName) -> Option<LowerName> {
+        if !self.zone.store.has_cuts {
+            return None;
+        }
+        let mut found = None;
+        let mut n = name.clone();
+        while n != self.zone.lower_origin && !n.is_root() {
+            if let Some(id) = self.zone.store.find(&Key::new(&n))
+                && self.zone.store.is_cut(id)
+            {
+                found = Some(n.clone());
+            }
+            n = n.base_name();
+        }
+        found
     }
 }
 
 /// Every served zone, found by closest enclosing origin.
 #[derive(Debug, Default)]
 pub struct ZoneSet {
-    zones: Vec<Zone>,
+    zones: Vec<Served>,
     by_origin: HashMap<LowerName, usize>,
     /// Label count of the deepest origin, to skip hashing names that are too long to match.
     max_labels: u8,
 }
 
+/// How a [`ZoneSet::load`] went: zones read, and zones kept from the previous set.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct LoadStats {
+    /// Zones read from their files.
+    pub read: usize,
+    /// Zones reused unchanged from the previous set.
+    pub reused: usize,
+}
+
 impl ZoneSet {
     /// Loads every zone and places the pools in them. Collects every error before returning.
+    /// A zone of `previous` whose config and files have not changed is reused, not read again.
     pub fn load(
         zones: &[ZoneConfig],
         pools: &[Pool],
-    ) -> Result<(ZoneSet, Vec<ZoneWarning>), Vec<ZoneError>> {
+        previous: Option<&ZoneSet>,
+    ) -> Result<(ZoneSet, Vec<ZoneWarning>, LoadStats), Vec<ZoneError>> {
         let mut errors = Vec::new();
         let mut warnings = Vec::new();
+        let mut stats = LoadStats::default();
         let mut set = ZoneSet::default();
         for zc in zones {
-            let (records, mut syntax) =
-                file::read_zone_file(&zc.file, &zc.origin, &zc.include_dirs);
-            let unreadable = matches!(syntax.first(), Some(ZoneError::Read { .. }));
-            errors.append(&mut syntax);
-            if unreadable {
-                continue;
-            }
-            match build_zone(zc, records, &mut warnings) {
-                Ok(zone) => {
-                    set.max_labels = set.max_labels.max(zone.lower_origin.num_labels());
-                    set.by_origin
-                        .insert(zone.lower_origin.clone(), set.zones.len());
-                    set.zones.push(zone);
+            let old = previous.and_then(|p| {
+                p.zones
+                    .iter()
+                    .find(|s| s.zone.unchanged(zc))
+                    .map(|s| s.zone.clone())
+            });
+            let zone = match old {
+                Some(z) => {
+                    stats.reused += 1;
+                    z
                 }
-                Err(mut e) => errors.append(&mut e),
-            }
+                None => match Zone::load(zc) {
+                    Ok(z) => {
+                        stats.read += 1;
+                        Arc::new(z)
+                    }
+                    Err(mut e) => {
+                        errors.append(&mut e);
+                        continue;
+                    }
+                },
+            };
+            warnings.extend(zone.warnings.iter().cloned());
+            set.max_labels = set.max_labels.max(zone.lower_origin.num_labels());
+            set.by_origin
+                .insert(zone.lower_origin.clone(), set.zones.len());
+            set.zones.push(Served {
+                zone,
+                pools: FxHashMap::default(),
+            });
         }
         if errors.is_empty() {
             for (index, pool) in pools.iter().enumerate() {
@@ -187,14 +624,13 @@ impl ZoneSet {
             }
         }
         if errors.is_empty() {
-            Ok((set, warnings))
+            Ok((set, warnings, stats))
         } else {
             Err(errors)
         }
     }
 
-    /// The zone with the longest origin that is `name` or an ancestor of it.
-    pub(crate) fn find(&self, name: &LowerName) -> Option<&Zone> {
+    fn index_of(&self, name: &LowerName) -> Option<usize> {
         let labels = name.num_labels();
         let mut candidate = if labels > self.max_labels {
             LowerName::new(&Name::from(name).trim_to(self.max_labels as usize))
@@ -203,7 +639,7 @@ impl ZoneSet {
         };
         loop {
             if let Some(&i) = self.by_origin.get(&candidate) {
-                return Some(&self.zones[i]);
+                return Some(i);
             }
             if candidate.is_root() {
                 return None;
@@ -212,9 +648,14 @@ impl ZoneSet {
         }
     }
 
+    /// The zone with the longest origin that is `name` or an ancestor of it.
+    pub(crate) fn find(&self, name: &LowerName) -> Option<&Served> {
+        self.index_of(name).map(|i| &self.zones[i])
+    }
+
     /// The loaded zones, in the config's order.
-    pub fn zones(&self) -> &[Zone] {
-        &self.zones
+    pub fn zones(&self) -> impl Iterator<Item = &Zone> {
+        self.zones.iter().map(|s| &*s.zone)
     }
 
     fn place_pool(&mut self, index: usize, pool: &Pool) -> Result<(), ZoneError> {
@@ -227,243 +668,44 @@ impl ZoneSet {
         if pool.name.is_wildcard() {
             return Err(fail("a pool name cannot be a wildcard".into()));
         }
-        let Some(zone_index) = self.find(&name).map(|z| self.by_origin[&z.lower_origin]) else {
+        let Some(zone_index) = self.index_of(&name) else {
             return Err(fail("is not inside any configured zone".into()));
         };
-        let zone = &mut self.zones[zone_index];
-        if let Some(cut) = zone.cut_above(&name) {
+        let served = &mut self.zones[zone_index];
+        if let Some(cut) = served.cut_above(&name) {
             return Err(fail(format!(
                 "is at or below the delegation {cut} in zone {}",
-                zone.origin
+                served.zone.origin
             )));
         }
-        let origin = zone.lower_origin.clone();
-        let node = zone.nodes.entry(name.clone()).or_default();
-        for rtype in [RecordType::A, RecordType::AAAA, RecordType::CNAME] {
-            if node.rrset(rtype).is_some() {
-                return Err(fail(format!(
-                    "zone {origin} already has {rtype} records at this name; the pool owns A and AAAA"
-                )));
+        if let Some(node) = served.node(&name) {
+            for rtype in [RecordType::A, RecordType::AAAA, RecordType::CNAME] {
+                if node.rrset(rtype).is_some() {
+                    return Err(fail(format!(
+                        "zone {} already has {rtype} records at this name; the pool owns A and AAAA",
+                        served.zone.lower_origin
+                    )));
+                }
             }
         }
-        node.pool = Some(index);
-        add_ancestors(&mut zone.nodes, &name, &origin);
-        Ok(())
-    }
-}
-
-impl Zone {
-    /// The highest zone cut at or above `name` (strictly below the apex), if any.
-    pub(crate) fn cut_above(&self, name: &LowerName) -> Option<LowerName> {
-        let mut found = None;
-        let mut n = name.clone();
-        while n != self.lower_origin && !n.is_root() {
-            if self.nodes.get(&n).is_some_and(|node| node.cut) {
-                found = Some(n.clone());
+        let key = Key::new(&name);
+        served
+            .pools
+            .insert(key.wire().into(), PoolSpot(Some(index)));
+        // The names above the pool that the zone lacks answer NODATA, not NXDOMAIN (RFC 8020).
+        let mut n = name.base_name();
+        while n != served.zone.lower_origin && !n.is_root() {
+            let key = Key::new(&n);
+            if served.zone.store.find(&key).is_none() {
+                served
+                    .pools
+                    .entry(key.wire().into())
+                    .or_insert(PoolSpot(None));
             }
             n = n.base_name();
         }
-        found
+        Ok(())
     }
-}
-
-/// Inserts empty nodes for the ancestors of `name` below `origin`, so that empty non-terminals
-/// answer NODATA rather than NXDOMAIN (RFC 8020, RFC 4592 §2.2.2).
-fn add_ancestors(nodes: &mut HashMap<LowerName, Node>, name: &LowerName, origin: &LowerName) {
-    let mut n = name.clone();
-    while n != *origin && !n.is_root() {
-        n = n.base_name();
-        nodes.entry(n.clone()).or_default();
-    }
-}
-
-fn build_zone(
-    zc: &ZoneConfig,
-    records: Vec<SourcedRecord>,
-    warnings: &mut Vec<ZoneWarning>,
-) -> Result<Zone, Vec<ZoneError>> {
-    let origin = zc.origin.clone();
-    let lower_origin = LowerName::new(&origin);
-    let zone_name = origin.to_ascii();
-    let mut errors = Vec::new();
-    let data_error = |r: &SourcedRecord, message: String| ZoneError::Data {
-        file: r.file.clone(),
-        line: r.line,
-        zone: zone_name.clone(),
-        message,
-    };
-
-    // Group into RRsets, remembering where each set was first seen.
-    let mut sets: HashMap<(LowerName, RecordType), (RRset, SourcedRecord)> = HashMap::new();
-    let mut order: Vec<(LowerName, RecordType)> = Vec::new();
-    for r in records {
-        let owner = LowerName::new(&r.record.name);
-        if !lower_origin.zone_of(&owner) {
-            errors.push(data_error(
-                &r,
-                format!("{} is outside the zone", r.record.name),
-            ));
-            continue;
-        }
-        let rtype = r.record.record_type();
-        let key = (owner, rtype);
-        match sets.get_mut(&key) {
-            None => {
-                order.push(key.clone());
-                let set = RRset {
-                    rtype,
-                    records: vec![r.record.clone()],
-                };
-                sets.insert(key, (set, r));
-            }
-            Some((set, first)) => {
-                if rtype == RecordType::SOA {
-                    errors.push(data_error(
-                        &r,
-                        format!("second SOA record (the first is at line {})", first.line),
-                    ));
-                    continue;
-                }
-                if rtype == RecordType::CNAME {
-                    errors.push(data_error(
-                        &r,
-                        format!(
-                            "second CNAME at {} (the first is at line {}); RFC 2181 §10.1 allows one",
-                            r.record.name, first.line
-                        ),
-                    ));
-                    continue;
-                }
-                // RFC 2181 §5: duplicate RRs in a set are meaningless; keep one.
-                if set.records.iter().any(|x| x.data == r.record.data) {
-                    continue;
-                }
-                let mut rec = r.record.clone();
-                if rec.ttl != set.records[0].ttl {
-                    // RFC 2181 §5.2: all TTLs in an RRset must match. Use the first, as BIND does.
-                    warnings.push(ZoneWarning {
-                        file: r.file.clone(),
-                        line: r.line,
-                        message: format!(
-                            "TTL {} differs from the {rtype} set's TTL {} at {}; using {}",
-                            rec.ttl, set.records[0].ttl, rec.name, set.records[0].ttl
-                        ),
-                    });
-                    rec.ttl = set.records[0].ttl;
-                }
-                set.records.push(rec);
-            }
-        }
-    }
-
-    let mut nodes: HashMap<LowerName, Node> = HashMap::new();
-    for key in &order {
-        let (set, _) = &sets[key];
-        nodes
-            .entry(key.0.clone())
-            .or_default()
-            .rrsets
-            .push(set.clone());
-    }
-
-    // SOA: exactly one, at the apex (RFC 1035 §5.2).
-    let soa = match sets.get(&(lower_origin.clone(), RecordType::SOA)) {
-        Some((set, _)) => Some(set.records[0].clone()),
-        None => {
-            errors.push(ZoneError::Data {
-                file: zc.file.clone(),
-                line: 1,
-                zone: zone_name.clone(),
-                message: "no SOA record at the apex".into(),
-            });
-            None
-        }
-    };
-    if !sets.contains_key(&(lower_origin.clone(), RecordType::NS)) {
-        errors.push(ZoneError::Data {
-            file: zc.file.clone(),
-            line: 1,
-            zone: zone_name.clone(),
-            message: "no NS records at the apex".into(),
-        });
-    }
-
-    for key in &order {
-        let (set, first) = &sets[key];
-        let (owner, rtype) = key;
-        let at_apex = *owner == lower_origin;
-        match rtype {
-            RecordType::SOA if !at_apex => {
-                errors.push(data_error(first, "SOA record below the apex".into()));
-            }
-            RecordType::CNAME => {
-                // RFC 1034 §3.6.2 / RFC 2181 §10.1: a CNAME owner has no other data.
-                let node = &nodes[owner];
-                if let Some(other) = node.rrsets.iter().find(|s| s.rtype != RecordType::CNAME) {
-                    errors.push(data_error(
-                        first,
-                        format!(
-                            "CNAME at {} cannot coexist with its {} records",
-                            set.records[0].name, other.rtype
-                        ),
-                    ));
-                }
-            }
-            RecordType::NS if !at_apex => {
-                if let Some(node) = nodes.get_mut(owner) {
-                    node.cut = true;
-                }
-            }
-            _ => {}
-        }
-    }
-
-    // Data below a cut is occluded (RFC 1034 §4.2.1): only address glue belongs there.
-    let cuts: Vec<LowerName> = nodes
-        .iter()
-        .filter(|(_, n)| n.cut)
-        .map(|(k, _)| k.clone())
-        .collect();
-    for key in &order {
-        let (owner, rtype) = key;
-        let below_cut = cuts.iter().any(|c| c != owner && c.zone_of(owner));
-        let at_cut_ok = matches!(rtype, RecordType::NS | RecordType::DS);
-        let is_glue = matches!(rtype, RecordType::A | RecordType::AAAA);
-        let at_cut = cuts.contains(owner);
-        if (below_cut && !is_glue) || (at_cut && !at_cut_ok && !is_glue) {
-            let (_, first) = &sets[key];
-            warnings.push(ZoneWarning {
-                file: first.file.clone(),
-                line: first.line,
-                message: format!(
-                    "{rtype} at {} is below a delegation and will not be served",
-                    first.record.name
-                ),
-            });
-        }
-    }
-
-    for node in nodes.values_mut() {
-        node.rrsets.sort_by_key(|s| u16::from(s.rtype));
-    }
-    let names: Vec<LowerName> = nodes.keys().cloned().collect();
-    for n in &names {
-        add_ancestors(&mut nodes, n, &lower_origin);
-    }
-
-    if !errors.is_empty() {
-        return Err(errors);
-    }
-    let mut negative_soa = soa.expect("checked above");
-    if let RData::SOA(s) = &negative_soa.data {
-        negative_soa.ttl = negative_soa.ttl.min(s.minimum);
-    }
-    Ok(Zone {
-        origin,
-        lower_origin,
-        negative_soa,
-        nodes,
-    })
 }
 
 #[cfg(test)]
@@ -485,12 +727,14 @@ mod tests {
         }
         let config = crate::config::Config::parse(&toml, Path::new("t.toml")).unwrap();
         let model = crate::domain::Model::new(&config);
-        ZoneSet::load(&config.zones, &model.pools).map_err(|errs| {
-            errs.iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("\n")
-        })
+        ZoneSet::load(&config.zones, &model.pools, None)
+            .map(|(set, warnings, _)| (set, warnings))
+            .map_err(|errs| {
+                errs.iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })
     }
 
     const HEAD: &str =
@@ -502,14 +746,14 @@ mod tests {
         assert!(warnings.is_empty());
         let lower = |s: &str| LowerName::new(&Name::from_ascii(s).unwrap());
         let zone = set.find(&lower("x.y.CLUSTER.example.")).unwrap();
-        assert_eq!(zone.origin.to_ascii(), "cluster.example.");
+        assert_eq!(zone.zone().origin.to_ascii(), "cluster.example.");
         assert!(set.find(&lower("example.")).is_none());
         assert!(
             zone.node(&lower("b.c.cluster.example."))
                 .unwrap()
                 .is_empty()
         );
-        assert_eq!(zone.negative_soa.ttl, 60);
+        assert_eq!(zone.zone().negative_soa.ttl, 60);
     }
 
     #[test]
@@ -547,7 +791,7 @@ mod tests {
             "{err}"
         );
         let (set, _) = load(&zone, &["api.deep.cluster.example."]).unwrap();
-        let zone = &set.zones()[0];
+        let zone = &set.zones[0];
         let deep = LowerName::new(&Name::from_ascii("deep.cluster.example.").unwrap());
         assert!(zone.node(&deep).unwrap().is_empty());
     }

@@ -22,3 +22,4 @@ mod safety;
 mod tcp;
 #[cfg(feature = "xdp")]
 mod xdp;
+mod zone_scale;

@@ -326,9 +326,29 @@ async fn reload_endpoint_and_cli_apply_the_file_or_report_every_problem() {
     let socket = s.control.to_str().unwrap().to_owned();
     let (ok, out, err) = lbns_cli(&["reload", "--socket", &socket]).await;
     assert!(ok, "{out}{err}");
-    assert_eq!(out, format!("reloaded {}\n", path.display()));
+    // Only the config changed: the zone is kept, not read again.
+    assert_eq!(
+        out,
+        format!("reloaded {} (zones: 0 read, 1 unchanged)\n", path.display())
+    );
     assert!(s.server.snapshot().generation > before);
     assert!(answered(&s, "www.cluster.example.").contains("127.0.0.9"));
+
+    // A changed zone file is read again: its new name answers.
+    let zone_path = path.with_file_name("cluster.example.zone");
+    let mut zone = std::fs::read_to_string(&zone_path).unwrap();
+    zone.push_str("added A 192.0.2.99\n");
+    std::fs::write(&zone_path, zone).unwrap();
+    let (ok, out, err) = lbns_cli(&["reload", "--socket", &socket]).await;
+    assert!(ok, "{out}{err}");
+    assert_eq!(
+        out,
+        format!("reloaded {} (zones: 1 read, 0 unchanged)\n", path.display())
+    );
+    assert_eq!(
+        addrs(&ask(s.udp, "added.cluster.example.", RecordType::A)),
+        ["192.0.2.99"]
+    );
 
     // A broken file: 422 with file:line:col, and the old config keeps serving.
     std::fs::write(
