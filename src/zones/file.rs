@@ -139,11 +139,11 @@ pub(crate) struct Source {
 
 /// Where each record read goes: the zone builder, or a test's list.
 pub(crate) trait Sink {
-    /// One record: `rdata` is its RDATA in uncompressed wire format; `file` indexes the
-    /// sources [`read_zone_file`] returns.
+    /// One record: `owner` is its name and `rdata` its RDATA, in uncompressed wire format;
+    /// `file` indexes the sources [`read_zone_file`] returns.
     fn record(
         &mut self,
-        owner: &Name,
+        owner: &[u8],
         rtype: RecordType,
         ttl: u32,
         rdata: &[u8],
@@ -475,7 +475,8 @@ struct Reader<'s> {
     sources: Vec<Source>,
     /// Bytes the zone's files may still hold.
     budget: u64,
-    last_owner: Option<Name>,
+    /// The previous record's owner, in wire format.
+    last_owner: Option<Vec<u8>>,
     /// TTL of the previous record, the RFC 1035 default when there is no `$TTL`.
     last_ttl: Option<u32>,
     /// `$TTL` value (RFC 2308 §4).
@@ -559,6 +560,8 @@ impl Reader<'_> {
 
     fn lines(&mut self, lines: &mut Lines, path: &Path, file: u32, mut origin: Name, depth: usize) {
         let mut lexer = Lexer::default();
+        let mut origin_wire = Vec::new();
+        super::store::wire(&origin, &mut origin_wire);
         let mut n = 0;
         loop {
             n += 1;
@@ -605,8 +608,14 @@ impl Reader<'_> {
                     if !lexer.blank_owner && !first.quoted && first.text.starts_with('$') {
                         let tokens = tokens.to_vec();
                         self.directive(&tokens, line, path, &mut origin, depth);
+                        origin_wire.clear();
+                        super::store::wire(&origin, &mut origin_wire);
                     } else {
-                        self.record(tokens, lexer.blank_owner, line, path, file, &origin);
+                        let origin = Origin {
+                            name: &origin,
+                            wire: &origin_wire,
+                        };
+                        self.record(tokens, lexer.blank_owner, line, path, file, origin);
                     }
                     lexer.clear();
                 }
@@ -712,33 +721,29 @@ impl Reader<'_> {
         line: usize,
         path: &Path,
         file: u32,
-        origin: &Name,
+        origin: Origin<'_>,
     ) {
         let mut tokens = tokens.iter().peekable();
 
-        let owner = if blank_owner {
-            match &self.last_owner {
-                Some(o) => o.clone(),
-                None => {
-                    self.error(path, line, "record has no owner and none came before it");
-                    return;
-                }
+        let mut owner = self.last_owner.take().unwrap_or_default();
+        if blank_owner {
+            if owner.is_empty() {
+                self.error(path, line, "record has no owner and none came before it");
+                return;
             }
         } else {
             let t = tokens.next().expect("entries are never empty");
-            match parse_name(&t.text, origin) {
-                Ok(n) => n,
-                Err(e) => {
-                    self.error(
-                        path,
-                        line,
-                        format!("owner `{}`: {}", quote(&t.text), said(e)),
-                    );
-                    return;
-                }
+            owner.clear();
+            if let Err(e) = name_wire(&t.text, origin, &mut owner) {
+                self.error(
+                    path,
+                    line,
+                    format!("owner `{}`: {}", quote(&t.text), said(e)),
+                );
+                return;
             }
-        };
-        self.last_owner = Some(owner.clone());
+        }
+        self.last_owner = Some(owner);
 
         // [<TTL>] [<class>] <type> or [<class>] [<TTL>] <type> (RFC 1035 §5.1).
         let mut ttl = None;
@@ -804,8 +809,8 @@ impl Reader<'_> {
         self.rdata.clear();
         match rdata_wire(rtype, &rest, origin, &mut self.rdata) {
             Ok(()) => {
-                self.sink
-                    .record(&owner, rtype, ttl, &self.rdata, file, line);
+                let owner = self.last_owner.as_deref().unwrap_or_default();
+                self.sink.record(owner, rtype, ttl, &self.rdata, file, line);
             }
             Err(e) => {
                 let text: Vec<String> = rest.iter().map(|t| t.presentation()).collect();
@@ -838,6 +843,58 @@ fn common_type(text: &str) -> Option<RecordType> {
     })
 }
 
+/// The origin in force, as a name and in wire format.
+#[derive(Clone, Copy)]
+struct Origin<'a> {
+    name: &'a Name,
+    wire: &'a [u8],
+}
+
+/// Writes `text`, an owner or a name in RDATA, in wire format into `out`: `@` is the origin, a
+/// name without a final dot is relative to it. Names of plain labels (letters, digits, `-`,
+/// or `*`) are converted here, lowercased as hickory's IDNA mapping (UTS #46) does with ASCII
+/// letters; any other name (escapes, `_` labels, IDNs, errors) goes through hickory.
+fn name_wire(text: &str, origin: Origin<'_>, out: &mut Vec<u8>) -> Result<(), String> {
+    if text == "@" {
+        out.extend_from_slice(origin.wire);
+        return Ok(());
+    }
+    let start = out.len();
+    let (body, absolute) = match text.strip_suffix('.') {
+        Some(body) => (body, true),
+        None => (text, false),
+    };
+    let plain = |label: &str| {
+        label == "*"
+            || (!label.is_empty()
+                && label.len() <= 63
+                && !label
+                    .get(..4)
+                    .is_some_and(|p| p.eq_ignore_ascii_case("xn--"))
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-'))
+    };
+    if !body.is_empty() && body.split('.').all(plain) {
+        for label in body.split('.') {
+            out.push(label.len() as u8);
+            out.extend(label.bytes().map(|b| b.to_ascii_lowercase()));
+        }
+        if absolute {
+            out.push(0);
+        } else {
+            out.extend_from_slice(origin.wire);
+        }
+        if out.len() - start <= 255 {
+            return Ok(());
+        }
+        out.truncate(start);
+    }
+    let name = parse_name(text, origin.name)?;
+    super::store::wire(&name, out);
+    Ok(())
+}
+
 /// An owner or origin: `@` is the origin, a name without a final dot is relative to it.
 fn parse_name(text: &str, origin: &Name) -> Result<Name, String> {
     if text == "@" {
@@ -852,7 +909,7 @@ fn parse_name(text: &str, origin: &Name) -> Result<Name, String> {
 fn rdata_wire(
     rtype: RecordType,
     tokens: &[&Token],
-    origin: &Name,
+    origin: Origin<'_>,
     out: &mut Vec<u8>,
 ) -> Result<(), String> {
     fn single<'t>(tokens: &[&'t Token]) -> Result<&'t str, String> {
@@ -872,12 +929,11 @@ fn rdata_wire(
             out.extend_from_slice(&a.octets());
         }
         RecordType::NS | RecordType::CNAME | RecordType::PTR => {
-            let name = parse_name(single(tokens)?, origin)?;
-            super::store::wire(&name, out);
+            name_wire(single(tokens)?, origin, out)?;
         }
         _ => {
             let text: Vec<String> = tokens.iter().map(|t| t.presentation()).collect();
-            let rdata = parse_rdata(rtype, &text, origin)?;
+            let rdata = parse_rdata(rtype, &text, origin.name)?;
             let mut encoder = BinEncoder::new(out);
             encoder.set_name_encoding(NameEncoding::Uncompressed);
             rdata.emit(&mut encoder).map_err(|e| e.to_string())?;
@@ -926,7 +982,7 @@ pub(crate) struct Collect(pub(crate) Vec<SourcedRecord>);
 impl Sink for Collect {
     fn record(
         &mut self,
-        owner: &Name,
+        owner: &[u8],
         rtype: RecordType,
         ttl: u32,
         rdata: &[u8],
@@ -934,7 +990,8 @@ impl Sink for Collect {
         line: usize,
     ) {
         let data = super::store::decode(rtype, rdata).expect("RDATA encoded at read decodes");
-        let mut record = hickory_proto::rr::Record::from_rdata(owner.clone(), ttl, data);
+        let owner = super::store::name_from_wire(owner);
+        let mut record = hickory_proto::rr::Record::from_rdata(owner, ttl, data);
         record.dns_class = DNSClass::IN;
         self.0.push(SourcedRecord { record, file, line });
     }
