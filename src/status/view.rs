@@ -106,12 +106,20 @@ pub(crate) fn select(monitor: &Monitor, listing: Option<&Listing>) -> Selected {
     let (pools, window, fleet) = monitor.inspect(|i| {
         let mut fleet = Fleet::default();
         let mut found = Vec::new();
+        let mut name = String::new();
         for (pi, p) in i.model.pools.iter().enumerate() {
             let t = trouble(i, &snapshot, pi);
             fleet.count(t, p.backends.len());
             let finds = listing.is_none_or(|l| {
+                // The name as text, in one reused buffer: `Name::to_ascii` allocates and does
+                // IDNA work per call, which made a search of 10,000 pools cost milliseconds.
+                name.clear();
+                for label in p.name.iter() {
+                    name.push_str(&String::from_utf8_lossy(label));
+                    name.push('.');
+                }
                 l.finds(
-                    &p.name.to_ascii(),
+                    &name,
                     p.backends.iter().map(|b| (b.name.as_str(), b.address)),
                 )
             });
