@@ -183,8 +183,9 @@ fn fleet(o: &mut String, r: &Report) {
     let _ = writeln!(
         o,
         "<a class=\"card\" href=\"./\"><div class=\"k\">Pools</div><div class=\"n\">{}</div>\
-         <div class=\"sub\">{} backends</div></a>",
-        f.pools, f.backends
+         <div class=\"sub\">{}</div></a>",
+        f.pools,
+        backends(f.backends)
     );
     for (k, n, sub, state) in [
         (
@@ -196,13 +197,13 @@ fn fleet(o: &mut String, r: &Report) {
         (
             "With a backend down",
             f.pools_down,
-            format!("{} backends out of answers", f.backends_out),
+            format!("{} out of answers", backends(f.backends_out)),
             StateFilter::Down,
         ),
         (
             "With a backend drained",
             f.pools_drained,
-            format!("{} backends drained", f.backends_drained),
+            format!("{} drained", backends(f.backends_drained)),
             StateFilter::Drained,
         ),
     ] {
@@ -219,6 +220,11 @@ fn fleet(o: &mut String, r: &Report) {
         );
     }
     o.push_str("</div>\n");
+}
+
+/// `1 backend`, `2 backends`.
+fn backends(n: usize) -> String {
+    format!("{n} backend{}", if n == 1 { "" } else { "s" })
 }
 
 /// The search form: a plain GET of this page, so it needs no script.
@@ -431,6 +437,7 @@ mod tests {
             "{html}"
         );
         assert!(html.contains("2 backends</div>"), "{html}");
+        assert!(html.contains("1 backend drained</div>"), "{html}");
         // Nothing found.
         let mut r = paged("nothing", StateFilter::All, 1, 1);
         r.pools.clear();

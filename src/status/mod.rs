@@ -66,7 +66,9 @@ pub(crate) fn report(control: &Control, listing: Option<&Listing>) -> Report {
 
 /// `/metrics`.
 pub(crate) fn prometheus(control: &Control) -> String {
-    let (pools, generation) = view::pools(control.monitor());
+    let per_backend = control.metrics_per_backend();
+    // Without per-backend series, no backend view is built either.
+    let (pools, generation) = view::pools(control.monitor(), per_backend);
     let peers = view::peers(control.monitor());
     prom::render(
         &pools,
@@ -74,7 +76,7 @@ pub(crate) fn prometheus(control: &Control) -> String {
         control.metrics(),
         generation,
         control.started_at(),
-        control.metrics_per_backend(),
+        per_backend,
     )
 }
 

@@ -76,12 +76,13 @@ fn peer_view(i: &Inspect<'_>, pool: usize, backend: usize, peer: usize) -> Strin
     }
 }
 
-/// Every pool and backend now, in config order, and the generation of the snapshot read.
-pub(crate) fn pools(monitor: &Monitor) -> (Vec<PoolView>, u64) {
+/// Every pool now, in config order, with its backends unless `backends` is false (then
+/// `backends` of each view is empty), and the generation of the snapshot read.
+pub(crate) fn pools(monitor: &Monitor, backends: bool) -> (Vec<PoolView>, u64) {
     let snapshot = monitor.cell().load_full();
     let pools = monitor.inspect(|i| {
         (0..i.model.pools.len())
-            .map(|pi| pool_view(i, &snapshot, pi))
+            .map(|pi| pool_view(i, &snapshot, pi, backends))
             .collect()
     });
     (pools, snapshot.generation)
@@ -139,7 +140,7 @@ pub(crate) fn select(monitor: &Monitor, listing: Option<&Listing>) -> Selected {
         let pools = window
             .pools
             .iter()
-            .map(|&pi| pool_view(i, &snapshot, pi))
+            .map(|&pi| pool_view(i, &snapshot, pi, true))
             .collect();
         (pools, window, fleet)
     });
@@ -179,11 +180,15 @@ fn trouble(i: &Inspect<'_>, snapshot: &Snapshot, pi: usize) -> Trouble {
     t
 }
 
-/// Pool `pi` and its backends in full.
-fn pool_view(i: &Inspect<'_>, snapshot: &Snapshot, pi: usize) -> PoolView {
+/// Pool `pi`, and its backends in full if `backends`.
+fn pool_view(i: &Inspect<'_>, snapshot: &Snapshot, pi: usize, backends: bool) -> PoolView {
     let p = &i.model.pools[pi];
     let answer = answer(snapshot, i, pi);
-    let verdicts = i.table.pool_verdicts(i.model, pi, i.now);
+    let verdicts = if backends {
+        i.table.pool_verdicts(i.model, pi, i.now)
+    } else {
+        Vec::new()
+    };
     PoolView {
         name: p.name.to_ascii(),
         policy: p.policy.to_string(),
@@ -194,8 +199,8 @@ fn pool_view(i: &Inspect<'_>, snapshot: &Snapshot, pi: usize) -> PoolView {
         all_down_v4: answer.is_some_and(|a| a.v4.all_down),
         all_down_v6: answer.is_some_and(|a| a.v6.all_down),
         served: answer.map_or(0, |a| a.counter.load(Ordering::Relaxed) as u64),
-        backends: p
-            .backends
+        // All of them, or none without `backends` (no verdicts were read then).
+        backends: p.backends[..verdicts.len()]
             .iter()
             .enumerate()
             .map(|(bi, b)| {
