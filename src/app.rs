@@ -128,6 +128,8 @@ impl Server {
             header_timeout,
             idle_timeout,
             max_connections,
+            // Read at each scrape, from the config in force (`Control::metrics_per_backend`).
+            metrics_per_backend: _,
         } = config.status.clone();
         let ControlConfig {
             socket: control_path,

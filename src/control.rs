@@ -190,6 +190,16 @@ impl Control {
         self.started.elapsed()
     }
 
+    /// Whether `/metrics` has per-backend series (`[status] metrics_per_backend`), as the
+    /// config in force says.
+    pub(crate) fn metrics_per_backend(&self) -> bool {
+        self.config
+            .lock()
+            .expect("config lock")
+            .status
+            .metrics_per_backend
+    }
+
     /// Wall-clock time of start, for `/metrics`.
     pub(crate) fn started_at(&self) -> SystemTime {
         self.started_at
@@ -389,6 +399,8 @@ fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
         header_timeout,
         idle_timeout,
         max_connections,
+        // Applied at reload: each scrape reads it.
+        metrics_per_backend: _,
     } = &old.status;
     let ControlConfig {
         socket,

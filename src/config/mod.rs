@@ -135,6 +135,9 @@ pub struct StatusConfig {
     pub(crate) idle_timeout: Duration,
     /// Concurrent connections per listener; more are closed at once.
     pub(crate) max_connections: usize,
+    /// `/metrics` has series per backend (health, drain, load, probes); per pool and global
+    /// ones always. Off, a fleet of 10,000 backends scrapes in kilobytes, not megabytes.
+    pub(crate) metrics_per_backend: bool,
 }
 
 /// The control socket, from `[control]`.
@@ -668,6 +671,7 @@ impl Cx<'_> {
             header_timeout,
             idle_timeout,
             max_connections,
+            metrics_per_backend,
         } = raw;
         let (listen, at) = key(listen, &table);
         let listen = listen.map_or_else(|| vec![DEFAULT_STATUS_LISTEN.to_owned()], |l| l.0);
@@ -733,6 +737,7 @@ impl Cx<'_> {
             header_timeout,
             idle_timeout,
             max_connections,
+            metrics_per_backend: metrics_per_backend.unwrap_or(true),
         }
     }
 
@@ -1054,6 +1059,7 @@ file = "cluster.example.zone"
             (st.header_timeout, st.idle_timeout, st.max_connections),
             (Duration::from_secs(5), Duration::from_secs(10), 64)
         );
+        assert!(st.metrics_per_backend);
         assert_eq!(c.server.include_dirs, [Path::new(".")]);
         assert_eq!(c.zones[0].include_dirs, [Path::new(".")]);
         // The socket follows the state file; include_dirs are relative to the config.
@@ -1076,7 +1082,8 @@ file = "cluster.example.zone"
         );
         let c = parse(&format!(
             "[control]\nsocket = \"/run/lbns/control.sock\"\ngroup = \"adm\"\n\
-             [status]\nheader_timeout = \"2s\"\nidle_timeout = \"1m\"\nmax_connections = 8\n{MINIMAL}"
+             [status]\nheader_timeout = \"2s\"\nidle_timeout = \"1m\"\nmax_connections = 8\n\
+             metrics_per_backend = false\n{MINIMAL}"
         ))
         .unwrap();
         assert_eq!(c.control.socket, Path::new("/run/lbns/control.sock"));
@@ -1086,6 +1093,13 @@ file = "cluster.example.zone"
             (st.header_timeout, st.idle_timeout, st.max_connections),
             (Duration::from_secs(2), Duration::from_secs(60), 8)
         );
+        assert!(!st.metrics_per_backend);
+        // Not a boolean: refused with its place.
+        let err = parse(&format!(
+            "[status]\nmetrics_per_backend = \"no\"\n{MINIMAL}"
+        ))
+        .unwrap_err();
+        assert!(err.contains("t.toml:2:"), "{err}");
         let long = "/tmp/".to_owned() + &"s".repeat(110);
         let err = parse(&format!(
             "[control]\nsocket = \"{long}\"\ngroup = \"\"\n[status]\nheader_timeout = \"0s\"\n\

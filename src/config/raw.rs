@@ -69,6 +69,8 @@ pub(crate) struct RawStatus {
     pub(crate) idle_timeout: Option<Spanned<String>>,
     /// Concurrent connections accepted before new ones are closed (default 64).
     pub(crate) max_connections: Option<Spanned<usize>>,
+    /// `false` leaves the per-backend series out of `/metrics` (default `true`).
+    pub(crate) metrics_per_backend: Option<bool>,
 }
 
 /// `[control]`: the Unix socket that reload, drain and undrain go through. Every key is

@@ -1,10 +1,16 @@
 //! The status page: one server-rendered HTML document with inline CSS and no scripts or
 //! external assets, so it works from an air-gapped host and through any proxy. Every piece of
-//! text from the config or a probe is escaped.
+//! text from the config, a probe or the request (the search, echoed in the form and links) is
+//! escaped.
+//!
+//! It shows one page of pools (`listing.rs`: a search, a state filter, pools in trouble first),
+//! a plain GET form to change them, and previous/next links that keep them; the cards above
+//! count the whole fleet and link to its pools in trouble.
 
 use std::fmt::Write as _;
 
-use super::report::{BackendReport, Report, age, millis};
+use super::listing::{StateFilter, href};
+use super::report::{BackendReport, PageReport, Report, age, millis};
 
 /// The page refreshes itself this often (seconds): health changes within seconds.
 const REFRESH: u32 = 10;
@@ -51,6 +57,18 @@ td.probe { white-space: nowrap; color: var(--muted); }
 .unknown { color: var(--unknown); background: var(--unknown-bg); }
 .drained { color: var(--drained); background: var(--drained-bg); }
 .fail { color: var(--down); }
+a.card { color: inherit; text-decoration: none; }
+a.card:hover { border-color: var(--muted); }
+.card.alert .n { color: var(--down); }
+.card .sub { color: var(--muted); font-size: 12px; }
+form.find { display: flex; gap: 8px; flex-wrap: wrap; align-items: center; margin-bottom: 12px; }
+form.find input[type=search] { flex: 1; min-width: 240px; max-width: 480px; padding: 6px 10px;
+  font: inherit; border: 1px solid var(--line); border-radius: 6px; }
+form.find select, form.find button { padding: 6px 10px; font: inherit;
+  border: 1px solid var(--line); border-radius: 6px; background: var(--card); }
+nav.pages { display: flex; gap: 14px; align-items: baseline; flex-wrap: wrap;
+  margin: 0 0 14px; color: var(--muted); }
+nav.pages a { color: inherit; }
 footer { color: var(--muted); font-size: 12px; margin-top: 8px; }
 footer a { color: inherit; }
 "#;
@@ -75,8 +93,17 @@ pub(crate) fn page(r: &Report) -> String {
         esc(&r.config)
     );
     counters(&mut o, r);
+    fleet(&mut o, r);
+    if let Some(l) = &r.listing {
+        search(&mut o, l);
+        pages(&mut o, l, r.pools.len());
+    }
     if r.pools.is_empty() {
-        o.push_str("<p class=\"meta\">No pools configured.</p>\n");
+        o.push_str(if r.fleet.pools == 0 {
+            "<p class=\"meta\">No pools configured.</p>\n"
+        } else {
+            "<p class=\"meta\">No pool found.</p>\n"
+        });
     }
     for p in &r.pools {
         let _ = write!(
@@ -104,6 +131,10 @@ pub(crate) fn page(r: &Report) -> String {
             backend_row(&mut o, b);
         }
         o.push_str("</tbody>\n</table>\n</section>\n");
+    }
+    if let Some(l) = r.listing.as_ref().filter(|_| r.pools.len() > 10) {
+        // Again under a long page, where the reader ends up.
+        pages(&mut o, l, r.pools.len());
     }
     o.push_str(
         "<footer>Also as <a href=\"status.json\">status.json</a> and \
@@ -143,6 +174,127 @@ fn counters(o: &mut String, r: &Report) {
         o.push_str("</div></div>\n");
     }
     o.push_str("</div>\n");
+}
+
+/// Whole-fleet counts; those that are not zero link to the pools they count.
+fn fleet(o: &mut String, r: &Report) {
+    let f = &r.fleet;
+    o.push_str("<div class=\"cards fleet\">\n");
+    let _ = writeln!(
+        o,
+        "<a class=\"card\" href=\"./\"><div class=\"k\">Pools</div><div class=\"n\">{}</div>\
+         <div class=\"sub\">{}</div></a>",
+        f.pools,
+        backends(f.backends)
+    );
+    for (k, n, sub, state) in [
+        (
+            "All down",
+            f.pools_all_down,
+            String::new(),
+            StateFilter::AllDown,
+        ),
+        (
+            "With a backend down",
+            f.pools_down,
+            format!("{} out of answers", backends(f.backends_out)),
+            StateFilter::Down,
+        ),
+        (
+            "With a backend drained",
+            f.pools_drained,
+            format!("{} drained", backends(f.backends_drained)),
+            StateFilter::Drained,
+        ),
+    ] {
+        let alert = if n > 0 && state != StateFilter::Drained {
+            " alert"
+        } else {
+            ""
+        };
+        let _ = writeln!(
+            o,
+            "<a class=\"card{alert}\" href=\"{}\"><div class=\"k\">{k}</div>\
+             <div class=\"n\">{n}</div><div class=\"sub\">{sub}</div></a>",
+            esc(&href("", state, super::listing::PER_PAGE, 1))
+        );
+    }
+    o.push_str("</div>\n");
+}
+
+/// `1 backend`, `2 backends`.
+fn backends(n: usize) -> String {
+    format!("{n} backend{}", if n == 1 { "" } else { "s" })
+}
+
+/// The search form: a plain GET of this page, so it needs no script.
+fn search(o: &mut String, l: &PageReport) {
+    let _ = write!(
+        o,
+        "<form class=\"find\" method=\"get\" action=\"./\" role=\"search\">\
+         <input type=\"search\" name=\"q\" value=\"{}\" \
+         placeholder=\"pool, backend or address\" aria-label=\"Find pools\">\
+         <select name=\"state\" aria-label=\"Pools to show\">",
+        esc(&l.q)
+    );
+    for f in StateFilter::ALL {
+        let _ = write!(
+            o,
+            "<option value=\"{}\"{}>{}</option>",
+            f.as_str(),
+            if f == l.state { " selected" } else { "" },
+            f.label()
+        );
+    }
+    o.push_str("</select>");
+    if l.per != super::listing::PER_PAGE {
+        let _ = write!(
+            o,
+            "<input type=\"hidden\" name=\"per\" value=\"{}\">",
+            l.per
+        );
+    }
+    o.push_str("<button type=\"submit\">Find</button></form>\n");
+}
+
+/// Which pools these are, and links to the pages before and after.
+fn pages(o: &mut String, l: &PageReport, shown: usize) {
+    o.push_str("<nav class=\"pages\">");
+    let first = (l.page - 1) * l.per;
+    let _ = write!(
+        o,
+        "<span class=\"found\">{} of {} pool{}",
+        if shown == 0 {
+            "none".to_owned()
+        } else {
+            format!("{}–{}", first + 1, first + shown)
+        },
+        l.matched,
+        if l.matched == 1 { "" } else { "s" },
+    );
+    if !l.q.is_empty() {
+        let _ = write!(o, " matching “{}”", esc(&l.q));
+    }
+    if l.state != StateFilter::All {
+        let _ = write!(o, " with {}", l.state.label());
+    }
+    o.push_str(" · trouble first</span>");
+    if l.page > 1 {
+        let _ = write!(
+            o,
+            "<a rel=\"prev\" href=\"{}\">← previous</a>",
+            esc(&href(&l.q, l.state, l.per, l.page - 1))
+        );
+    }
+    let _ = write!(o, "<span>page {} of {}</span>", l.page, l.pages);
+    if l.page < l.pages {
+        let _ = write!(
+            o,
+            "<a rel=\"next\" href=\"{}\">next →</a>",
+            esc(&href(&l.q, l.state, l.per, l.page + 1))
+        );
+    }
+    o.push_str("</nav>\n");
 }
 
 fn backend_row(o: &mut String, b: &BackendReport) {
@@ -220,6 +372,76 @@ mod tests {
         assert!(!html.contains("<script>"), "{html}");
         assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
         assert!(html.contains("HTTP 500 &lt;html&gt;"));
+    }
+
+    fn paged(q: &str, state: StateFilter, page: usize, pages: usize) -> Report {
+        let mut r = sample();
+        r.listing = Some(PageReport {
+            q: q.into(),
+            state,
+            page,
+            pages,
+            per: 50,
+            matched: 120,
+        });
+        r
+    }
+
+    #[test]
+    fn echoes_the_search_escaped_in_the_form_and_links() {
+        let q = "\"><script>alert(1)</script>&x=1 é";
+        let html = page(&paged(q, StateFilter::Down, 2, 3));
+        assert!(!html.contains("<script>"), "{html}");
+        assert!(
+            html.contains(
+                "name=\"q\" value=\"&quot;&gt;&lt;script&gt;alert(1)&lt;/script&gt;&amp;x=1 é\""
+            ),
+            "{html}"
+        );
+        assert!(
+            html.contains("matching “&quot;&gt;&lt;script&gt;alert(1)&lt;/script&gt;&amp;x=1 é”"),
+            "{html}"
+        );
+        // Links carry the search percent-encoded, then HTML-escaped (`&` between keys).
+        let q_enc = "%22%3E%3Cscript%3Ealert%281%29%3C%2Fscript%3E%26x%3D1%20%C3%A9";
+        assert!(
+            html.contains(&format!(
+                "<a rel=\"prev\" href=\"?q={q_enc}&amp;state=down&amp;page=1\">"
+            )),
+            "{html}"
+        );
+        assert!(
+            html.contains(&format!(
+                "<a rel=\"next\" href=\"?q={q_enc}&amp;state=down&amp;page=3\">"
+            )),
+            "{html}"
+        );
+        assert!(html.contains("<option value=\"down\" selected>"), "{html}");
+        assert!(html.contains("51–51 of 120 pools"), "{html}");
+    }
+
+    #[test]
+    fn first_and_last_pages_link_one_way_and_cards_count_the_fleet() {
+        let html = page(&paged("", StateFilter::All, 1, 3));
+        assert!(!html.contains("rel=\"prev\""), "{html}");
+        assert!(html.contains("<a rel=\"next\" href=\"?page=2\">"), "{html}");
+        assert!(html.contains("<span>page 1 of 3</span>"), "{html}");
+        let html = page(&paged("", StateFilter::All, 3, 3));
+        assert!(html.contains("<a rel=\"prev\" href=\"?page=2\">"), "{html}");
+        assert!(!html.contains("rel=\"next\""), "{html}");
+        // The cards: whole-fleet counts, linking to the pools in trouble.
+        assert!(
+            html.contains(
+                "<a class=\"card alert\" href=\"?state=all-down&amp;page=1\"><div class=\"k\">All down</div><div class=\"n\">1</div>"
+            ),
+            "{html}"
+        );
+        assert!(html.contains("2 backends</div>"), "{html}");
+        assert!(html.contains("1 backend drained</div>"), "{html}");
+        // Nothing found.
+        let mut r = paged("nothing", StateFilter::All, 1, 1);
+        r.pools.clear();
+        assert!(page(&r).contains("No pool found."));
     }
 
     #[test]

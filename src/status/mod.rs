@@ -4,9 +4,9 @@
 //!
 //! | path | method | status listener | control socket | what |
 //! |---|---|---|---|---|
-//! | `/` | GET | yes | yes | the HTML status page |
-//! | `/status.json` | GET | yes | yes | the same data as JSON ([`Report`]) |
-//! | `/metrics` | GET | yes | yes | Prometheus text format 0.0.4 |
+//! | `/?q=&state=&page=&per=` | GET | yes | yes | the HTML status page: one page of pools (`listing.rs`) |
+//! | `/status.json` | GET | yes | yes | the same data as JSON ([`Report`]): every pool, or with the page's keys, that page |
+//! | `/metrics` | GET | yes | yes | Prometheus text format 0.0.4 (per-backend series unless `[status] metrics_per_backend = false`) |
 //! | `/healthz` | GET | yes | yes | `ok` while serving |
 //! | `/reload` | POST | 403 | yes | reload config and zones from the file the server started with |
 //! | `/drain?pool=P&backend=B` | POST | 403 | yes | take a backend out of answers, persisted |
@@ -21,6 +21,7 @@
 mod allow;
 pub mod client;
 mod html;
+mod listing;
 mod prom;
 pub mod report;
 mod serve;
@@ -45,17 +46,19 @@ pub use socket::SocketError;
 
 use crate::control::{Control, DrainError};
 use crate::net::NetError;
+use listing::{Listing, Params};
 use serve::{Connections, Peer};
 
-/// The status page's data.
-pub(crate) fn report(control: &Control) -> Report {
-    let (pools, generation) = view::pools(control.monitor());
+/// The status page's data: the pools `listing` puts on its page, or every pool in config
+/// order without one.
+pub(crate) fn report(control: &Control, listing: Option<&Listing>) -> Report {
+    let selected = view::select(control.monitor(), listing);
     let peers = view::peers(control.monitor());
     Report::new(
-        &pools,
+        &selected,
+        listing,
         &peers,
         control.metrics(),
-        generation,
         control.uptime(),
         control.config_path(),
     )
@@ -63,7 +66,9 @@ pub(crate) fn report(control: &Control) -> Report {
 
 /// `/metrics`.
 pub(crate) fn prometheus(control: &Control) -> String {
-    let (pools, generation) = view::pools(control.monitor());
+    let per_backend = control.metrics_per_backend();
+    // Without per-backend series, no backend view is built either.
+    let (pools, generation) = view::pools(control.monitor(), per_backend);
     let peers = view::peers(control.monitor());
     prom::render(
         &pools,
@@ -71,6 +76,7 @@ pub(crate) fn prometheus(control: &Control) -> String {
         control.metrics(),
         generation,
         control.started_at(),
+        per_backend,
     )
 }
 
@@ -187,8 +193,9 @@ fn text(status: StatusCode, body: String) -> Response {
         .into_response()
 }
 
-async fn page(State(c): State<Arc<Control>>) -> Response {
-    let html = html::page(&report(&c));
+/// `/?q=…&state=…&page=N&per=M`: one page of the pools the search and filter find.
+async fn page(State(c): State<Arc<Control>>, Query(params): Query<Params>) -> Response {
+    let html = html::page(&report(&c, Some(&Listing::new(&params))));
     (
         [
             (header::CONTENT_TYPE, "text/html; charset=utf-8"),
@@ -199,8 +206,11 @@ async fn page(State(c): State<Arc<Control>>) -> Response {
         .into_response()
 }
 
-async fn status_json(State(c): State<Arc<Control>>) -> Response {
-    let body = serde_json::to_string_pretty(&report(&c)).expect("report serializes");
+/// `/status.json`: every pool in config order, or with any of the page's keys, that page.
+async fn status_json(State(c): State<Arc<Control>>, Query(params): Query<Params>) -> Response {
+    let listing = (!params.is_empty()).then(|| Listing::new(&params));
+    let body =
+        serde_json::to_string_pretty(&report(&c, listing.as_ref())).expect("report serializes");
     (
         [
             (header::CONTENT_TYPE, "application/json"),

@@ -20,13 +20,16 @@ pub(crate) const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8"
 /// Rcodes always exported (at 0 until seen), so dashboards have every series from the start.
 const COMMON_RCODES: [u16; 6] = [0, 1, 2, 3, 4, 5];
 
-/// Renders every metric.
+/// Renders every metric; the per-backend families (`lbns_backend_*`, `lbns_probe_*`) only
+/// with `per_backend` (`[status] metrics_per_backend`): with 10,000 backends they are
+/// megabytes a scrape, and the per-pool families still say which pools are in trouble.
 pub(crate) fn render(
     pools: &[PoolView],
     peers: &[PeerStatus],
     metrics: &Metrics,
     generation: u64,
     started: SystemTime,
+    per_backend: bool,
 ) -> String {
     let mut w = Writer::default();
     let load = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
@@ -220,7 +223,14 @@ pub(crate) fn render(
             );
         }
     }
+    if per_backend {
+        backend_families(&mut w, pools);
+    }
+    w.0
+}
 
+/// The series of each backend: health, drain, load, and its probes.
+fn backend_families(w: &mut Writer, pools: &[PoolView]) {
     let backends = || {
         pools
             .iter()
@@ -344,7 +354,6 @@ pub(crate) fn render(
             b.probes.count() as f64,
         );
     }
-    w.0
 }
 
 /// Accumulates exposition lines.
@@ -465,7 +474,7 @@ mod tests {
             received: 40,
             rejected: 2,
         }];
-        let text = render(&pools(), &peers, &m, 9, SystemTime::UNIX_EPOCH);
+        let text = render(&pools(), &peers, &m, 9, SystemTime::UNIX_EPOCH, true);
         for line in [
             "lbns_queries_total{transport=\"udp\"} 5",
             "lbns_responses_total{rcode=\"NXDOMAIN\"} 2",
@@ -527,6 +536,49 @@ mod tests {
                     .unwrap_or(name);
                 assert_eq!(base, current, "{line} outside its group");
             }
+        }
+    }
+
+    #[test]
+    fn per_backend_families_can_be_left_out() {
+        let m = Metrics::default();
+        let with = render(&pools(), &[], &m, 9, SystemTime::UNIX_EPOCH, true);
+        let without = render(&pools(), &[], &m, 9, SystemTime::UNIX_EPOCH, false);
+        let families = |text: &str| -> Vec<String> {
+            text.lines()
+                .filter_map(|l| l.strip_prefix("# TYPE "))
+                .map(|l| l.split(' ').next().unwrap().to_owned())
+                .collect()
+        };
+        let (all, kept) = (families(&with), families(&without));
+        let gone: Vec<&String> = all.iter().filter(|f| !kept.contains(f)).collect();
+        assert_eq!(
+            gone,
+            [
+                "lbns_backend_up",
+                "lbns_backend_usable",
+                "lbns_backend_drained",
+                "lbns_backend_load",
+                "lbns_backend_flips_total",
+                "lbns_probe_success",
+                "lbns_probe_latency_seconds",
+                "lbns_probe_age_seconds",
+                "lbns_probe_results_total",
+                "lbns_probe_duration_seconds",
+            ]
+        );
+        // Nothing names a backend any more; the pool and global families are all there.
+        assert!(!without.contains("backend=\""), "{without}");
+        assert!(kept.iter().all(|f| all.contains(f)));
+        for line in [
+            "lbns_pool_answers_total{pool=\"www.example.\"} 42",
+            "lbns_pool_all_down{pool=\"www.example.\",family=\"ipv6\"} 1",
+            "lbns_snapshot_generation 9",
+        ] {
+            assert!(
+                without.lines().any(|l| l == line),
+                "missing {line}\n{without}"
+            );
         }
     }
 

@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::view::{BackendView, PoolView};
+use super::listing::{Listing, StateFilter, Trouble, Window};
+use super::view::{BackendView, PoolView, Selected};
 use crate::metrics::Metrics;
 use crate::monitor::PeerStatus;
 
@@ -25,7 +26,14 @@ pub struct Report {
     pub config: String,
     /// Query counters since start.
     pub queries: Queries,
-    /// Every pool, in the config's order.
+    /// Counts over every pool, whichever are listed.
+    #[serde(default)]
+    pub(crate) fleet: Fleet,
+    /// The search and page `pools` is, when one was asked for (`/?q=…&page=N`); absent when
+    /// `pools` is every pool in the config's order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) listing: Option<PageReport>,
+    /// Every pool, in the config's order; or, with `listing`, the pools of that page.
     pub pools: Vec<PoolReport>,
     /// The peers (`[cluster]`), in the config's order; empty without.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -46,6 +54,64 @@ pub struct Queries {
     pub rcodes: BTreeMap<String, u64>,
     /// Queries by type name (`other` for the rest), only those seen.
     pub(crate) qtypes: BTreeMap<String, u64>,
+}
+
+/// Counts over the whole fleet: what the page's cards show, and what its filters find.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Fleet {
+    pub(crate) pools: usize,
+    /// Pools with no usable backend in a family (IPv4 or IPv6).
+    pub(crate) pools_all_down: usize,
+    /// Pools with a backend out of answers for any reason but a drain (all down included).
+    pub(crate) pools_down: usize,
+    /// Pools with a drained backend.
+    pub(crate) pools_drained: usize,
+    pub(crate) backends: usize,
+    /// Backends out of answers other than drained ones: down, not yet probed, stale.
+    pub(crate) backends_out: usize,
+    pub(crate) backends_drained: usize,
+}
+
+impl Fleet {
+    /// Adds one pool of `backends` backends and its trouble.
+    pub(crate) fn count(&mut self, t: Trouble, backends: usize) {
+        self.pools += 1;
+        self.pools_all_down += usize::from(t.all_down);
+        self.pools_down += usize::from(t.all_down || t.out > 0);
+        self.pools_drained += usize::from(t.drained > 0);
+        self.backends += backends;
+        self.backends_out += t.out;
+        self.backends_drained += t.drained;
+    }
+}
+
+/// Which part of the fleet a report lists.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct PageReport {
+    /// The search, as given.
+    pub(crate) q: String,
+    /// The state filter (`all`, `problems`, `down`, `all-down`, `drained`).
+    pub(crate) state: StateFilter,
+    /// This page, from 1, of `pages`.
+    pub(crate) page: usize,
+    pub(crate) pages: usize,
+    /// Pools per page.
+    pub(crate) per: usize,
+    /// Pools found and admitted by the filter, on all pages.
+    pub(crate) matched: usize,
+}
+
+impl PageReport {
+    pub(crate) fn new(l: &Listing, w: &Window) -> PageReport {
+        PageReport {
+            q: l.q.clone(),
+            state: l.state,
+            page: w.page,
+            pages: w.pages,
+            per: l.per,
+            matched: w.matched,
+        }
+    }
 }
 
 /// One pool: its settings in force, its answers and its backends.
@@ -128,18 +194,19 @@ impl PeerReport {
 }
 
 impl Report {
-    /// Builds the report from the monitor's status and the query counters.
+    /// Builds the report from the pools selected (by `listing`, if any), the peers and the
+    /// query counters.
     pub(crate) fn new(
-        pools: &[PoolView],
+        selected: &Selected,
+        listing: Option<&Listing>,
         peers: &[PeerStatus],
         metrics: &Metrics,
-        generation: u64,
         uptime: Duration,
         config: &std::path::Path,
     ) -> Report {
         Report {
             version: env!("CARGO_PKG_VERSION").to_owned(),
-            generation,
+            generation: selected.generation,
             uptime_seconds: uptime.as_secs_f64(),
             config: config.display().to_string(),
             queries: Queries {
@@ -150,7 +217,9 @@ impl Report {
                 rcodes: metrics.rcode_counts().into_iter().collect(),
                 qtypes: metrics.qtype_counts().into_iter().collect(),
             },
-            pools: pools.iter().map(PoolReport::new).collect(),
+            fleet: selected.fleet.clone(),
+            listing: listing.map(|l| PageReport::new(l, &selected.window)),
+            pools: selected.pools.iter().map(PoolReport::new).collect(),
             peers: peers.iter().map(PeerReport::new).collect(),
         }
     }
@@ -440,6 +509,16 @@ pub(crate) mod tests {
                 qtypes: [("A".to_owned(), 12)].into(),
             },
             peers: Vec::new(),
+            fleet: Fleet {
+                pools: 1,
+                pools_all_down: 1,
+                pools_down: 1,
+                pools_drained: 1,
+                backends: 2,
+                backends_out: 0,
+                backends_drained: 1,
+            },
+            listing: None,
             pools: vec![PoolReport {
                 name: "www.example.".into(),
                 policy: "round-robin".into(),
@@ -488,6 +567,19 @@ pub(crate) mod tests {
     fn json_round_trips() {
         let r = sample();
         let text = serde_json::to_string(&r).unwrap();
+        assert_eq!(serde_json::from_str::<Report>(&text).unwrap(), r);
+        // A page of a search, with its place in the listing.
+        let mut r = sample();
+        r.listing = Some(PageReport {
+            q: "www".into(),
+            state: StateFilter::AllDown,
+            page: 2,
+            pages: 3,
+            per: 10,
+            matched: 25,
+        });
+        let text = serde_json::to_string(&r).unwrap();
+        assert!(text.contains("\"state\":\"all-down\""), "{text}");
         assert_eq!(serde_json::from_str::<Report>(&text).unwrap(), r);
     }
 

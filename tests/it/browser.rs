@@ -157,3 +157,115 @@ probe = {{ kind = "http", port = {port}, url = "http://{{address}}:{{port}}/heal
     }
     s.stop().await;
 }
+
+/// 301 pools of one backend (`p0` to `p299`, then `x.cluster.example.`), one of them with a
+/// drained backend.
+fn many_pools() -> String {
+    let mut config = String::from(
+        "[server]\nlisten = [\"127.0.0.1:0\"]\nudp_workers = 1\n\n\
+         [[zone]]\norigin = \"cluster.example.\"\nfile = \"cluster.example.zone\"\n",
+    );
+    for i in 0..300 {
+        config.push_str(&format!(
+            "\n[[pool]]\nname = \"p{i}.cluster.example.\"\nbackends = [{{ address = \"127.2.{}.{}\", name = \"b{i}\" }}]\n",
+            i / 250,
+            1 + i % 250
+        ));
+    }
+    config.push_str("\n[[pool]]\nname = \"x.cluster.example.\"\nbackends = [\"127.2.9.9\"]\n");
+    config
+}
+
+/// The pool names (`<h2>` of each pool section) in a dumped DOM, in order.
+fn pool_names(dom: &str) -> Vec<&str> {
+    dom.split("<section class=\"pool\">")
+        .skip(1)
+        .map(|s| {
+            let s = &s[s.find("<h2>").expect("a pool heading") + 4..];
+            &s[..s.find("</h2>").unwrap()]
+        })
+        .collect()
+}
+
+/// The `href` of the first link with `rel`, HTML entities of a query string undone.
+fn link(dom: &str, rel: &str) -> Option<String> {
+    let at = dom.find(&format!("rel=\"{rel}\" href=\""))?;
+    let rest = &dom[at + rel.len() + 13..];
+    Some(rest[..rest.find('"')?].replace("&amp;", "&"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn status_page_of_many_pools_pages_and_finds_in_headless_chromium() {
+    require_tool("chromium");
+    let s = TestServer::start(&many_pools(), &[("cluster.example.zone", EXAMPLE_ZONE)]).await;
+    let (code, body) = control_http(
+        &s.control,
+        "POST",
+        "/drain?pool=p123.cluster.example.&backend=b123",
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    let base = format!("http://{}/", s.status());
+    let dir = tempfile::tempdir().unwrap();
+    let profile = dir.path().join("profile");
+    let dom = |path: String| {
+        let (profile, url) = (profile.clone(), format!("{base}{path}"));
+        async move {
+            let out =
+                tokio::task::spawn_blocking(move || chromium(&profile, &["--dump-dom"], &url))
+                    .await
+                    .unwrap();
+            assert!(
+                out.status.success(),
+                "chromium: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            String::from_utf8(out.stdout).unwrap()
+        }
+    };
+
+    // Page 1: 50 pools, the one with a drained backend first, then config order; the cards
+    // count all 301.
+    let first = dom(String::new()).await;
+    let names = pool_names(&first);
+    assert_eq!(names.len(), 50, "{first}");
+    assert_eq!(names[0], "p123.cluster.example.");
+    assert_eq!(names[1], "p0.cluster.example.");
+    assert_eq!(names[49], "p48.cluster.example.");
+    assert!(first.contains("1–50 of 301 pools"), "{first}");
+    assert!(first.contains("<div class=\"n\">301</div>"), "{first}");
+    assert!(first.contains("<span>page 1 of 7</span>"), "{first}");
+    assert!(link(&first, "prev").is_none());
+    // No script on the page: the form and the links are all it takes.
+    assert!(!first.contains("<script"), "{first}");
+    assert!(
+        first.contains("<form class=\"find\" method=\"get\""),
+        "{first}"
+    );
+
+    // Next: the link the page gives, followed.
+    let next = link(&first, "next").expect("a next link");
+    assert_eq!(next, "?page=2");
+    let second = dom(next).await;
+    let names = pool_names(&second);
+    assert_eq!(names.len(), 50, "{second}");
+    assert_eq!(names[0], "p49.cluster.example.");
+    assert_eq!(names[49], "p98.cluster.example.");
+    assert!(second.contains("51–100 of 301 pools"), "{second}");
+    assert_eq!(link(&second, "prev").as_deref(), Some("?page=1"));
+
+    // The search, as the form sends it: one pool found, the search kept in the form.
+    let found = dom("?q=P287.&state=all".to_owned()).await;
+    assert_eq!(pool_names(&found), ["p287.cluster.example."], "{found}");
+    assert!(found.contains("name=\"q\" value=\"P287.\""), "{found}");
+    assert!(found.contains("1–1 of 1 pool matching “P287.”"), "{found}");
+    assert!(link(&found, "next").is_none());
+
+    // A search over many pages keeps itself in the next link; a filter finds the drained pool.
+    let many = dom("?q=p1&per=10".to_owned()).await;
+    assert_eq!(pool_names(&many).len(), 10, "{many}");
+    assert_eq!(link(&many, "next").as_deref(), Some("?q=p1&per=10&page=2"));
+    let drained = dom("?state=drained".to_owned()).await;
+    assert_eq!(pool_names(&drained), ["p123.cluster.example."], "{drained}");
+    s.stop().await;
+}

@@ -651,3 +651,104 @@ async fn a_user_that_does_not_exist_stops_the_start() {
     // Nothing was bound: the port is still free.
     std::net::UdpSocket::bind(&dns).unwrap();
 }
+
+/// `/status.json` takes the page's search, filter and page; without them it is every pool in
+/// config order. `[status] metrics_per_backend = false` takes effect at a reload and leaves
+/// every series naming a backend out of `/metrics`.
+#[tokio::test(flavor = "multi_thread")]
+async fn status_json_pages_and_metrics_per_backend() {
+    let mut extra = String::from("[status]\nlisten = \"127.0.0.1:0\"\n");
+    for i in 0..12 {
+        extra.push_str(&format!(
+            "\n[[pool]]\nname = \"a{i}.cluster.example.\"\nbackends = [\"127.0.3.{}\"]\n",
+            i + 1
+        ));
+    }
+    let s = start_named(&extra).await;
+    let (code, _) = control_http(
+        &s.control,
+        "POST",
+        "/drain?pool=a7.cluster.example.&backend=127.0.3.8",
+    )
+    .await;
+    assert_eq!(code, 200);
+    let json = |path: &'static str| {
+        let addr = s.status();
+        async move {
+            let (code, _, body) = http("GET", addr, path).await;
+            assert_eq!(code, 200, "{path}: {body}");
+            serde_json::from_str::<serde_json::Value>(&body).unwrap()
+        }
+    };
+    let names = |v: &serde_json::Value| -> Vec<String> {
+        v["pools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+
+    let all = json("/status.json").await;
+    assert_eq!(names(&all).len(), 13);
+    assert_eq!(names(&all)[0], "www.cluster.example.", "config order");
+    assert!(all.get("listing").is_none(), "{all}");
+    assert_eq!(all["fleet"]["pools"], 13);
+    assert_eq!(all["fleet"]["pools_drained"], 1);
+    assert_eq!(all["fleet"]["backends"], 15);
+
+    // Trouble first, 5 a page; page 3 of 3 holds the last three of config order.
+    let page = json("/status.json?per=5").await;
+    assert_eq!(names(&page)[0], "a7.cluster.example.");
+    assert_eq!(names(&page).len(), 5);
+    assert_eq!(page["listing"]["pages"], 3);
+    let last = json("/status.json?per=5&page=3").await;
+    assert_eq!(
+        names(&last),
+        [
+            "a9.cluster.example.",
+            "a10.cluster.example.",
+            "a11.cluster.example."
+        ]
+    );
+    let found = json("/status.json?q=A1").await;
+    assert_eq!(
+        names(&found),
+        [
+            "a1.cluster.example.",
+            "a10.cluster.example.",
+            "a11.cluster.example."
+        ]
+    );
+    assert_eq!(found["listing"]["matched"], 3);
+    assert_eq!(found["fleet"]["pools"], 13, "the fleet counts stay whole");
+    let drained = json("/status.json?state=drained").await;
+    assert_eq!(names(&drained), ["a7.cluster.example."]);
+    // The whole report still reads back as what `lbns status` reads.
+    let (_, _, body) = http("GET", s.status(), "/status.json?state=drained").await;
+    let report: Report = serde_json::from_str(&body).unwrap();
+    assert_eq!(report.pools.len(), 1);
+
+    let metrics = http("GET", s.status(), "/metrics").await.2;
+    assert!(
+        metrics
+            .contains("lbns_backend_drained{pool=\"a7.cluster.example.\",backend=\"127.0.3.8\"} 1"),
+        "{metrics}"
+    );
+    let text = std::fs::read_to_string(s.config_path())
+        .unwrap()
+        .replace("[status]\n", "[status]\nmetrics_per_backend = false\n");
+    std::fs::write(s.config_path(), text).unwrap();
+    let (code, body) = control_http(&s.control, "POST", "/reload").await;
+    assert_eq!(code, 200, "{body}");
+    let metrics = http("GET", s.status(), "/metrics").await.2;
+    assert!(!metrics.contains("backend=\""), "{metrics}");
+    assert!(!metrics.contains("lbns_probe_"), "{metrics}");
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == "lbns_pool_answers_total{pool=\"a7.cluster.example.\"} 0"),
+        "{metrics}"
+    );
+    s.stop().await;
+}
