@@ -58,7 +58,7 @@ fn compile(path: &Path) -> Result<Arc<Snapshot>, String> {
 
 fn snapshot_of(config: &Config) -> Result<Arc<Snapshot>, String> {
     let model = Model::new(config);
-    let (zones, _) = ZoneSet::load(&config.zones, &model.pools).map_err(|errors| {
+    let (zones, _, _) = ZoneSet::load(&config.zones, &model.pools, None).map_err(|errors| {
         errors
             .iter()
             .map(ToString::to_string)
