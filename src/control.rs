@@ -263,7 +263,12 @@ impl Control {
 
     /// Reloads from the config file the server started with (SIGHUP and `lbns reload`).
     pub async fn reload_from_file(&self) -> Result<Reloaded, LoadError> {
-        let config = Config::load(&self.config_path)?;
+        // Parsing the config of ten thousand pools takes a while too: off the runtime threads.
+        let path = self.config_path.clone();
+        let config = match tokio::task::spawn_blocking(move || Config::load(&path)).await {
+            Ok(config) => config?,
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        };
         self.reload(config).await
     }
 

@@ -234,6 +234,33 @@ impl Pool {
             place: place.clone(),
         }
     }
+
+    /// Whether `other` is the same pool as configured, where it is written aside (`place`
+    /// moves whenever a line is added above it): the same name, in the same case, and the same
+    /// keys and backends. A reload keeps such a pool's compiled answer and its probes.
+    pub(crate) fn same_as(&self, other: &Pool) -> bool {
+        let Pool {
+            name,
+            ttl,
+            max_answers,
+            policy,
+            all_down,
+            all_down_ttl,
+            max_age,
+            adaptive,
+            backends,
+            place: _,
+        } = self;
+        name.eq_case(&other.name)
+            && *ttl == other.ttl
+            && *max_answers == other.max_answers
+            && *policy == other.policy
+            && *all_down == other.all_down
+            && *all_down_ttl == other.all_down_ttl
+            && *max_age == other.max_age
+            && *adaptive == other.adaptive
+            && *backends == other.backends
+    }
 }
 
 /// How a pool with `failover` adapts its TTL (gdnsd's DYNA TTL): an answer that holds a

@@ -12,7 +12,8 @@ mod pool;
 mod raw;
 mod rrl;
 
-use std::collections::HashSet;
+use std::cell::OnceCell;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::ops::Range;
@@ -270,6 +271,7 @@ impl Config {
         let mut cx = Cx {
             text,
             path,
+            line_starts: OnceCell::new(),
             errors: Vec::new(),
         };
         let config = cx.document();
@@ -278,6 +280,21 @@ impl Config {
         } else {
             Err(ConfigErrors(cx.errors))
         }
+    }
+}
+
+/// Whether `name` is at or below one of `origins`: its ancestors are looked up, so the cost
+/// is its label count, not the number of zones.
+fn inside_any(origins: &HashSet<LowerName>, name: &LowerName) -> bool {
+    let mut n = name.clone();
+    loop {
+        if origins.contains(&n) {
+            return true;
+        }
+        if n.is_root() {
+            return false;
+        }
+        n = n.base_name();
     }
 }
 
@@ -306,14 +323,23 @@ fn key<T>(value: Option<Spanned<T>>, table: &Range<usize>) -> (Option<T>, Range<
 struct Cx<'a> {
     text: &'a str,
     path: &'a Path,
+    /// The offset of each line's first byte, made at the first `place`: every pool has a
+    /// place, and counting newlines from the top for each would be quadratic in pools.
+    line_starts: OnceCell<Vec<usize>>,
     errors: Vec<ConfigError>,
 }
 
 impl Cx<'_> {
     fn place(&self, span: Range<usize>) -> Place {
-        let before = &self.text[..span.start.min(self.text.len())];
-        let line = before.matches('\n').count() + 1;
-        let col = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+        let starts = self.line_starts.get_or_init(|| {
+            std::iter::once(0)
+                .chain(self.text.match_indices('\n').map(|(i, _)| i + 1))
+                .collect()
+        });
+        let at = span.start.min(self.text.len());
+        // The first line starts at 0, so at least one start is <= `at`.
+        let line = starts.partition_point(|&s| s <= at);
+        let col = at - starts[line - 1] + 1;
         Place {
             file: self.path.to_owned(),
             line,
@@ -760,16 +786,19 @@ impl Cx<'_> {
         include_dirs: &[PathBuf],
     ) -> Vec<ZoneConfig> {
         let mut out: Vec<ZoneConfig> = Vec::new();
+        // Lowercased origin → index in `out`.
+        let mut seen: HashMap<LowerName, usize> = HashMap::new();
         for (RawZone { origin, file }, span) in raw {
             let at = origin.span();
             let Some(origin) = self.name(origin.get_ref(), at.clone(), "zone origin") else {
                 continue;
             };
-            if let Some(first) = out.iter().find(|z| z.origin == origin) {
-                let message = format!("zone {origin} is already defined at {}", first.place);
+            if let Some(&first) = seen.get(&LowerName::new(&origin)) {
+                let message = format!("zone {origin} is already defined at {}", out[first].place);
                 self.invalid(at, message);
                 continue;
             }
+            seen.insert(LowerName::new(&origin), out.len());
             out.push(ZoneConfig {
                 origin,
                 file: self.relative_to_config(&file),
@@ -793,7 +822,10 @@ impl Cx<'_> {
         cluster: Option<&ClusterConfig>,
     ) -> Vec<PoolConfig> {
         let peer_delay = cluster.map_or(Duration::ZERO, ClusterConfig::detection_delay);
+        let origins: HashSet<LowerName> = zones.iter().map(|z| LowerName::new(&z.origin)).collect();
         let mut out: Vec<PoolConfig> = Vec::new();
+        // Lowercased pool name → index in `out`.
+        let mut seen: HashMap<LowerName, usize> = HashMap::new();
         for (pool, span) in raw {
             let RawPool {
                 name,
@@ -817,16 +849,14 @@ impl Cx<'_> {
                 continue;
             };
             let what = format!("pool {name}");
-            if let Some(first) = out.iter().find(|p| p.name == name) {
-                let message = format!("{what} is already defined at {}", first.place);
+            let lower = LowerName::new(&name);
+            if let Some(&first) = seen.get(&lower) {
+                let message = format!("{what} is already defined at {}", out[first].place);
                 self.invalid(name_at, message);
                 continue;
             }
-            let lower = LowerName::new(&name);
-            if !zones
-                .iter()
-                .any(|z| LowerName::new(&z.origin).zone_of(&lower))
-            {
+            seen.insert(lower.clone(), out.len());
+            if !inside_any(&origins, &lower) {
                 self.invalid(
                     name_at.clone(),
                     format!("{what} is not inside any configured zone"),

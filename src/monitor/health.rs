@@ -3,9 +3,10 @@
 //! (mod_backhand); per table, the operator's drained set. Pure: time is passed in as a value,
 //! so the same observations at the same times give the same verdicts on every instance.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
+use hickory_proto::rr::LowerName;
 use tokio::time::Instant;
 
 use crate::config::Quorum;
@@ -243,10 +244,19 @@ impl HealthTable {
     /// address and probe are the same; `Up` for unprobed backends; `Unknown` otherwise. The
     /// drained set is kept.
     pub(crate) fn new(model: &Model, old: Option<(&Model, &HealthTable)>) -> HealthTable {
+        // The old model's pools by name: looking each one up by a scan would be quadratic.
+        let old_pools: HashMap<LowerName, usize> = old.map_or_else(HashMap::new, |(om, _)| {
+            om.pools
+                .iter()
+                .enumerate()
+                .map(|(i, p)| (LowerName::new(&p.name), i))
+                .collect()
+        });
         let rows = model
             .pools
             .iter()
             .map(|p| {
+                let old_pool = old_pools.get(&LowerName::new(&p.name)).copied();
                 p.backends
                     .iter()
                     .map(|b| {
@@ -254,7 +264,7 @@ impl HealthTable {
                             return Health::always_up();
                         }
                         old.and_then(|(om, ot)| {
-                            let pi = om.pools.iter().position(|op| op.name == p.name)?;
+                            let pi = old_pool?;
                             let bi = om.pools[pi]
                                 .backends
                                 .iter()

@@ -116,7 +116,8 @@ impl Monitor {
                 l.receive(peer_tx).await;
             })
         });
-        apply_first_round(&scheduler, &model, &mut table).await;
+        let seen = scheduler.first_round(&model, &table).await;
+        apply_round(&model, &mut table, seen);
         let backends = backend_index(&model);
         let (drains_tx, drains_rx) = watch::channel(0);
         let (tx, mut rx) = mpsc::unbounded_channel();
@@ -193,29 +194,35 @@ impl Monitor {
     }
 
     /// Swaps in a new model and zones. Backends whose pool, address and probe are unchanged
-    /// keep their health; new ones get one probe round before the new snapshot is published.
+    /// keep their health and their running probe; new ones get one probe round before the new
+    /// snapshot is published. Pools unchanged, with unchanged verdicts, keep their compiled
+    /// answers.
     pub(crate) async fn reload(&self, model: Model, zones: ZoneSet) {
-        let mut table = {
+        // Which backends the round must probe: those whose health would not carry over.
+        let carried = {
             let i = self.lock();
             HealthTable::new(&model, Some((&i.model, &i.table)))
         };
-        apply_first_round(&self.scheduler, &model, &mut table).await;
+        let seen = self.scheduler.first_round(&model, &carried).await;
+        drop(carried);
         let model = Arc::new(model);
-        {
-            let mut i = self.lock();
-            // Drains made while the round ran are in the old table: keep them.
-            let drained = i.table.drained().clone();
-            table.replace_drained(&model, drained, i.table.drain_version());
-            i.backends = backend_index(&model);
-            let verdicts = table.verdicts(&model, Instant::now());
-            i.publisher.replace(&model, Some(Arc::new(zones)), verdicts);
-            i.model = model.clone();
-            i.table = table;
-            i.load_dirty.clear();
-            i.epoch += 1;
-            // Under the lock, so the status page never names the old probes of the new model.
-            i.probes = self.scheduler.start(&model, i.epoch, &self.observed);
-        }
+        let mut guard = self.lock();
+        let i = &mut *guard;
+        // Carried over again, now: what the kept probes saw while the round ran, and drains
+        // made meanwhile, are in the table in force.
+        let mut table = HealthTable::new(&model, Some((&i.model, &i.table)));
+        apply_round(&model, &mut table, seen);
+        i.backends = backend_index(&model);
+        let verdicts = table.verdicts(&model, Instant::now());
+        i.publisher
+            .replace(Some(&i.model), &model, Some(Arc::new(zones)), verdicts);
+        i.model = model.clone();
+        i.table = table;
+        i.load_dirty.clear();
+        i.epoch += 1;
+        // Under the lock, so the status page never names the old probes of the new model, and
+        // no observation of a kept probe is tagged with the new epoch but old indexes.
+        i.probes = self.scheduler.start(&model, i.epoch, &self.observed);
     }
 
     /// Takes a backend out of answers (or puts it back) regardless of health. `pool` and
@@ -359,9 +366,9 @@ fn locate(model: &Model, pool: &str, backend: &str) -> Option<(usize, usize)> {
     Some((pi, bi))
 }
 
-/// Probes every backend still unknown and applies what they saw.
-async fn apply_first_round(scheduler: &Scheduler, model: &Model, table: &mut HealthTable) {
-    for o in scheduler.first_round(model, table).await {
+/// Applies what a first round (see [`Scheduler::first_round`]) saw.
+fn apply_round(model: &Model, table: &mut HealthTable, seen: Vec<Observed>) {
+    for o in seen {
         if let Some(flip) = table.observe(model, o.pool, o.backend, o.at, o.obs) {
             let p = &model.pools[o.pool];
             let b = &p.backends[o.backend];
@@ -616,5 +623,135 @@ fn apply(i: &mut Inner, o: Observed, flipped: &mut BTreeSet<usize>) {
         let b = &p.backends[o.backend];
         log_flip(&p.name, &b.name, b.address, &f);
         flipped.insert(o.pool);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn model_of(text: &str) -> Model {
+        Model::new(&crate::config::Config::parse(text, std::path::Path::new("t.toml")).unwrap())
+    }
+
+    /// A config of the pools given, each a `[[pool]]` body.
+    fn config(pools: &[String]) -> String {
+        let mut text = "[[zone]]\norigin = \"example.\"\nfile = \"example.zone\"\n".to_owned();
+        for p in pools {
+            text.push_str(&format!("\n[[pool]]\n{p}"));
+        }
+        text
+    }
+
+    /// A pool of one backend, 127.0.0.1, probed by TCP at `port` every `interval`.
+    fn pool(name: &str, ttl: u32, port: u16, interval: &str) -> String {
+        format!(
+            "name = \"{name}.example.\"\nttl = {ttl}\nbackends = [\"127.0.0.1\"]\n\
+             probe = {{ kind = \"tcp\", port = {port}, interval = \"{interval}\", timeout = \"500ms\", jitter = \"0s\" }}\n"
+        )
+    }
+
+    /// Probes done and flips of backend 0 of pool `pool`, as the table in force counts them.
+    fn probed(m: &Monitor, pool: usize) -> (u64, u64, HealthState) {
+        m.inspect(|v| {
+            let h = v.table.health(pool, 0);
+            (h.probes.ok + h.probes.failed, h.flips, h.state)
+        })
+    }
+
+    #[tokio::test]
+    async fn a_reload_keeps_what_did_not_change() {
+        // Three backends that accept (the kernel completes the handshake; nobody need accept).
+        let mut ports = Vec::new();
+        let mut listeners = Vec::new();
+        for _ in 0..3 {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            ports.push(l.local_addr().unwrap().port());
+            listeners.push(l);
+        }
+        let (pa, pb, pc) = (ports[0], ports[1], ports[2]);
+        let name = |n: &str| Name::from_ascii(format!("{n}.example.")).unwrap();
+        let localhost: IpAddr = "127.0.0.1".parse().unwrap();
+        // `a` is probed every second, `b` every ten minutes (so never again in this test).
+        let first = model_of(&config(&[
+            pool("a", 5, pa, "1s"),
+            pool("b", 3600, pb, "600s"),
+        ]));
+        let m = Monitor::start(first, ZoneSet::default(), None).await;
+        let before = m.cell().load_full();
+        assert_eq!(probed(&m, 1), (1, 1, HealthState::Up), "b: its first round");
+        before.pools[0].next_rotation();
+        before.pools[0].next_rotation();
+        before.pools[1].next_rotation();
+        let a_task = m.scheduler.tag(&name("a"), localhost).unwrap();
+        let b_task = m.scheduler.tag(&name("b"), localhost).unwrap();
+
+        // `c` is new and comes first, so `a` and `b` move; `b`'s TTL changes, its probe does not.
+        let second = model_of(&config(&[
+            pool("c", 3600, pc, "600s"),
+            pool("a", 5, pa, "1s"),
+            pool("b", 1800, pb, "600s"),
+        ]));
+        m.reload(second, ZoneSet::default()).await;
+        let after = m.cell().load_full();
+        assert!(after.generation > before.generation);
+
+        // `a`: the same compiled answer, counter and all, and the same probe task, retagged.
+        assert!(
+            Arc::ptr_eq(&before.pools[0], &after.pools[1]),
+            "a recompiled"
+        );
+        assert_eq!(after.pools[1].next_rotation(), 2);
+        let a_again = m.scheduler.tag(&name("a"), localhost).unwrap();
+        assert!(Arc::ptr_eq(&a_task, &a_again), "a's probe task restarted");
+        let epoch = m.lock().epoch;
+        assert_eq!(
+            *a_again.lock().unwrap(),
+            scheduler::Tag {
+                epoch,
+                pool: 1,
+                backend: 0
+            }
+        );
+        // `b`: recompiled with its new TTL, its rotation carried over; its health carried
+        // over without a probe (the only one is still the start's), its task kept.
+        assert!(!Arc::ptr_eq(&before.pools[1], &after.pools[2]), "b reused");
+        assert_eq!(after.pools[2].v4.ttl, 1800);
+        assert_eq!(after.pools[2].next_rotation(), 1);
+        assert_eq!(probed(&m, 2), (1, 1, HealthState::Up), "b was probed again");
+        let b_again = m.scheduler.tag(&name("b"), localhost).unwrap();
+        assert!(Arc::ptr_eq(&b_task, &b_again), "b's probe task restarted");
+        // `c`: probed once before the snapshot that has it was published.
+        assert_eq!(probed(&m, 0), (1, 1, HealthState::Up), "c: its first round");
+        assert_eq!(after.pools[0].v4.addrs, [localhost]);
+
+        // The kept task of `a` reports under the new model: its probes count up at index 1.
+        let (n, flips, _) = probed(&m, 1);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while probed(&m, 1).0 == n {
+            assert!(Instant::now() < deadline, "a's kept probe reported nothing");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(probed(&m, 1).1, flips, "a flipped");
+
+        // A probe that changes gets a task of its own and a first round.
+        let third = model_of(&config(&[
+            pool("c", 3600, pc, "600s"),
+            pool("a", 5, pa, "1s"),
+            pool("b", 1800, pa, "600s"),
+        ]));
+        m.reload(third, ZoneSet::default()).await;
+        let b_new = m.scheduler.tag(&name("b"), localhost).unwrap();
+        assert!(
+            !Arc::ptr_eq(&b_task, &b_new),
+            "b's changed probe kept its task"
+        );
+        assert_eq!(
+            probed(&m, 2),
+            (1, 1, HealthState::Up),
+            "b's new probe: one round"
+        );
+        m.stopped().await;
+        drop(listeners);
     }
 }

@@ -5,13 +5,12 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::AtomicUsize;
 
 use arc_swap::ArcSwap;
-use hickory_proto::rr::Name;
+use hickory_proto::rr::LowerName;
 
 use super::reclaim::Reclaimer;
-use crate::domain::{Model, Verdict};
+use crate::domain::{Model, Pool, Verdict};
 use crate::snapshot::{PoolAnswer, PoolKeys, Snapshot, SnapshotCell, pool_keys};
 use crate::zones::ZoneSet;
 
@@ -25,15 +24,16 @@ pub(crate) enum Change {
     Any,
 }
 
+/// One pool's compiled answer and the verdicts it was compiled from.
+type Compiled = (Vec<Verdict>, Arc<PoolAnswer>);
+
 /// Owns the published cell and each pool's compiled answer.
 pub(crate) struct Publisher {
     cell: SnapshotCell,
     generation: u64,
     zones: Arc<ZoneSet>,
     /// Per pool of the current model: the verdicts its answer was compiled from, and it.
-    compiled: Vec<(Vec<Verdict>, Arc<PoolAnswer>)>,
-    /// Rotation counters by pool name, kept across snapshots and reloads.
-    counters: HashMap<Name, Arc<AtomicUsize>>,
+    compiled: Vec<Compiled>,
     /// The fast path's pool index of the current model, rebuilt only when the model changes.
     pool_keys: PoolKeys,
     /// Frees replaced snapshots once no query holds them.
@@ -59,11 +59,10 @@ impl Publisher {
             generation: 0,
             zones,
             compiled: Vec::new(),
-            counters: HashMap::new(),
             pool_keys: keys,
             reclaimer: Reclaimer::new(),
         };
-        publisher.replace(model, None, verdicts);
+        publisher.replace(None, model, None, verdicts);
         publisher
     }
 
@@ -77,10 +76,13 @@ impl Publisher {
         &self.compiled[pool].0
     }
 
-    /// Publishes a new model (a reload): every pool is compiled afresh; counters of pools that
-    /// keep their name carry over. `zones`: the new zones, if they changed.
+    /// Publishes a new model (a reload; `old` is the model replaced, `None` at start). A pool
+    /// the old model has too, unchanged ([`Pool::same_as`]) and with the same verdicts, keeps
+    /// its compiled answer; every other pool is compiled afresh. Rotation counters of pools
+    /// that keep their name carry over. `zones`: the new zones, if they changed.
     pub(crate) fn replace(
         &mut self,
+        old: Option<&Model>,
         model: &Model,
         zones: Option<Arc<ZoneSet>>,
         verdicts: Vec<Vec<Verdict>>,
@@ -90,18 +92,35 @@ impl Publisher {
         }
         self.pool_keys = pool_keys(model);
         self.generation += 1;
-        self.counters
-            .retain(|name, _| model.pools.iter().any(|p| &p.name == name));
+        // The old pools by name: a scan per new pool would be quadratic in pools.
+        let mut previous: HashMap<LowerName, (&Pool, Compiled)> = old
+            .map(|m| {
+                m.pools
+                    .iter()
+                    .zip(std::mem::take(&mut self.compiled))
+                    .map(|(p, c)| (LowerName::new(&p.name), (p, c)))
+                    .collect()
+            })
+            .unwrap_or_default();
         self.compiled = model
             .pools
             .iter()
             .zip(verdicts)
             .enumerate()
-            .map(|(i, (p, v))| {
-                let counter = self.counters.entry(p.name.clone()).or_default().clone();
-                let answer = PoolAnswer::compile(p, i, &v, self.generation, counter);
-                (v, Arc::new(answer))
-            })
+            .map(
+                |(i, (p, v))| match previous.remove(&LowerName::new(&p.name)) {
+                    Some((was, (old_v, answer))) if was.same_as(p) && old_v == v => (v, answer),
+                    Some((_, (_, answer))) => {
+                        let counter = answer.counter.clone();
+                        let answer = PoolAnswer::compile(p, i, &v, self.generation, counter);
+                        (v, Arc::new(answer))
+                    }
+                    None => {
+                        let answer = PoolAnswer::compile(p, i, &v, self.generation, Arc::default());
+                        (v, Arc::new(answer))
+                    }
+                },
+            )
             .collect();
         self.store(model);
     }
@@ -248,7 +267,7 @@ backends = ["127.0.0.4", "127.0.0.5"]
         // A reload keeps the counter of a pool that keeps its name, and drops the others'.
         let mut m2 = m.clone();
         m2.pools.remove(1);
-        p.replace(&m2, None, vec![vec![up(true, None); 2]]);
+        p.replace(Some(&m), &m2, None, vec![vec![up(true, None); 2]]);
         assert_eq!(p.cell().load().pools.len(), 1);
         assert_eq!(p.cell().load().pools[0].next_rotation(), 3);
     }

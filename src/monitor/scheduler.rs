@@ -1,14 +1,18 @@
 //! The scheduler: when each backend is probed. One task per probed backend runs its probe on a
 //! fixed cadence and sends what it saw to the publisher; it never touches health or snapshots.
 
+use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use hickory_proto::rr::LowerName;
 use rand::Rng;
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use crate::config::ProbeTiming;
 use crate::domain::{Model, Observation, ProbeSpec};
 use crate::monitor::health::HealthTable;
 use crate::probe::{self, Probe, Shared};
@@ -27,11 +31,34 @@ pub(crate) struct Observed {
     pub(crate) obs: Observation,
 }
 
+/// Where a probe task's observations go: the epoch and the indexes of its backend in the
+/// model in force. A reload that keeps the task rewrites it (under the monitor's lock, with
+/// the new epoch), so the task goes on with its socket and cadence under the new model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Tag {
+    pub(crate) epoch: u64,
+    pub(crate) pool: usize,
+    pub(crate) backend: usize,
+}
+
+/// One running probe task.
+struct Task {
+    /// What it probes with: a backend whose probe changes gets a new task.
+    spec: ProbeSpec,
+    tag: Arc<Mutex<Tag>>,
+    described: String,
+    handle: JoinHandle<()>,
+}
+
+/// The backends' probe tasks, by (lowercased pool name, address): what a backend keeps its
+/// health by across a reload, too.
+type Tasks = HashMap<(LowerName, IpAddr), Task>;
+
 /// Owns the probe tasks.
 pub(crate) struct Scheduler {
     shared: Shared,
     slots: Arc<Semaphore>,
-    tasks: Mutex<Vec<JoinHandle<()>>>,
+    tasks: Mutex<Tasks>,
 }
 
 impl Default for Scheduler {
@@ -46,7 +73,7 @@ impl Scheduler {
         Scheduler {
             shared: Shared::new(),
             slots: Arc::new(Semaphore::new(MAX_CONCURRENT_PROBES)),
-            tasks: Mutex::new(Vec::new()),
+            tasks: Mutex::new(HashMap::new()),
         }
     }
 
@@ -82,8 +109,11 @@ impl Scheduler {
         seen
     }
 
-    /// Replaces the probe tasks with one per probed backend of `model`, each sending to
-    /// `observed` tagged with `epoch`.
+    /// Makes the probe tasks those of `model`: one per probed backend, each sending to
+    /// `observed` tagged with `epoch` and the backend's indexes in `model`. A task already
+    /// running for the same pool, address and probe is kept, retagged, with its socket and
+    /// cadence (a reload that leaves a backend alone does not restart its probing); the others
+    /// are stopped, and new ones started.
     ///
     /// Returns how each backend's probe describes itself, indexed like the model's pools and
     /// backends (`none` for a backend never probed), for the status page.
@@ -99,30 +129,68 @@ impl Scheduler {
             .map(|p| vec![crate::config::PROBE_NONE.to_owned(); p.backends.len()])
             .collect();
         let mut tasks = self.tasks.lock().expect("tasks lock");
-        for t in tasks.drain(..) {
-            t.abort();
+        let mut old = std::mem::take(&mut *tasks);
+        for (pi, p) in model.pools.iter().enumerate() {
+            let pool = LowerName::new(&p.name);
+            for (bi, b) in p.backends.iter().enumerate() {
+                let Some(spec) = &b.probe else { continue };
+                let key = (pool.clone(), b.address);
+                let tag = Tag {
+                    epoch,
+                    pool: pi,
+                    backend: bi,
+                };
+                let task = match old.remove(&key) {
+                    Some(t) if t.spec == *spec && !t.handle.is_finished() => {
+                        *t.tag.lock().expect("tag lock") = tag;
+                        t
+                    }
+                    stale => {
+                        if let Some(t) = stale {
+                            t.handle.abort();
+                        }
+                        let probe = build(spec, b.address, &self.shared);
+                        let tag = Arc::new(Mutex::new(tag));
+                        Task {
+                            spec: spec.clone(),
+                            described: probe.describe(),
+                            handle: tokio::spawn(probe_loop(
+                                probe,
+                                spec.timing,
+                                self.slots.clone(),
+                                tag.clone(),
+                                observed.clone(),
+                            )),
+                            tag,
+                        }
+                    }
+                };
+                described[pi][bi] = task.described.clone();
+                tasks.insert(key, task);
+            }
         }
-        for (pi, bi, b) in HealthTable::probed(model) {
-            let Some(spec) = b.probe.clone() else {
-                continue;
-            };
-            let probe = build(&spec, b.address, &self.shared);
-            described[pi][bi] = probe.describe();
-            tasks.push(tokio::spawn(probe_loop(
-                probe,
-                spec,
-                self.slots.clone(),
-                (epoch, pi, bi),
-                observed.clone(),
-            )));
+        for t in old.into_values() {
+            t.handle.abort();
         }
         described
     }
 
+    /// The tag of the task probing `address` in pool `pool`, if one runs: the same `Arc` for
+    /// as long as the task runs.
+    #[cfg(test)]
+    pub(crate) fn tag(
+        &self,
+        pool: &hickory_proto::rr::Name,
+        address: IpAddr,
+    ) -> Option<Arc<Mutex<Tag>>> {
+        let tasks = self.tasks.lock().expect("tasks lock");
+        Some(tasks.get(&(LowerName::new(pool), address))?.tag.clone())
+    }
+
     /// Stops every probe task.
     pub(crate) fn stop(&self) {
-        for t in self.tasks.lock().expect("tasks lock").drain(..) {
-            t.abort();
+        for (_, t) in self.tasks.lock().expect("tasks lock").drain() {
+            t.handle.abort();
         }
     }
 }
@@ -161,12 +229,11 @@ impl Probe for Broken {
 /// enforced by the config), which is what the detection bound assumes.
 async fn probe_loop(
     mut probe: Box<dyn Probe>,
-    spec: ProbeSpec,
+    timing: ProbeTiming,
     slots: Arc<Semaphore>,
-    (epoch, pool, backend): (u64, usize, usize),
+    tag: Arc<Mutex<Tag>>,
     observed: mpsc::UnboundedSender<Observed>,
 ) {
-    let timing = spec.timing;
     let mut next = Instant::now();
     loop {
         let jitter = if timing.jitter.is_zero() {
@@ -189,6 +256,12 @@ async fn probe_loop(
             let _permit = slots.acquire().await;
             probe::observe(probe.as_mut(), timing.timeout).await
         };
+        // Read after the probe: a reload may have moved the backend meanwhile.
+        let Tag {
+            epoch,
+            pool,
+            backend,
+        } = *tag.lock().expect("tag lock");
         let o = Observed {
             epoch,
             pool,
@@ -205,7 +278,6 @@ async fn probe_loop(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::ProbeTiming;
 
     /// A probe that records when each run starts and takes `takes` (forever if `None`).
     struct Slow {
@@ -238,17 +310,17 @@ mod tests {
             starts: starts.clone(),
             takes,
         });
-        let spec = ProbeSpec {
-            kind: "slow".into(),
-            settings: toml::Table::new(),
-            timing,
-        };
         let (tx, mut rx) = mpsc::unbounded_channel();
+        let tag = Tag {
+            epoch: 1,
+            pool: 0,
+            backend: 0,
+        };
         let task = tokio::spawn(probe_loop(
             probe,
-            spec,
+            timing,
             Arc::new(Semaphore::new(1)),
-            (1, 0, 0),
+            Arc::new(Mutex::new(tag)),
             tx,
         ));
         tokio::time::sleep(Duration::from_secs(secs)).await;
