@@ -104,6 +104,7 @@ do
     sleep 0.1
 done
 start=$(echo "$start0 $(date +%s.%N)" | awk '{printf "%.3f", $2 - $1}')
+rss_start=$(awk '/VmRSS/ {print $2}' "/proc/$PID/status")
 
 reload() { secs "$LBNS" --log-level warn reload --socket "$TMP/lbns.sock"; }
 same=$(i=0; while [ $i -lt "$RUNS" ]; do reload; i=$((i + 1)); done | median)
@@ -118,6 +119,7 @@ one() { # $1 = variant
 }
 ttl=$(one ttl)
 addr=$(one addr)
+sleep 2
 rss=$(awk '/VmRSS/ {print $2}' "/proc/$PID/status")
 kill "$PID"; wait "$PID" 2>/dev/null || true; PID=""
 
@@ -127,6 +129,7 @@ echo "  start (until answering)        ${start} s"
 echo "  reload, config unchanged       ${same} s"
 echo "  reload, one pool's TTL changed ${ttl} s"
 echo "  reload, one backend replaced   ${addr} s"
+echo "  lbns RSS after start           $((rss_start / 1024)) MiB"
 echo "  lbns RSS after the reloads     $((rss / 1024)) MiB"
 fail=0
 for v in "check $check" "reload-unchanged $same" "reload-ttl $ttl" "reload-backend $addr"; do

@@ -250,6 +250,8 @@ impl Control {
         self.monitor.reload(model, zones).await;
         *self.config.lock().expect("config lock") = Arc::new(config);
         self.log_unknown_drained(&self.monitor.drained());
+        // The old model and config are gone by now: their memory goes back to the system too.
+        tokio::task::spawn_blocking(crate::limits::release_memory);
         tracing::info!(
             generation = self.monitor.cell().load().generation,
             zones = zones_n,
