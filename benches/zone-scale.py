@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""benches/zone-scale.py -- the measuring half of benches/zone-scale.sh (and probe-scale.sh).
+"""benches/zone-scale.py -- the measuring half of benches/zone-scale.sh.
 
 Small tools the shell scripts call, so that timings are taken close to the event:
 
@@ -7,8 +7,10 @@ Small tools the shell scripts call, so that timings are taken close to the event
       Asks 127.0.0.1:PORT for NAME/A every 10 ms (one UDP query, a reply waited for at most
       10 ms) until an answer holds EXPECT (an IPv4 address; "-" accepts any A record), then
       prints the milliseconds since START_NS (time.time_ns() clock, as `date +%s%N`; 0 prints
-      the time itself, in ms). Exits 1
-      when TIMEOUT_S passes or when process PID is gone.
+      the time itself, in ms). Exits 1 when TIMEOUT_S passes or when process PID is gone.
+      PID may be a file instead: the poller then creates FILE.ready once it polls, so that the
+      server is started only then (its start-up is not hidden behind the poller's), and reads
+      the server's PID from FILE once it exists.
   mem PID
       Sums over PID and all its descendants: VmRSS, VmHWM (KiB) and Pss (KiB, from
       smaps_rollup: shared pages split between the processes that map them), and counts them.
@@ -99,8 +101,20 @@ def wait(port, name, expect, start_ns, timeout, pid):
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.connect(("127.0.0.1", port))
     deadline = time.monotonic() + timeout
+    pidfile = None
+    if not pid.isdigit():
+        pidfile, pid = pid, None
+        open(pidfile + ".ready", "w").close()
+    else:
+        pid = int(pid)
     while time.monotonic() < deadline:
-        if not alive(pid):
+        if pid is None:
+            try:
+                with open(pidfile) as f:
+                    pid = int(f.read().strip())
+            except (OSError, ValueError):
+                pass  # not started yet, or the PID half written
+        if pid is not None and not alive(pid):
             print("process %d exited" % pid, file=sys.stderr)
             return 1
         tick = time.monotonic() + 0.010
@@ -212,7 +226,7 @@ def cpu(pid):
 def main(argv):
     cmd = argv[1] if len(argv) > 1 else ""
     if cmd == "wait" and len(argv) == 8:
-        return wait(int(argv[2]), argv[3], argv[4], int(argv[5]), float(argv[6]), int(argv[7]))
+        return wait(int(argv[2]), argv[3], argv[4], int(argv[5]), float(argv[6]), argv[7])
     if cmd == "mem" and len(argv) == 3:
         return mem(int(argv[2]))
     if cmd == "clear" and len(argv) == 3:

@@ -289,6 +289,7 @@ start() { # server N
     local s="$1" n="$2" port="${PORT[$1]}"
     if ss -Hlnu "sport = :$port" 2>/dev/null | grep -q .; then die "UDP port $port (for $s) is already in use"; fi
     START_NS="$(date +%s%N)"
+    # The pid file is written after the server started: the poller (started before) reads it.
     case "$s" in
         lbns) "$LBNS" --log-level info serve --config "$TMP/lbns-$n/lbns.toml" >"$TMP/$s-$n.log" 2>&1 & ;;
         knot) knotd -c "$TMP/knot-$n/knot.conf" >"$TMP/$s-$n.log" 2>&1 & ;;
@@ -296,6 +297,7 @@ start() { # server N
     esac
     SPID=$!
     track "$SPID"
+    echo "$SPID" >"$TMP/spid.new" && mv -f "$TMP/spid.new" "$TMP/spid"
 }
 stop() {
     [ -n "$SPID" ] || return 0
@@ -304,14 +306,25 @@ stop() {
 }
 server_log() { cat "$TMP/$1-$2.log" 2>/dev/null; [ "$1" = nsd ] && cat "$TMP/nsd-$2/nsd.log" 2>/dev/null; true; }
 
-# The last name answered: milliseconds since start.
-wait_last() { # server N
-    local ms
-    if ! ms="$("${PY[@]}" wait "${PORT[$1]}" "h$(($2 - 1)).$ORIGIN" - "$START_NS" "$LOAD_TIMEOUT" "$SPID")"; then
-        server_log "$1" "$2" | tail -20 >&2
-        die "$1 did not answer h$(($2 - 1)).$ORIGIN within ${LOAD_TIMEOUT}s"
+# Starts the server and times it until the last name is answered (ms since its start, in
+# $LOAD_MS). The poller starts first and polls before the server is started, so that its own
+# start-up (tens of ms for python) is not counted into small zones' load times.
+start_timed() { # server N
+    local s="$1" n="$2" ppid_ i rc=0
+    rm -f "$TMP/spid" "$TMP/spid.ready" "$TMP/load.ms"
+    "${PY[@]}" wait "${PORT[$s]}" "h$((n - 1)).$ORIGIN" - 0 "$LOAD_TIMEOUT" "$TMP/spid" >"$TMP/load.ms" &
+    ppid_=$!
+    track "$ppid_"
+    for i in $(seq 1 200); do [ -e "$TMP/spid.ready" ] && break; sleep 0.05; done
+    [ -e "$TMP/spid.ready" ] || die "the poller did not start"
+    start "$s" "$n"
+    wait "$ppid_" || rc=$?
+    untrack "$ppid_"
+    if [ "$rc" -ne 0 ]; then
+        server_log "$s" "$n" | tail -20 >&2
+        die "$s did not answer h$((n - 1)).$ORIGIN within ${LOAD_TIMEOUT}s"
     fi
-    echo "$ms"
+    LOAD_MS="$(awk -v a="$(cat "$TMP/load.ms")" -v t="$START_NS" 'BEGIN { printf "%.1f", a - t / 1e6 }')"
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -383,8 +396,8 @@ LOADAVG_START="$(cut -d' ' -f1-3 /proc/loadavg)"
 for r in $(seq 1 "$ROUNDS"); do
     for n in $SIZES; do
         for s in $SERVERS; do
-            start "$s" "$n"
-            ms="$(wait_last "$s" "$n")"
+            start_timed "$s" "$n"
+            ms="$LOAD_MS"
             sleep 1
             mem="$("${PY[@]}" mem "$SPID")"
             echo "$r $n $s $ms $mem" >>"$LOADS"
