@@ -618,7 +618,7 @@ report() {
 }
 REPORT="$(report)"
 echo
-echo "$REPORT" | sed -n '/^## Targets/,/^## lbns check/p' | sed '$d'
+echo "$REPORT" | sed -n '/^## Targets/,/^## Every run/p' | sed '$d'
 if [ "$WRITE" -eq 1 ]; then
     mkdir -p "$REPO/benches/results"
     echo "$REPORT" >"$REPO/benches/results/zone-scale.md"
