@@ -156,6 +156,8 @@ pub(crate) struct Store {
     data: Vec<u8>,
     /// Labels of the apex name, to tell how deep a question is below it.
     apex_labels: u8,
+    /// The apex in lowercased wire format: a name is in the zone only if it ends so.
+    apex: Vec<u8>,
     /// True when the zone has a delegation: otherwise no lookup needs to look for one.
     pub(crate) has_cuts: bool,
 }
@@ -166,8 +168,10 @@ pub(crate) type NodeId = u32;
 impl Store {
     /// An empty store for the zone at `apex`, holding only the apex node.
     pub(crate) fn new(apex: &LowerName) -> Store {
+        let key = Key::new(apex);
         let mut store = Store {
-            apex_labels: apex.num_labels(),
+            apex_labels: key.labels().count() as u8,
+            apex: key.wire().to_vec(),
             ..Store::default()
         };
         store.nodes.push(NodeEntry {
@@ -179,7 +183,6 @@ impl Store {
             cut: false,
         });
         store.index = vec![EMPTY; 16];
-        let key = Key::new(apex);
         store.insert_slot(key.hash, 0);
         store
     }
@@ -198,10 +201,9 @@ impl Store {
             + self.data.capacity()
     }
 
-    /// The node named `key`, which must be at or below the apex.
+    /// The node named `key`; `None` for a name not in the zone (nor below its apex).
     pub(crate) fn find(&self, key: &Key) -> Option<NodeId> {
-        let labels = key.labels().count();
-        let depth = labels.checked_sub(self.apex_labels as usize)?;
+        let depth = self.depth_of(key)?;
         let mask = self.index.len() - 1;
         let mut slot = key.hash as usize & mask;
         loop {
@@ -217,6 +219,15 @@ impl Store {
             }
             slot = (slot + 1) & mask;
         }
+    }
+
+    /// How many labels `key` has below the apex, if it is at or below it.
+    fn depth_of(&self, key: &Key) -> Option<usize> {
+        let labels = key.labels().count();
+        let depth = labels.checked_sub(self.apex_labels as usize)?;
+        let wire = key.wire();
+        let suffix = wire.len().checked_sub(self.apex.len())?;
+        (wire[suffix..] == self.apex[..]).then_some(depth)
     }
 
     /// True if node `id` is the name `key`, `depth` labels below the apex.
@@ -309,14 +320,8 @@ impl Store {
         if let Some(id) = self.find(&key) {
             return Some(id);
         }
-        let depth = key
-            .labels()
-            .count()
-            .checked_sub(self.apex_labels as usize)?;
-        if depth == 0 {
-            // Same label count as the apex but not the apex: another name.
-            return None;
-        }
+        // Not found: a new name below the apex (depth 0 would be the apex, always present).
+        let depth = self.depth_of(&key).filter(|&d| d > 0)?;
         // The parent: the name without its first label.
         let first = wire[0] as usize;
         let parent = self.intern(&wire[1 + first..])?;
@@ -485,6 +490,10 @@ mod tests {
             "A.b.C.example.com."
         );
         assert_eq!(s.intern(&w("www.example.org.")), None);
+        assert_eq!(s.intern(&w("a.b.c.example.org.")), None);
+        // Same labels below a different apex: not this zone's name, whatever the hash says.
+        assert_eq!(s.find(&Key::new(&lower("a.b.c.example.net."))), None);
+        assert_eq!(s.find(&Key::new(&lower("com."))), None);
         assert_eq!(s.intern(&w("A.B.c.Example.com.")), Some(deep));
     }
 
