@@ -131,16 +131,17 @@ impl Health {
             (HealthState::Up, false) if self.failures >= fall => HealthState::Down,
             (s, _) => s,
         };
-        let cause = obs.detail.clone();
-        self.last = Some((now, obs));
         if next == self.state {
+            self.last = Some((now, obs));
             return None;
         }
+        // The cause is copied only for a flip: most observations change nothing.
         let flip = Flip {
             from: self.state,
             to: next,
-            cause,
+            cause: obs.detail.clone(),
         };
+        self.last = Some((now, obs));
         self.state = next;
         self.flips += 1;
         Some(flip)
@@ -183,6 +184,11 @@ impl Health {
         }?;
         let left = deadline.saturating_duration_since(now).as_secs();
         Some(left.min(u64::from(u32::MAX)) as u32)
+    }
+
+    /// Whether the latest probe succeeded; `None` before the first.
+    pub(crate) fn last_ok_result(&self) -> Option<bool> {
+        self.last.as_ref().map(|(_, o)| o.ok)
     }
 
     /// The latest reported load, if the probe reports one.
@@ -456,6 +462,39 @@ impl HealthTable {
         (0..model.pools.len())
             .map(|pi| self.pool_verdicts(model, pi, now))
             .collect()
+    }
+
+    /// The earliest time after which the verdicts of `pool` can differ from what they are at
+    /// `now` with no new observation: an up backend going stale (`last_ok + max_age`, byAge)
+    /// or, with adaptive TTL, overdue (no result within `interval + jitter + timeout` of its
+    /// last, [`Health::seconds_left`]). `now` when that cannot be told so simply: a backend
+    /// in doubt (its TTL counts down each second) or peers (their views age).
+    /// Observations only move these times later, so a deadline computed earlier is never late.
+    pub(crate) fn pool_deadline(&self, model: &Model, pool: usize, now: Instant) -> Instant {
+        if model.cluster.is_some() {
+            return now;
+        }
+        let p = &model.pools[pool];
+        // Far enough to be "not by time"; the tick looks again then anyway.
+        let mut at = now + Duration::from_secs(3600);
+        for (h, b) in self.rows[pool].iter().zip(&p.backends) {
+            if h.state != HealthState::Up {
+                continue;
+            }
+            if let Some(stale) = h.last_ok.and_then(|ok| ok.checked_add(p.max_age)) {
+                at = at.min(stale);
+            }
+            if let (Some(_), Some(spec), Some((last, obs))) = (&p.adaptive, &b.probe, &h.last) {
+                if !obs.ok {
+                    return now;
+                }
+                let t = spec.timing;
+                if let Some(overdue) = last.checked_add(t.interval + t.jitter + t.timeout) {
+                    at = at.min(overdue);
+                }
+            }
+        }
+        at
     }
 
     /// [`HealthTable::verdicts`] of one pool.

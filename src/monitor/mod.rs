@@ -51,6 +51,13 @@ struct Inner {
     probes: Vec<Vec<String>>,
     /// Pools whose loads changed since they were last compiled.
     load_dirty: BTreeSet<usize>,
+    /// Per pool, when its verdicts can next change with no new observation (a backend going
+    /// stale or overdue, see [`HealthTable::pool_deadline`]): the tick recompiles only pools
+    /// past theirs, and those in `in_doubt`.
+    deadlines: Vec<Instant>,
+    /// Pools where an observation failed or ended a run of failures since the last tick: their
+    /// adaptive TTL changes with time from now on, whatever their deadline says.
+    in_doubt: BTreeSet<usize>,
     last_load_publish: Instant,
     /// (lowercased pool name, address) → (pool, backend), to place peers' views.
     backends: HashMap<(String, IpAddr), (usize, usize)>,
@@ -164,6 +171,8 @@ impl Monitor {
             epoch: 1,
             probes,
             load_dirty: BTreeSet::new(),
+            deadlines: vec![now; model.pools.len()],
+            in_doubt: BTreeSet::new(),
             last_load_publish: now,
             backends,
             alone: false,
@@ -219,6 +228,8 @@ impl Monitor {
         i.model = model.clone();
         i.table = table;
         i.load_dirty.clear();
+        i.deadlines = vec![Instant::now(); model.pools.len()];
+        i.in_doubt.clear();
         i.epoch += 1;
         // Under the lock, so the status page never names the old probes of the new model, and
         // no observation of a kept probe is tagged with the new epoch but old indexes.
@@ -480,12 +491,23 @@ async fn apply_loop(
             i.publisher.update(&i.model, verdicts, Change::Any);
             i.last_load_publish = now;
         }
-        // Staleness (byAge) is checked on the tick only: comparing every backend on every
-        // observation would cost O(backends) per probe.
+        // Staleness (byAge) and the adaptive TTL's countdown are checked on the tick only:
+        // comparing every backend on every observation would cost O(backends) per probe. And
+        // only in pools where time can have changed something: at 10,000 backends, looking at
+        // every pool ten times a second was most of what the probe side cost beyond the
+        // probes themselves.
         if ticked {
-            let verdicts: Vec<_> = (0..i.model.pools.len())
-                .map(|pi| (pi, i.table.pool_verdicts(&i.model, pi, now)))
+            let in_doubt = std::mem::take(&mut i.in_doubt);
+            let due: Vec<usize> = (0..i.model.pools.len())
+                .filter(|pi| i.deadlines[*pi] <= now || in_doubt.contains(pi))
                 .collect();
+            let verdicts: Vec<_> = due
+                .iter()
+                .map(|&pi| (pi, i.table.pool_verdicts(&i.model, pi, now)))
+                .collect();
+            for &pi in &due {
+                i.deadlines[pi] = i.table.pool_deadline(&i.model, pi, now);
+            }
             log_stale(i, &verdicts, now);
             i.publisher.update(&i.model, verdicts, Change::Usable);
         }
@@ -613,10 +635,17 @@ fn apply(i: &mut Inner, o: Observed, flipped: &mut BTreeSet<usize>) {
     }
     let h = i.table.health(o.pool, o.backend);
     let old_load = (h.load(), h.lbcd());
+    let was_ok = h.last_ok_result();
+    let ok = o.obs.ok;
     let flip = i.table.observe(&i.model, o.pool, o.backend, o.at, o.obs);
     let h = i.table.health(o.pool, o.backend);
     if (h.load(), h.lbcd()) != old_load {
         i.load_dirty.insert(o.pool);
+    }
+    // A failure puts an up backend in doubt (its TTL counts down from now on); a success after
+    // failures ends it. Neither moves the pool's deadline, so the next tick looks at it.
+    if !ok || was_ok == Some(false) {
+        i.in_doubt.insert(o.pool);
     }
     if let Some(f) = flip {
         let p = &i.model.pools[o.pool];
