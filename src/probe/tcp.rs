@@ -146,9 +146,11 @@ pub(crate) fn build(table: &toml::Table, target: &Target<'_>) -> Result<Box<dyn 
     super::check_source(source, target)?;
     let mut state = TcpState::default();
     state.source = source;
+    let addr = SocketAddr::new(target.address, port);
     Ok(Box::new(TcpProbe {
-        addr: SocketAddr::new(target.address, port),
+        addr,
         state,
+        connected: format!("tcp {addr} connected"),
     }))
 }
 
@@ -156,6 +158,9 @@ pub(crate) fn build(table: &toml::Table, target: &Target<'_>) -> Result<Box<dyn 
 struct TcpProbe {
     addr: SocketAddr,
     state: TcpState,
+    /// What a good probe reports, written once: formatting it per probe cost more than the
+    /// rest of the probe's own work at 10,000 probes a second.
+    connected: String,
 }
 
 impl Probe for TcpProbe {
@@ -165,7 +170,7 @@ impl Probe for TcpProbe {
             connect(addr, &mut self.state)
                 .await
                 .map(|()| Reading {
-                    detail: format!("tcp {addr} connected"),
+                    detail: self.connected.clone(),
                     ..Reading::default()
                 })
                 .map_err(|e| format!("tcp {addr}: {e}"))
