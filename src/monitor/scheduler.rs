@@ -254,6 +254,9 @@ async fn probe_loop(
     observed: mpsc::UnboundedSender<Observed>,
 ) {
     let mut next = Instant::now();
+    // One timer for the backend's life, reset for each start rather than made anew.
+    let sleep = tokio::time::sleep_until(next);
+    tokio::pin!(sleep);
     loop {
         let jitter = if timing.jitter.is_zero() {
             Duration::ZERO
@@ -270,7 +273,8 @@ async fn probe_loop(
         if next + timing.interval < now {
             next = now;
         }
-        tokio::time::sleep_until(on_grid(next)).await;
+        sleep.as_mut().reset(on_grid(next));
+        sleep.as_mut().await;
         let obs = {
             let _permit = slots.acquire().await;
             probe::observe(probe.as_mut(), timing.timeout).await
@@ -389,9 +393,11 @@ mod tests {
         t.jitter = Duration::from_millis(200);
         let g = gaps(t, Some(Duration::from_millis(10)), 20).await;
         assert!(g.len() >= 15, "{g:?}");
+        // Interval plus up to 200 ms of jitter, each start up to one grid step late.
         assert!(
             g.iter()
-                .all(|&d| d >= Duration::from_millis(1000) && d <= Duration::from_millis(1200)),
+                .all(|&d| d >= Duration::from_millis(1000) - WAKE_GRID
+                    && d <= Duration::from_millis(1200) + WAKE_GRID),
             "{g:?}"
         );
     }
