@@ -302,7 +302,24 @@ for p in range((n + 99) // 100):
     print('\n[[pool]]\nname = "p%d.scale.example."\nttl = 10\nbackends = [%s]' % (p, addrs))
     print('probe = { kind = "tcp", port = %d, interval = "2s", timeout = "1s", jitter = "200ms" }' % port)
 PY
-GPORT=$(free_port SOCK_DGRAM)
+# gdnsd binds UDP and TCP: a port free for both, and none of the ports above.
+GPORT=$(python3 - "$BPORT" "$PORT" "$SPORT" <<'PY'
+import socket, sys
+taken = {int(p) for p in sys.argv[1:]}
+while True:
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    u.bind(("127.0.0.1", 0))
+    port = u.getsockname()[1]
+    t = socket.socket()
+    try:
+        t.bind(("127.0.0.1", port))
+    except OSError:
+        continue
+    if port not in taken:
+        print(port)
+        break
+PY
+)
 mkdir -p "$TMP/gdnsd/zones" "$TMP/gdnsd/run" "$TMP/gdnsd/state"
 python3 - "$BACKENDS" "$BPORT" "$GPORT" "$TMP/gdnsd" > "$TMP/gdnsd/config" <<'PY'
 import sys
