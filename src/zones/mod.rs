@@ -154,6 +154,7 @@ impl Zone {
             owner: Vec::new(),
             last: None,
             outside: Vec::new(),
+            too_large: None,
         };
         let (mut errors, sources) =
             file::read_zone_file(&zc.file, &zc.origin, &zc.include_dirs, &mut builder);
@@ -196,6 +197,8 @@ struct Builder {
     last: Option<NodeId>,
     /// Records whose owner is outside the zone: file, line, owner.
     outside: Vec<(u32, usize, String)>,
+    /// Where the record data first went past [`MAX_RDATA_BYTES`]: file, line.
+    too_large: Option<(u32, usize)>,
 }
 
 impl file::Sink for Builder {
@@ -220,6 +223,12 @@ impl file::Sink for Builder {
             }
             return;
         };
+        // Offsets into the arenas are 32-bit; names in RDATA are stored whole, so a file of
+        // short relative names under a long origin can grow many times over in wire format.
+        if self.data.len() + rdata.len() > MAX_RDATA_BYTES {
+            self.too_large.get_or_insert((file, line));
+            return;
+        }
         let data = self.data.len() as u32;
         self.data.extend_from_slice(rdata);
         self.pending.push(Pending {
@@ -233,6 +242,10 @@ impl file::Sink for Builder {
         });
     }
 }
+
+/// Most RDATA one zone may hold, in wire format: far above what the largest zone file allowed
+/// (`file::MAX_ZONE_BYTES`) holds in practice, and below the store's 32-bit offsets.
+const MAX_RDATA_BYTES: usize = 1 << 30;
 
 /// Data errors reported per zone; the rest are counted.
 const MAX_DATA_ERRORS: usize = 100;
@@ -279,6 +292,16 @@ impl Builder {
                 message,
             });
         };
+        if let Some((file, line)) = self.too_large {
+            error(
+                file,
+                line as u32,
+                format!(
+                    "the zone's record data passes {} MiB here, more than lbns holds for one zone",
+                    MAX_RDATA_BYTES >> 20
+                ),
+            );
+        }
         for (file, line, owner) in std::mem::take(&mut self.outside) {
             error(file, line as u32, format!("{owner} is outside the zone"));
         }
