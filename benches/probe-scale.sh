@@ -238,7 +238,7 @@ start_backends() { # [$1 = flip percent, default --flip-percent]
 }
 stop_backends() { kill "$LPID" 2>/dev/null || true; wait "$LPID" 2>/dev/null || true; LPID=""; }
 
-run() { # $1 = config name
+run() { # $1 = config name; appends one line of figures to $TMP/results (see cost())
     # The listener runs in both configurations (idle: nothing connects to it), so both measure
     # the same machine.
     start_backends
@@ -279,16 +279,16 @@ run() { # $1 = config name
         echo "no snapshot was published during the run: the flipping backends did not flip" >&2
         cat "$TMP/backends.out" >&2; tail "$TMP/$1.log" >&2; exit 1
     fi
-    echo "$1 $qps $lost $cpu $rss $threads $probes $fds $us $answered $pubs $flipr $lcpu $other"
+    echo "$1 $qps $lost $cpu $rss $threads $probes $fds $us $answered $pubs $flipr $lcpu $other" >> "$TMP/results"
 }
 
 echo "dnsperf ${DURATION}s x $ROUNDS rounds, lbns pinned to CPU 1 (1 UDP worker), dnsperf and the backend listener to CPU 0" >&2
 : > "$TMP/results"
 r=0
 while [ $r -lt "$ROUNDS" ]; do
-    run idle >> "$TMP/results"
+    run idle
     tail -1 "$TMP/results" >&2
-    run scale >> "$TMP/results"
+    run scale
     tail -1 "$TMP/results" >&2
     r=$((r + 1))
 done
@@ -334,7 +334,7 @@ print('} }')
 PY
 printf '$TTL 3600\n@ SOA ns1 hostmaster 1 3600 600 86400 60\n@ NS ns1\nns1 A 127.0.0.1\np0 DYNA multifo!p0\n' > "$TMP/gdnsd/zones/scale.example"
 accepts() { cat "$TMP/accepts.txt" 2>/dev/null || echo 0; }
-cost() { # $1 = lbns | gdnsd -> "name probes/s cpu% us/probe"
+cost() { # $1 = lbns | gdnsd; appends "name probes/s cpu% us/probe" to $TMP/cost
     start_backends 0
     case "$1" in
         lbns) taskset -c 1 "$LBNS" --log-level warn serve --config "$TMP/cost.toml" 2>"$TMP/cost-lbns.log" & ;;
@@ -342,7 +342,10 @@ cost() { # $1 = lbns | gdnsd -> "name probes/s cpu% us/probe"
     esac
     PID=$!
     sleep 6   # every backend probed at least twice: the steady state
-    kill -0 "$PID" 2>/dev/null || { echo "$1 did not start:" >&2; tail "$TMP/cost-$1.log" >&2; exit 1; }
+    if ! kill -0 "$PID" 2>/dev/null; then
+        echo "$1 did not start:" >&2; tail "$TMP/cost-$1.log" >&2
+        PID=""; stop_backends; exit 1
+    fi
     t0=$(ticks "$PID"); a0=$(accepts)
     sleep "$DURATION"
     t1=$(ticks "$PID"); a1=$(accepts)
@@ -350,14 +353,17 @@ cost() { # $1 = lbns | gdnsd -> "name probes/s cpu% us/probe"
     stop_backends
     hz=$(getconf CLK_TCK)
     echo "$1 $t0 $t1 $a0 $a1 $hz $DURATION" | awk '{n = $5 - $4; c = ($3 - $2) / $6;
-        printf "%s %.0f %.1f %.2f\n", $1, n / $7, c / $7 * 100, (n > 0 ? c / n * 1e6 : 0)}'
+        printf "%s %.0f %.1f %.2f\n", $1, n / $7, c / $7 * 100, (n > 0 ? c / n * 1e6 : 0)}' >> "$TMP/cost"
 }
 echo "CPU per probe: lbns and gdnsd in turn, ${DURATION}s x $ROUNDS rounds, probes every 2 s, no queries" >&2
 : > "$TMP/cost"
 r=0
 while [ $r -lt "$ROUNDS" ]; do
-    cost lbns >> "$TMP/cost"; tail -1 "$TMP/cost" >&2
-    cost gdnsd >> "$TMP/cost"; tail -1 "$TMP/cost" >&2
+    # Called without a redirection (cost() appends itself): a function call with one may run
+    # in a subshell, whose `exit` neither stops the script nor lets its cleanup see the
+    # listener it started.
+    cost lbns; tail -1 "$TMP/cost" >&2
+    cost gdnsd; tail -1 "$TMP/cost" >&2
     r=$((r + 1))
 done
 cmed() { # $1 = server, $2 = column
