@@ -209,7 +209,16 @@ struct Lines<'a> {
     buf: Vec<u8>,
 }
 
-impl Lines<'_> {
+impl<'a> Lines<'a> {
+    fn new(input: impl BufRead + 'a, budget: u64) -> Lines<'a> {
+        Lines {
+            input: Box::new(input),
+            budget,
+            read: 0,
+            buf: Vec::new(),
+        }
+    }
+
     /// The next line without its newline, or `None` at the end.
     fn next_line(&mut self) -> Result<Option<&[u8]>, LineError> {
         self.buf.clear();
@@ -427,25 +436,13 @@ pub(crate) fn read_zone_file(
     include_dirs: &[PathBuf],
     sink: &mut dyn Sink,
 ) -> (Vec<ZoneError>, Vec<Source>) {
-    let mut reader = Reader {
-        // Resolved once, symlinks included, so a target is compared with where a directory
-        // really is. One that does not exist allows nothing.
-        include_roots: include_dirs
-            .iter()
-            .filter_map(|d| std::fs::canonicalize(d).ok())
-            .collect(),
-        budget: MAX_ZONE_BYTES,
-        sink,
-        errors: Vec::new(),
-        suppressed: 0,
-        first_suppressed: None,
-        reading: Vec::new(),
-        sources: Vec::new(),
-        last_owner: None,
-        last_ttl: None,
-        default_ttl: None,
-        rdata: Vec::new(),
-    };
+    // Resolved once, symlinks included, so a target is compared with where a directory really
+    // is. One that does not exist allows nothing.
+    let include_roots = include_dirs
+        .iter()
+        .filter_map(|d| std::fs::canonicalize(d).ok())
+        .collect();
+    let mut reader = Reader::new(sink, include_roots);
     reader.file(path, origin.clone(), 0, None);
     if let Some((file, line)) = reader.first_suppressed.take() {
         let n = reader.suppressed;
@@ -485,7 +482,25 @@ struct Reader<'s> {
     rdata: Vec<u8>,
 }
 
-impl Reader<'_> {
+impl<'s> Reader<'s> {
+    /// A reader handing records to `sink`, whose `$INCLUDE`s may read under `include_roots`.
+    fn new(sink: &'s mut dyn Sink, include_roots: Vec<PathBuf>) -> Reader<'s> {
+        Reader {
+            sink,
+            errors: Vec::new(),
+            suppressed: 0,
+            first_suppressed: None,
+            include_roots,
+            reading: Vec::new(),
+            sources: Vec::new(),
+            budget: MAX_ZONE_BYTES,
+            last_owner: None,
+            last_ttl: None,
+            default_ttl: None,
+            rdata: Vec::new(),
+        }
+    }
+
     fn error(&mut self, file: &Path, line: usize, message: impl Into<String>) {
         if self.errors.len() >= MAX_ERRORS {
             self.suppressed += 1;
@@ -512,12 +527,8 @@ impl Reader<'_> {
                 // `$INCLUDE` targets are resolved already; the zone's own file may not be.
                 let real = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());
                 self.reading.push(real);
-                let mut lines = Lines {
-                    input: Box::new(io::BufReader::with_capacity(64 << 10, file)),
-                    budget: self.budget,
-                    read: 0,
-                    buf: Vec::new(),
-                };
+                let input = io::BufReader::with_capacity(64 << 10, file);
+                let mut lines = Lines::new(input, self.budget);
                 self.lines(&mut lines, path, index, origin, depth);
                 self.budget = self.budget.saturating_sub(lines.read);
                 self.reading.pop();
@@ -1005,26 +1016,8 @@ fn read_zone_text(
     origin: &Name,
 ) -> Result<Vec<SourcedRecord>, Vec<ZoneError>> {
     let mut sink = Collect::default();
-    let mut reader = Reader {
-        include_roots: Vec::new(),
-        budget: MAX_ZONE_BYTES,
-        sink: &mut sink,
-        errors: Vec::new(),
-        suppressed: 0,
-        first_suppressed: None,
-        reading: Vec::new(),
-        sources: Vec::new(),
-        last_owner: None,
-        last_ttl: None,
-        default_ttl: None,
-        rdata: Vec::new(),
-    };
-    let mut lines = Lines {
-        input: Box::new(io::Cursor::new(text.as_bytes().to_vec())),
-        budget: MAX_ZONE_BYTES,
-        read: 0,
-        buf: Vec::new(),
-    };
+    let mut reader = Reader::new(&mut sink, Vec::new());
+    let mut lines = Lines::new(io::Cursor::new(text.as_bytes().to_vec()), MAX_ZONE_BYTES);
     reader.lines(&mut lines, path, 0, origin.clone(), 0);
     let errors = reader.errors;
     if errors.is_empty() {

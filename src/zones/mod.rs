@@ -306,8 +306,7 @@ impl Builder {
             error(file, line as u32, format!("{owner} is outside the zone"));
         }
         let mut warnings = Vec::new();
-        let pending = std::mem::take(&mut self.pending);
-        let mut pending = pending;
+        let mut pending = std::mem::take(&mut self.pending);
         // Stable: within a set, records keep the file's order (the first one's TTL wins).
         pending.sort_by_key(|p| (p.node, p.rtype));
 
