@@ -302,7 +302,9 @@ for p in range((n + 99) // 100):
     print('\n[[pool]]\nname = "p%d.scale.example."\nttl = 10\nbackends = [%s]' % (p, addrs))
     print('probe = { kind = "tcp", port = %d, interval = "2s", timeout = "1s", jitter = "200ms" }' % port)
 PY
-# gdnsd binds UDP and TCP: a port free for both, and none of the ports above.
+# gdnsd's config, on a fresh port at each start: a port free for UDP and TCP and none of the
+# ports above (the previous gdnsd's port may not be free again at once).
+gdnsd_config() {
 GPORT=$(python3 - "$BPORT" "$PORT" "$SPORT" <<'PY'
 import socket, sys
 taken = {int(p) for p in sys.argv[1:]}
@@ -332,13 +334,15 @@ for p in range((n + 99) // 100):
     print('  p%d => { addrs_v4 => [ %s ] }' % (p, addrs))
 print('} }')
 PY
+}
+mkdir -p "$TMP/gdnsd/zones" "$TMP/gdnsd/run" "$TMP/gdnsd/state"
 printf '$TTL 3600\n@ SOA ns1 hostmaster 1 3600 600 86400 60\n@ NS ns1\nns1 A 127.0.0.1\np0 DYNA multifo!p0\n' > "$TMP/gdnsd/zones/scale.example"
 accepts() { cat "$TMP/accepts.txt" 2>/dev/null || echo 0; }
 cost() { # $1 = lbns | gdnsd; appends "name probes/s cpu% us/probe" to $TMP/cost
     start_backends 0
     case "$1" in
         lbns) taskset -c 1 "$LBNS" --log-level warn serve --config "$TMP/cost.toml" 2>"$TMP/cost-lbns.log" & ;;
-        gdnsd) taskset -c 1 gdnsd -c "$TMP/gdnsd" start 2>"$TMP/cost-gdnsd.log" & ;;
+        gdnsd) gdnsd_config; taskset -c 1 gdnsd -c "$TMP/gdnsd" start 2>"$TMP/cost-gdnsd.log" & ;;
     esac
     PID=$!
     sleep 6   # every backend probed at least twice: the steady state
